@@ -22,3 +22,52 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from ft.models import load_tokenizer
+
+    return load_tokenizer(str(TOKENIZER_DIR))
+
+
+@pytest.fixture(scope="session")
+def safe_guard_train():
+    import pandas as pd
+
+    return pd.read_parquet(DATA_DIR / "train.parquet")
+
+
+def tiny_config(tmp_path, **overrides):
+    """A TrainConfig for a seconds-long run of the tiny preset on a slice of the real data."""
+    from ft.train import TrainConfig
+
+    values = dict(model="tiny", tokenizer=str(TOKENIZER_DIR), data=str(DATA_DIR), quantisation="none",
+                  modules_to_save=["embed_tokens", "lm_head"], gradient_checkpointing=False, max_length=128,
+                  max_train_rows=96, max_test_rows=32, validation_size=16, prediction_samples=8, batch_size=8,
+                  gradient_accumulation=1, learning_rate=3e-3, warmup_steps=0, logging_steps=2, save_steps=4,
+                  eval_batch_size=16, tracker="none", runs_dir=str(tmp_path / "runs"))
+    values.update(overrides)
+    return TrainConfig.from_dict(values)
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An empty LabelStore in a temporary data directory."""
+    from curation.store import LabelStore
+
+    opened = LabelStore(tmp_path / "data")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def demo_store(store):
+    """The store holding the project's demo dataset (48 rows, train and test)."""
+    from curation.demo import load_demo_if_empty
+
+    load_demo_if_empty(store)
+    return store

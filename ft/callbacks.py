@@ -1,0 +1,127 @@
+"""Trainer callbacks that write a run's files and its tracker tables.
+
+- ``PredictionLogger`` scores a fixed validation sample at train start, at
+  every epoch end and every N steps when asked: P(injection) from one forward
+  pass and the short greedy answer a person reads. It writes
+  ``predictions/step-<N>.parquet``, a metrics line, and the same table to
+  wandb (``wandb.Table``) or trackio. It logs in ``on_epoch_end``, which runs
+  before trackio closes its run in its own ``on_train_end``.
+- ``RunFiles`` appends every Trainer log to ``metrics.jsonl`` and keeps
+  ``state.json`` (step, total, epoch) fresh for the app.
+- ``StopOnSignal`` turns SIGTERM into "save a checkpoint and stop after this
+  step", so a cancelled run can be resumed.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pandas as pd
+from transformers import TrainerCallback
+
+from ft.detector import Detector, classification_metrics
+from ft.run_dir import RunDir
+
+
+class PredictionLogger(TrainerCallback):
+    def __init__(self, detector: Detector, sample: pd.DataFrame, run: RunDir, tracker: str = "none",
+                 every_n_steps: int = 0, threshold: float = 0.5):
+        self.detector = detector
+        self.sample = sample.reset_index(drop=True)
+        self.run = run
+        self.tracker = tracker
+        self.every_n_steps = every_n_steps
+        self.threshold = threshold
+        self._logged_steps: set[int] = set()
+
+    def predictions(self, step: int) -> pd.DataFrame:
+        """The sample's table at ``step``: text, label, answer, p_injection."""
+        scored = self.detector.score(self.sample["text"].tolist(), answers=True)
+        return pd.DataFrame({
+            "text": self.sample["text"],
+            "label": self.sample["label"],
+            "answer": [s.answer for s in scored],
+            "p_injection": [s.p_injection for s in scored],
+        })
+
+    def _log(self, state) -> None:
+        step = state.global_step
+        if step in self._logged_steps or not state.is_world_process_zero:
+            return
+        self._logged_steps.add(step)
+        table = self.predictions(step)
+        self.run.predictions.mkdir(parents=True, exist_ok=True)
+        table.to_parquet(self.run.predictions / f"step-{step}.parquet", index=False)
+        scores = classification_metrics(table["label"], table["p_injection"], table["answer"], self.threshold)
+        self.run.append_metrics({"kind": "predictions", "step": step, "epoch": state.epoch or 0.0,
+                                 "time": time.time(), **{k: v for k, v in scores.items() if k != "confusion"}})
+        self._to_tracker(table, step)
+
+    def _to_tracker(self, table: pd.DataFrame, step: int) -> None:
+        if self.tracker == "wandb":
+            import wandb
+
+            if wandb.run is not None:
+                wandb.log({"validation_predictions": wandb.Table(dataframe=table), "train/global_step": step})
+        elif self.tracker == "trackio":
+            import trackio
+
+            trackio.log({"validation_predictions": trackio.Table(dataframe=table)}, step=step)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._log(state)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._log(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every_n_steps and state.global_step % self.every_n_steps == 0:
+            self._log(state)
+
+
+class RunFiles(TrainerCallback):
+    """metrics.jsonl for every log, and the progress fields of state.json."""
+
+    def __init__(self, run: RunDir, min_interval_s: float = 1.0):
+        self.run = run
+        self.min_interval_s = min_interval_s
+        self._last_write = 0.0
+
+    def _progress(self, state, force: bool = False) -> None:
+        if not state.is_world_process_zero:
+            return
+        now = time.time()
+        if force or now - self._last_write >= self.min_interval_s:
+            self._last_write = now
+            self.run.write_state(step=state.global_step, total_steps=state.max_steps, epoch=state.epoch or 0.0)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._progress(state, force=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._progress(state)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            self.run.append_metrics({"kind": "log", "step": state.global_step, "epoch": state.epoch or 0.0,
+                                     "time": time.time(), **logs})
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._progress(state, force=True)
+
+
+class StopOnSignal(TrainerCallback):
+    """After SIGTERM, finish the current step, save a checkpoint and stop."""
+
+    def __init__(self):
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._request)
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True

@@ -1,0 +1,145 @@
+"""P(injection) in one forward pass, and base ("before") vs fine-tuned ("after") from one model.
+
+- The score is a softmax over two classes: the summed probabilities of every
+  spelling of "yes" vs of "no" at the assistant's first position. One forward
+  pass, no sampling, a calibrated number a user can threshold.
+- Only the last position is projected onto the vocabulary: the body returns
+  hidden states and the LM head sees one vector per row.
+- Batches are sorted by length and left-padded, with position ids taken from
+  the attention mask, so a row scores the same alone or in any batch.
+- The visible answer is a short greedy generation, made only when asked.
+- "Before" is the same loaded model inside ``disable_adapter()``: no second
+  copy of the base in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from peft import PeftModel
+from sklearn import metrics as skm
+
+from ft import collate, prompt
+from ft.models import decoder_and_head
+
+
+@contextlib.contextmanager
+def _evaluating(model):
+    """eval() and inference_mode() for the block, then the model's previous mode back."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _left_padded(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r)
+        mask[i, width - len(r):] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclass
+class Scored:
+    """One text's detector output; ``answer`` is None unless answers were asked for."""
+
+    p_injection: float
+    answer: str | None
+    truncated: bool
+
+
+class Detector:
+    """Scores texts with a causal LM, with or without its LoRA adapter."""
+
+    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.yes_ids = prompt.answer_token_ids(tokenizer, prompt.YES)
+        self.no_ids = prompt.answer_token_ids(tokenizer, prompt.NO)
+
+    @property
+    def has_adapter(self) -> bool:
+        return isinstance(self.model, PeftModel)
+
+    def _adapter(self, on: bool):
+        if on or not self.has_adapter:
+            return contextlib.nullcontext()
+        return self.model.disable_adapter()
+
+    def _device(self):
+        return next(self.model.parameters()).device
+
+    def _batches(self, encoded: list[list[int]]):
+        order = np.argsort([-len(r) for r in encoded], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield idx, _left_padded([encoded[i] for i in idx], self.tokenizer.pad_token_id, self._device())
+
+    def _p_injection(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        body, head = decoder_and_head(self.model)
+        hidden = body(**batch, position_ids=_positions(batch["attention_mask"])).last_hidden_state
+        logits = head(hidden[:, -1]).float()
+        yes = logits[:, self.yes_ids].logsumexp(-1)
+        no = logits[:, self.no_ids].logsumexp(-1)
+        return torch.sigmoid(yes - no)
+
+    def _answers(self, batch: dict[str, torch.Tensor], max_new_tokens: int) -> list[str]:
+        out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                  pad_token_id=self.tokenizer.pad_token_id)
+        new = out[:, batch["input_ids"].shape[1]:]
+        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+
+    def score(self, texts: list[str], *, adapter: bool = True, answers: bool = False,
+              max_new_tokens: int = 4) -> list[Scored]:
+        """P(injection) for each text (and the greedy answer when ``answers``), in input order."""
+        encoded, cut = collate.encode_prompts(self.tokenizer, list(texts), self.max_length)
+        p = np.zeros(len(encoded))
+        said: list[str | None] = [None] * len(encoded)
+        with _evaluating(self.model), self._adapter(adapter):
+            for idx, batch in self._batches(encoded):
+                p[idx] = self._p_injection(batch).cpu().numpy()
+                if answers:
+                    for i, a in zip(idx, self._answers(batch, max_new_tokens)):
+                        said[i] = a.strip()
+        return [Scored(float(pi), a, c) for pi, a, c in zip(p, said, cut)]
+
+    def probabilities(self, texts: list[str], *, adapter: bool = True) -> np.ndarray:
+        return np.array([s.p_injection for s in self.score(texts, adapter=adapter)])
+
+
+def classification_metrics(labels, p_injection, answers=None, threshold: float = 0.5) -> dict:
+    """Accuracy, precision, recall, F1, ROC-AUC, the confusion matrix and the answers' parse rate."""
+    y = np.asarray(labels, dtype=int)
+    p = np.asarray(p_injection, dtype=float)
+    verdict = (p >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y, verdict, labels=[0, 1]).ravel()
+    out = {
+        "n": int(len(y)),
+        "threshold": threshold,
+        "accuracy": float(skm.accuracy_score(y, verdict)),
+        "precision": float(skm.precision_score(y, verdict, zero_division=0)),
+        "recall": float(skm.recall_score(y, verdict, zero_division=0)),
+        "f1": float(skm.f1_score(y, verdict, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(y, p)) if len(set(y)) == 2 else None,
+        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+    }
+    if answers is not None:
+        parsed = [prompt.parse_answer(a or "") for a in answers]
+        out["answer_parse_rate"] = float(np.mean([v is not None for v in parsed]))
+        out["answer_accuracy"] = float(np.mean([v == t for v, t in zip(parsed, y)]))
+    return out

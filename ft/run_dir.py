@@ -1,0 +1,90 @@
+"""The files of one run, ``runs/<run_id>/``: the only channel between a run and the app.
+
+    config.yaml          the resolved TrainConfig
+    state.json           status (queued/running/completed/cancelled/failed), step, total, error, pid
+    log.txt              everything the run printed
+    metrics.jsonl        one JSON object per Trainer log and per prediction table
+    predictions/         step-<N>.parquet: text, label, answer, p_injection
+    checkpoints/         Trainer checkpoints (resume_from_checkpoint reads them)
+    adapter/             the final LoRA adapter and tokenizer
+    eval.json            before/after metrics on the test split
+
+The app never holds a pipe to a run: it reads these files, so a run survives
+the browser tab, and an app restart finds every run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+TERMINAL = ("completed", "cancelled", "failed")
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    config = property(lambda self: self.path / "config.yaml")
+    state_file = property(lambda self: self.path / "state.json")
+    log = property(lambda self: self.path / "log.txt")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    predictions = property(lambda self: self.path / "predictions")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    adapter = property(lambda self: self.path / "adapter")
+    eval = property(lambda self: self.path / "eval.json")
+
+    def read_state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def write_state(self, **fields) -> dict:
+        """Merge ``fields`` into state.json atomically (write a temp file, then rename)."""
+        state = {**self.read_state(), **fields, "updated": time.time()}
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(self.state_file)
+        return state
+
+    def append_metrics(self, record: dict) -> None:
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+    def prediction_steps(self) -> list[int]:
+        """Steps with a saved prediction table, ascending."""
+        if not self.predictions.exists():
+            return []
+        return sorted(int(p.stem.split("-")[1]) for p in self.predictions.glob("step-*.parquet"))
+
+    def read_predictions(self, step: int) -> pd.DataFrame:
+        return pd.read_parquet(self.predictions / f"step-{step}.parquet")
+
+    def read_eval(self) -> dict | None:
+        return json.loads(self.eval.read_text()) if self.eval.exists() else None
+
+    def last_checkpoint(self) -> Path | None:
+        found = sorted(self.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        return found[-1] if found else None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 64_000))
+            return b"\n".join(f.read().splitlines()[-lines:]).decode("utf-8", "replace")

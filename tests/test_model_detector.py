@@ -1,0 +1,109 @@
+"""The cheap loss, the presets (4-bit included) and the detector on the tiny model."""
+import numpy as np
+import pytest
+import torch
+
+from ft import collate, models
+from ft.detector import Detector, classification_metrics
+from ft.train import answer_loss
+
+
+@pytest.fixture(scope="module")
+def lora_model(tokenizer):
+    model = models.load_for_training("tiny", tokenizer, quantisation="none", lora_dropout=0.0,
+                                      gradient_checkpointing=False)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    return model
+
+
+@pytest.fixture
+def batch(tokenizer, safe_guard_train):
+    sample = safe_guard_train.sample(12, random_state=3)
+    rows = collate.encode_examples(tokenizer, sample["text"].tolist(), sample["label"].tolist(), max_length=200)
+    return collate.RightPadCollator(tokenizer.pad_token_id)(rows)
+
+
+def test_answer_only_loss_equals_the_full_loss(lora_model, batch):
+    lora_model.train()
+    full = lora_model(**batch).loss
+    cheap = answer_loss(lora_model, batch)
+    assert abs(full.item() - cheap.item()) < 1e-5
+    assert cheap.item() > 1.0
+
+
+def test_answer_only_loss_gradients_match(lora_model, batch):
+    lora_model.zero_grad()
+    lora_model(**batch).loss.backward()
+    full = {n: p.grad.clone() for n, p in lora_model.named_parameters() if p.grad is not None}
+    lora_model.zero_grad()
+    answer_loss(lora_model, batch).backward()
+    for name, grad in full.items():
+        assert torch.allclose(grad, dict(lora_model.named_parameters())[name].grad, atol=1e-6), name
+    lora_model.zero_grad()
+
+
+def test_tiny_preset_is_reproducible(tokenizer):
+    a = models.load_base("tiny", tokenizer, "none")
+    b = models.load_base("tiny", tokenizer, "none")
+    assert a.config.model_type == "qwen2"
+    assert torch.equal(a.model.embed_tokens.weight, b.model.embed_tokens.weight)
+
+
+def test_disable_adapter_scores_equal_a_separately_loaded_base(lora_model, tokenizer, safe_guard_train):
+    texts = safe_guard_train["text"].head(10).tolist()
+    tuned = Detector(lora_model, tokenizer, max_length=200, batch_size=4)
+    base = Detector(models.load_for_inference("tiny", tokenizer, quantisation="none"), tokenizer, max_length=200)
+    before = tuned.probabilities(texts, adapter=False)
+    np.testing.assert_allclose(before, base.probabilities(texts), atol=1e-5)
+    after = tuned.probabilities(texts, adapter=True)
+    assert np.abs(after - before).max() > 1e-3
+    assert lora_model.training, "scoring must hand the model back in train mode"
+
+
+def test_batched_scores_equal_one_by_one(lora_model, tokenizer, safe_guard_train):
+    texts = safe_guard_train["text"].head(9).tolist()
+    detector = Detector(lora_model, tokenizer, max_length=200, batch_size=5)
+    together = detector.probabilities(texts)
+    alone = np.array([detector.probabilities([t])[0] for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+    assert ((together > 0) & (together < 1)).all()
+
+
+def test_answers_are_generated_only_when_asked(lora_model, tokenizer):
+    detector = Detector(lora_model, tokenizer, max_length=200)
+    [quiet] = detector.score(["hello"])
+    [spoken] = detector.score(["hello"], answers=True, max_new_tokens=3)
+    assert quiet.answer is None and isinstance(spoken.answer, str)
+    assert quiet.p_injection == pytest.approx(spoken.p_injection, abs=1e-6)
+
+
+def test_four_bit_trains_on_cpu(tokenizer, batch):
+    import bitsandbytes as bnb
+
+    model = models.load_for_training("tiny", tokenizer, quantisation="4bit", gradient_checkpointing=True)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    assert model.get_base_model().is_loaded_in_4bit
+    model.train()
+    loss = answer_loss(model, batch)
+    loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_B" in n and p.grad is not None]
+    assert grads and torch.isfinite(loss)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_quantisation_auto_is_none_on_cpu():
+    assert models.resolve_quantisation("auto") == ("4bit" if torch.cuda.is_available() else "none")
+    with pytest.raises(ValueError, match="quantisation"):
+        models.resolve_quantisation("3bit")
+
+
+def test_metrics_on_a_hand_made_example():
+    m = classification_metrics([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], ["yes", "maybe", "Yes.", "no"])
+    assert m["accuracy"] == 0.5
+    assert m["confusion"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 1}
+    assert m["roc_auc"] == 0.75
+    assert m["answer_parse_rate"] == 0.75

@@ -1,0 +1,127 @@
+"""A run from config to files: bad input refused early, a tiny run end to end, cancel and resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import DATA_DIR, ROOT, tiny_config
+from ft import train as train_module
+from ft.data import DataError
+from ft.run_dir import RunDir
+from ft.train import ConfigError, TrainConfig
+
+
+def write_config(path, config: TrainConfig):
+    path.write_text(config.to_yaml())
+    return path
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"learnin_rate": 1e-4}, "unknown config key"),
+    ({"learning_rate": 0}, "learning_rate must be > 0"),
+    ({"learning_rate": -1e-4}, "learning_rate must be > 0"),
+    ({"batch_size": 0}, "batch_size must be a positive integer"),
+    ({"tracker": "tensorboard"}, "tracker must be one of"),
+    ({"quantisation": "2bit"}, "quantisation must be one of"),
+])
+def test_bad_config_values_are_named(values, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict(values)
+
+
+@pytest.mark.parametrize("frame, message", [
+    (pd.DataFrame({"prompt": ["a"], "label": [1]}), "missing column"),
+    (pd.DataFrame({"text": ["a", "b"], "label": [1, 2]}), "label '2' in row 1 is not 0 or 1"),
+    (pd.DataFrame({"text": ["a", "  "], "label": [1, 0]}), "empty text in row 1"),
+])
+def test_bad_data_is_refused_before_any_model_loads(tmp_path, monkeypatch, frame, message):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    frame.to_parquet(folder / "train.parquet")
+    frame.to_parquet(folder / "test.parquet")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("ft.models.load_for_training", no_model)
+    monkeypatch.setattr("ft.models.load_tokenizer", no_model)
+    with pytest.raises(DataError, match=message):
+        train_module.train(tiny_config(tmp_path, data=str(folder)), run_id="bad")
+    state = RunDir(tmp_path / "runs" / "bad").read_state()
+    assert state["status"] == "failed" and message.split()[0] in state["error"]
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 0\n")
+    done = subprocess.run([sys.executable, "-m", "ft.train", "--config", str(path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "error: learning_rate must be > 0, got 0"
+
+
+def test_tiny_run_writes_every_file_and_learns(tmp_path):
+    config = tiny_config(tmp_path, max_train_rows=400, max_test_rows=64, epochs=2, tracker="wandb",
+                         prediction_samples=12)
+    path = write_config(tmp_path / "run.yaml", config)
+    env = {**os.environ, "WANDB_API_KEY": ""}
+    done = subprocess.run([sys.executable, "-m", "ft.train", "--config", str(path), "--run-id", "r1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = RunDir(tmp_path / "runs" / "r1")
+    assert run.read_state()["status"] == "completed"
+    saved = TrainConfig.from_yaml(run.config)
+    assert saved.learning_rate == config.learning_rate and os.path.isabs(saved.data)
+    assert "tokenised" in run.log.read_text()
+    logs = [m for m in run.read_metrics() if m["kind"] == "log" and "loss" in m]
+    assert logs and logs[-1]["loss"] < logs[0]["loss"]
+    steps = run.prediction_steps()
+    assert steps[0] == 0 and len(steps) == 3  # train start and two epoch ends
+    table = run.read_predictions(steps[-1])
+    assert list(table.columns) == ["text", "label", "answer", "p_injection"] and len(table) == 12
+    assert (run.adapter / "adapter_config.json").exists()
+    report = run.read_eval()
+    for side in ("before", "after"):
+        assert set(report[side]) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate",
+                                     "confusion"}
+    assert report["after"]["roc_auc"] > report["before"]["roc_auc"] + 0.1
+    assert report["after"]["answer_parse_rate"] > 0.9
+    wandb_runs = list((tmp_path.parent).glob("**/wandb/offline-run-*")) + list(
+        __import__("pathlib").Path(os.environ["WANDB_DIR"]).glob("**/offline-run-*"))
+    assert wandb_runs, "no offline wandb run was written"
+    assert any("validation_predictions" in p.name for r in wandb_runs for p in r.glob("files/media/table/*"))
+
+
+def test_sigterm_cancels_and_resume_continues_from_the_checkpoint(tmp_path):
+    config = tiny_config(tmp_path, max_train_rows=600, epochs=1, save_steps=1000, logging_steps=1,
+                         prediction_samples=4)
+    path = write_config(tmp_path / "run.yaml", config)
+    log = open(tmp_path / "out.txt", "w")
+    child = subprocess.Popen([sys.executable, "-m", "ft.train", "--config", str(path), "--run-id", "c1"],
+                             cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
+    run = RunDir(tmp_path / "runs" / "c1")
+    deadline = time.time() + 120
+    while run.read_state().get("step", 0) < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(child.pid, signal.SIGTERM)
+    sent = time.time()
+    assert child.wait(timeout=30) == 0
+    assert time.time() - sent < 10
+    state = run.read_state()
+    assert state["status"] == "cancelled"
+    stopped_at = state["step"]
+    assert run.last_checkpoint().name == f"checkpoint-{stopped_at}"
+    resumed_at = time.time()
+    done = subprocess.run([sys.executable, "-m", "ft.train", "--config", str(run.config), "--run-id", "c1",
+                           "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert run.read_state()["status"] == "completed"
+    resumed = [m["step"] for m in run.read_metrics() if m["kind"] == "log" and m["time"] > resumed_at]
+    assert resumed and min(resumed) > stopped_at
+    assert yaml.safe_load(run.config.read_text())["max_train_rows"] == 2000
