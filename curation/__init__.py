@@ -1,0 +1,1 @@
+"""The labels: import, store, review and snapshot them. No Gradio, no torch."""

@@ -1,0 +1,63 @@
+"""Which examples a page or a review queue holds, as SQL over the examples table."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Queue(enum.Enum):
+    """What the review panel serves next."""
+
+    UNREVIEWED = "unreviewed"
+    FILTERED = "filtered set"
+    DISAGREEMENTS = "disagreements"
+
+
+def fts_query(search: str) -> str:
+    """An FTS5 query matching every word of ``search``; quoting makes any user text a valid query."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in search.split())
+
+
+@dataclass(frozen=True)
+class ExampleFilter:
+    """Conditions that all hold; None or False means "any"."""
+
+    split: str | None = None
+    current_label: int | None = None
+    original_label: int | None = None
+    reviewed: bool | None = None
+    changed: bool = False
+    disagree: bool = False
+    flagged: bool = False
+    search: str = ""
+
+    def where(self) -> tuple[str, list]:
+        """A SQL condition on table alias ``e`` (examples) and its parameters."""
+        clauses, params = ["1"], []
+        for column, value in (("split", self.split), ("current_label", self.current_label),
+                              ("original_label", self.original_label)):
+            if value is not None:
+                clauses.append(f"e.{column} = ?")
+                params.append(value)
+        if self.reviewed is not None:
+            clauses.append("e.n_votes > 0" if self.reviewed else "e.n_votes = 0")
+        if self.changed:
+            clauses.append("e.original_label IS NOT NULL AND e.current_label IS NOT e.original_label")
+        if self.disagree:
+            clauses.append("e.disagree = 1")
+        if self.flagged:
+            clauses.append("e.flagged = 1")
+        if fts_query(self.search):
+            clauses.append("e.id IN (SELECT rowid FROM texts_fts WHERE texts_fts MATCH ?)")
+            params.append(fts_query(self.search))
+        return " AND ".join(clauses), params
+
+
+def queue_filter(queue: Queue, browse_filter: ExampleFilter) -> tuple[str, list]:
+    """The SQL condition for a review queue; only the filtered-set queue uses the browse filter."""
+    if queue is Queue.UNREVIEWED:
+        return ExampleFilter(reviewed=False).where()
+    if queue is Queue.DISAGREEMENTS:
+        return "e.disagree = 1 AND e.adjudicated = 0", []
+    return browse_filter.where()

@@ -1,0 +1,115 @@
+"""Browser fixtures: the real app in a subprocess, and a Chromium page (Debian's /usr/bin/chromium).
+
+``start_app(*flags)`` starts ``python app.py --data-dir <tmp> --port <free port> *flags`` with its own
+temporary Gradio and Hugging Face caches, its output going to a file, waits until it answers, and
+returns a RunningApp; every app started is stopped after the test. ``page`` is a fresh Chromium
+profile's page; actions and expect() wait up to 15 s.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+START_TIMEOUT_S = 90
+TIMEOUT_MS = 15_000
+"""For page actions and expect(): a loaded 2-core machine can take seconds per Gradio event."""
+
+
+@dataclass(frozen=True)
+class RunningApp:
+    port: int
+    data_dir: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(app: RunningApp, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with {process.returncode}:\n{app.log_tail()}")
+        try:
+            with urllib.request.urlopen(app.url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise TimeoutError(f"app did not answer within {START_TIMEOUT_S} s:\n{app.log_tail()}")
+
+
+@pytest.fixture
+def start_app(tmp_path_factory):
+    processes = []
+
+    def start(*flags: str, data_dir: Path | None = None) -> RunningApp:
+        home = tmp_path_factory.mktemp("app")
+        app = RunningApp(free_port(), data_dir or home / "data", home / "app.log")
+        env = {**os.environ, "GRADIO_TEMP_DIR": str(home / "gradio"), "HF_HOME": str(home / "hf"),
+               "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+               "PYTHONUNBUFFERED": "1"}
+        env.pop("HF_TOKEN", None)
+        with app.log.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "app.py", "--data-dir", str(app.data_dir), "--port", str(app.port), *flags],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        _wait_until_up(app, process)
+        return app
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def running_app(start_app) -> RunningApp:
+    """The app on a fresh data directory (so on the demo dataset)."""
+    return start_app()
+
+
+@pytest.fixture(scope="session")
+def playwright():
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture
+def page(playwright, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    page = context.pages[0] if context.pages else context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()

@@ -1,0 +1,68 @@
+"""The app's start-up: flags, data directory, demo data, --dataset import, building the page."""
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+import app
+from conftest import DATA_DIR
+from curation.demo import DEMO_PATH, demo_only
+from curation.sources import load
+
+
+def test_flags_and_defaults(monkeypatch, tmp_path):
+    monkeypatch.setattr(app, "SPACE_DATA_DIR", tmp_path / "missing")
+    args = app.parse_args([])
+    assert (args.data_dir, args.dataset, args.host, args.port, args.auth) == (Path("studio_data"), None,
+                                                                            "127.0.0.1", 7860, None)
+    monkeypatch.setattr(app, "SPACE_DATA_DIR", tmp_path)
+    assert app.parse_args([]).data_dir == tmp_path
+    args = app.parse_args(["--data-dir", "x", "--dataset", "d", "--host", "0.0.0.0", "--port", "9000"])
+    assert (args.data_dir, args.dataset, args.host, args.port) == (Path("x"), "d", "0.0.0.0", 9000)
+
+
+def test_read_auth(tmp_path):
+    path = tmp_path / "users.txt"
+    path.write_text("# team\nann:secret:with:colons\n\n bob : pw\n", encoding="utf-8")
+    assert app.read_auth(path) == [("ann", "secret:with:colons"), ("bob", " pw")]
+    path.write_text("no colon here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 1"):
+        app.read_auth(path)
+
+
+def test_demo_dataset_is_small_mixed_and_split():
+    counts = load(DEMO_PATH).counts()
+    assert set(counts) == {"train", "test"}
+    assert all(c[0] and c[1] for c in counts.values())
+    assert 20 <= sum(sum(c.values()) for c in counts.values()) <= 100
+
+
+def test_fresh_start_uses_the_demo(tmp_path):
+    studio = app.open_studio(tmp_path)
+    assert studio.demo and demo_only(studio.store)
+    assert studio.store.totals().examples == 48
+    assert studio.runs_dir == tmp_path / "runs"
+    again = app.open_studio(tmp_path)
+    assert again.store.totals().examples == 48
+
+
+def test_dataset_import_is_idempotent_and_skips_the_demo(tmp_path):
+    studio = app.open_studio(tmp_path, str(DATA_DIR))
+    assert not studio.demo
+    assert studio.store.source_counts() == {"safe-guard": 10135}
+    again = app.open_studio(tmp_path, str(DATA_DIR))
+    assert again.store.totals().examples == 10135
+
+
+def test_bad_dataset_stops_start_up_with_the_reason(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,label\nx,0\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="Cannot start: bad.csv: no column 'text'"):
+        app.main(["--data-dir", str(tmp_path / "data"), "--dataset", str(bad)])
+    assert app.LabelStore(tmp_path / "data").totals().examples == 0
+
+
+def test_build_app(tmp_path):
+    blocks = app.build_app(app.open_studio(tmp_path))
+    assert isinstance(blocks, gr.Blocks)
+    assert "Curate" in [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]

@@ -1,0 +1,1 @@
+"""Gradio only: one module per tab, each with build(studio)."""
