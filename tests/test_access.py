@@ -1,0 +1,79 @@
+"""Users and roles, password hashes, and the path roots."""
+import subprocess
+import sys
+
+import pytest
+
+from access.paths import PathError, checked_reference, resolve_inside
+from access.users import Users, UsersError, hash_password, verify_password
+from conftest import ROOT
+
+
+def test_hash_verifies_only_its_password():
+    stored = hash_password("s3cret")
+    assert stored.startswith("scrypt$") and "s3cret" not in stored
+    assert verify_password("s3cret", stored)
+    assert not verify_password("s3cret ", stored)
+    assert hash_password("s3cret") != stored  # salted
+
+
+def test_users_file_roles_and_login(tmp_path):
+    path = tmp_path / "users.txt"
+    path.write_text(f"# the team\nalice:{hash_password('a-pw')}:admin\nbob:{hash_password('b-pw')}\n")
+    users = Users.from_file(path)
+    assert users.authenticate("alice", "a-pw") and users.authenticate("bob", "b-pw")
+    assert not users.authenticate("bob", "a-pw") and not users.authenticate("carol", "x")
+    assert users.is_admin("alice") and users.role("bob") == "reviewer" and not users.is_admin(None)
+
+
+def test_users_from_the_environment():
+    value = f"alice:{hash_password('pw')}:admin; bob:{hash_password('pw2')}"
+    users = Users.from_environment({"STUDIO_USERS": value})
+    assert users.names() == ["alice", "bob"] and users.is_admin("alice")
+    assert Users.from_environment({}) is None
+
+
+@pytest.mark.parametrize("line, message", [
+    ("alice:plaintext", "must be a hash"),
+    ("alice", "expected 'name:hash'"),
+    (f"alice:{hash_password('x')}:root", "role 'root'"),
+    (f"al ice:{hash_password('x')}", "user name"),
+])
+def test_malformed_users_are_named(tmp_path, line, message):
+    path = tmp_path / "users.txt"
+    path.write_text(line + "\n")
+    with pytest.raises(UsersError, match=message):
+        Users.from_file(path)
+
+
+def test_hash_command_reads_stdin():
+    done = subprocess.run([sys.executable, "-m", "access.users"], input="pw\n", capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 0 and verify_password("pw", done.stdout.strip())
+
+
+def test_paths_outside_the_roots_are_refused(tmp_path):
+    root = tmp_path / "data"
+    (root / "snapshots" / "s1").mkdir(parents=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)
+    assert resolve_inside(root / "snapshots" / "s1", [root]) == (root / "snapshots" / "s1").resolve()
+    for bad in (str(root / ".." / ".." / "etc" / "passwd"), "../../etc/passwd", "/etc/passwd",
+                str(outside), str(root / "escape"), str(root / "escape" / "x.parquet")):
+        with pytest.raises(PathError, match="outside the allowed folders"):
+            resolve_inside(bad, [root])
+
+
+def test_references_are_paths_in_roots_or_hub_ids(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    root.mkdir()
+    assert checked_reference("xTRam1/safe-guard-prompt-injection", [root]) == "xTRam1/safe-guard-prompt-injection"
+    assert checked_reference("tiny", [root]) == "tiny"
+    assert checked_reference(str(root), [root]) == str(root.resolve())
+    for bad in ("../../etc/passwd", "/etc", "a/b/c", "owner/na me", ""):
+        with pytest.raises(PathError):
+            checked_reference(bad, [root])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PathError):
+        checked_reference("./data/../..", [root])
