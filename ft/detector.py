@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from peft import PeftModel
 from sklearn import metrics as skm
 
-from ft import collate, prompt
+from ft import collate, models, prompt
 from ft.models import decoder_and_head
 
 
@@ -143,3 +144,16 @@ def classification_metrics(labels, p_injection, answers=None, threshold: float =
         out["answer_parse_rate"] = float(np.mean([v is not None for v in parsed]))
         out["answer_accuracy"] = float(np.mean([v == t for v, t in zip(parsed, y)]))
     return out
+
+
+def load_detector(config, adapter_dir=None) -> Detector:
+    """A Detector for ``config``'s model (a TrainConfig) with the adapter in ``adapter_dir`` attached.
+
+    The tokenizer saved next to the adapter is used when there is one, so a run scores with the
+    tokenizer it was trained with.
+    """
+    saved = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
+    tokenizer = models.load_tokenizer(str(adapter_dir) if saved else
+                                      config.tokenizer or models.resolve_model_id(config.model))
+    model = models.load_for_inference(config.model, tokenizer, adapter_dir, config.quantisation)
+    return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size)

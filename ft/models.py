@@ -86,8 +86,9 @@ def tiny_checkpoint(tokenizer, shape: TinyShape = TinyShape()) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
     )
-    torch.manual_seed(shape.seed)
-    model = transformers.Qwen2ForCausalLM(config)
+    with torch.random.fork_rng():  # the caller's random state stays as it was (LoRA weights are drawn next)
+        torch.manual_seed(shape.seed)
+        model = transformers.Qwen2ForCausalLM(config)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     try:

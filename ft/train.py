@@ -27,6 +27,7 @@ Trade-offs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,6 +36,7 @@ import re
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,7 +227,7 @@ def _trainer_class():
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _log_to_file(run: RunDir) -> None:
+def log_to_file(run: RunDir) -> None:
     """Log to stderr, and to log.txt unless stderr already goes there (a run started by the app)."""
     handlers = [logging.StreamHandler(sys.stderr)]
     try:
@@ -315,26 +317,35 @@ def evaluate_before_after(detector, test, threshold: float) -> dict:
     return report
 
 
+@contextlib.contextmanager
+def running(run: RunDir, config: TrainConfig, logger: logging.Logger, **state) -> Iterator[None]:
+    """Open the run's folder (log.txt, config.yaml, state "running" plus ``state``) for the block;
+    an exception in it marks the run "failed" with its first line, logs the traceback and propagates."""
+    run.path.mkdir(parents=True, exist_ok=True)
+    log_to_file(run)
+    run.config.write_text(config.to_yaml())
+    run.write_state(status="running", pid=os.getpid(), started=time.time(), error=None, ended=None, **state)
+    try:
+        yield
+    except BaseException as exc:
+        logger.error("%s failed:\n%s", run.run_id, traceback.format_exc())
+        run.write_state(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0], ended=time.time())
+        raise
+
+
 def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) -> RunDir:
     """Run ``config`` end to end into ``runs_dir/run_id``; returns the run's folder."""
     config.validate()
     config = config.resolved()
     run = RunDir(Path(config.runs_dir) / (run_id or new_run_id(config)))
-    run.path.mkdir(parents=True, exist_ok=True)
-    _log_to_file(run)
-    run.config.write_text(config.to_yaml())
-    run.write_state(status="running", pid=os.getpid(), started=time.time(), error=None, ended=None)
-    try:
+    with running(run, config, log):
         status = _train(config, run, resume)
         run.write_state(status=status, ended=time.time())
-    except BaseException as exc:
-        log.error("run failed:\n%s", traceback.format_exc())
-        run.write_state(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0], ended=time.time())
-        raise
     return run
 
 
 def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
+    import transformers
     from datasets import Dataset
 
     from ft import collate, data, models
@@ -355,6 +366,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     log.info("tokenised %d training rows in %.1fs", len(rows), time.perf_counter() - started)
 
     _tracker_environment(config)
+    transformers.set_seed(config.seed)  # the LoRA weights are drawn here, before the Trainer seeds anything
     model = models.load_for_training(
         config.model, tokenizer, quantisation=config.quantisation, lora_r=config.lora_r,
         lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,

@@ -1,0 +1,375 @@
+"""The live detector behind the Detect tab and its API: pick a run or a base model, score prompts.
+
+- One model in memory. A run's base model and its LoRA adapter are one loaded
+  model: "before" is the same model inside ``disable_adapter()``. Loading
+  another detector first drops the one in hand (and empties the CUDA cache), so
+  the process never holds two copies.
+- One request at a time. A lock serialises loading and scoring: every visitor
+  and API client shares the one model, and a switch cannot happen mid-batch.
+- Long inputs are clipped before tokenising (see ``clip_to_model``): a 1 MB
+  paste costs a few hundred tokens' worth of work and scores exactly as the
+  full text would.
+- Detectors are chosen by key, from the list this module builds: a completed
+  run (``run:<run_id>``, a folder under ``runs_dir``) or a base preset
+  (``base:<preset>``). Nothing else reaches the loader, so a key can never name
+  an arbitrary path.
+
+No Gradio here; ``ui/detect.py`` is a thin page over ``DetectorService``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors import safe_open
+
+from ft import data, jobs, models
+from ft.compare import scoring_rows
+from ft.detector import Detector, Scored, load_detector
+from ft.run_dir import RunDir
+from ft.run_views import TEST_COLUMNS, test_frame
+from ft.train import ConfigError, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RUN_PREFIX, BASE_PREFIX = "run:", "base:"
+BASE_PRESETS = tuple(models.PRESETS)
+ANSWER_TOKENS = 8
+MAX_PROMPT_CHARS = 2_000_000
+EXAMPLE_SAMPLE_ROWS = 48
+# A token never spans more characters than this (Qwen2.5's longest is 128), so the first
+# (n + slack) * MAX_TOKEN_CHARS characters of a text always hold its first n + slack tokens.
+MAX_TOKEN_CHARS = 128
+CLIP_SLACK_TOKENS = 64
+
+Progress = Callable[[int, int], None]
+
+
+class ServingError(ValueError):
+    """A detector cannot be chosen, loaded or used; the message is written for the page."""
+
+
+class EmptyInput(ServingError):
+    """Nothing to score: no model call is made."""
+
+
+def default_base_tokenizers() -> dict[str, str]:
+    """Tokenizer per base preset: the shared offline Qwen tokenizer for ``tiny`` when present."""
+    shared = SHARED / "tokenizers" / "qwen2.5"
+    return {"tiny": str(shared) if shared.is_dir() else models.PRESETS["qwen2.5-1.5b"],
+            "qwen2.5-1.5b": models.PRESETS["qwen2.5-1.5b"]}
+
+
+def default_example_data() -> str:
+    """Where a base model alone takes its example prompts from: the offline copy, else the Hub dataset."""
+    shared = SHARED / "data" / "safe-guard"
+    return str(shared) if shared.is_dir() else "xTRam1/safe-guard-prompt-injection"
+
+
+@dataclass(frozen=True)
+class DetectorChoice:
+    """A detector the page can offer; ``config`` says how to load it and where its test split is."""
+
+    key: str
+    label: str
+    config: TrainConfig
+    run: RunDir | None = None
+
+    def test_metrics(self) -> pd.DataFrame:
+        """The run's before/after test metrics (eval.json) as the Train tab shows them; no rows for a base model."""
+        return test_frame(jobs.read_run(self.run)) if self.run is not None else no_test_metrics()
+
+
+def no_test_metrics() -> pd.DataFrame:
+    return pd.DataFrame(columns=["model", *TEST_COLUMNS], dtype=str)
+
+
+def completed_runs(runs_dir: Path) -> list[RunDir]:
+    """Runs whose state.json says "completed", newest first."""
+    return [info.dir for info in jobs.list_runs(runs_dir) if info.status == "completed"]
+
+
+def run_choice(run: RunDir) -> DetectorChoice | None:
+    """The run as a choice, or None when its config.yaml cannot be read (it is then not offered)."""
+    try:
+        config = TrainConfig.from_yaml(run.config)
+    except ConfigError:
+        return None
+    return DetectorChoice(RUN_PREFIX + run.run_id, f"run {run.run_id} ({config.model}, fine-tuned)", config, run)
+
+
+def base_choice(preset: str, tokenizer: str, example_data: str) -> DetectorChoice:
+    config = TrainConfig(model=preset, tokenizer=tokenizer, data=example_data)
+    return DetectorChoice(BASE_PREFIX + preset, f"base model {preset} (no fine-tuning)", config)
+
+
+def check_adapter(run: RunDir) -> None:
+    """Raise ServingError naming the problem when the run's adapter files are missing or unreadable."""
+    config_file, weights = run.adapter / "adapter_config.json", run.adapter / "adapter_model.safetensors"
+    for needed in (config_file, weights):
+        if not needed.is_file():
+            raise ServingError(f"Run {run.run_id} cannot be used: its adapter file {needed.name} is missing.")
+    try:
+        json.loads(config_file.read_text(encoding="utf-8"))
+        with safe_open(str(weights), framework="pt") as opened:
+            opened.keys()
+    except Exception as exc:  # json, UTF-8 and safetensors each raise their own types
+        raise ServingError(f"Run {run.run_id} cannot be used: its adapter is corrupt "
+                           f"({type(exc).__name__}: {exc}).") from None
+
+
+def checked_prompt(text: str | None) -> str:
+    """The text to score, or EmptyInput / ServingError with a message for the page."""
+    if text is None or not text.strip():
+        raise EmptyInput("Type or paste a prompt first.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ServingError(f"The prompt is {len(text):,} characters long; the limit is {MAX_PROMPT_CHARS:,}.")
+    return text
+
+
+def clip_to_model(tokenizer, text: str, max_length: int) -> str:
+    """The head of ``text`` that still holds more tokens than the model sees, cut at a token boundary.
+
+    The detector keeps an over-long query's first tokens and drops the rest. Tokenising all of a
+    1 MB paste takes seconds per side; tokenising only a window that surely holds the kept tokens
+    (plus slack) and cutting there gives the same token ids, hence the same score and the same
+    ``truncated`` flag.
+    """
+    keep = max_length + CLIP_SLACK_TOKENS
+    window = keep * MAX_TOKEN_CHARS
+    if len(text) <= window:
+        return text
+    head = text[:window]
+    offsets = tokenizer(head, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return head[: offsets[keep][0]] if len(offsets) > keep else head
+
+
+@dataclass(frozen=True)
+class Side:
+    """One model's view of one prompt: P(injection), its short greedy answer, and how long it took."""
+
+    p_injection: float
+    answer: str
+    latency_ms: float
+
+
+def verdict(p_injection: float, threshold: float) -> str:
+    return "injection" if p_injection >= threshold else "benign"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Base ("before") and fine-tuned ("after", None for a base model alone) on one prompt."""
+
+    detector: str
+    before: Side
+    after: Side | None
+    truncated: bool
+    max_length: int
+
+    def to_dict(self, threshold: float) -> dict:
+        """The JSON the page and the API return; verdicts at ``threshold``."""
+        def side(s: Side | None):
+            if s is None:
+                return None
+            return {"p_injection": s.p_injection, "verdict": verdict(s.p_injection, threshold),
+                    "answer": s.answer, "latency_ms": round(s.latency_ms, 1)}
+
+        return {"detector": self.detector, "threshold": threshold, "truncated": self.truncated,
+                "max_length": self.max_length, "before": side(self.before), "after": side(self.after)}
+
+
+@dataclass(frozen=True)
+class ExamplePrompt:
+    """A test-split prompt worth trying, with why it was picked."""
+
+    kind: str
+    label: int
+    text: str
+
+
+@dataclass
+class _Loaded:
+    choice: DetectorChoice
+    detector: Detector
+    examples: list[ExamplePrompt] | None = None
+
+
+class DetectorService:
+    """The one loaded detector of this process, shared by every request; thread-safe."""
+
+    def __init__(self, runs_dir: str | Path, base_tokenizers: dict[str, str] | None = None,
+                 example_data: str | None = None):
+        self.runs_dir = Path(runs_dir)
+        self.base_tokenizers = base_tokenizers or default_base_tokenizers()
+        self.example_data = example_data or default_example_data()
+        self._lock = threading.RLock()
+        self._loaded: _Loaded | None = None
+
+    # -- what can be picked ------------------------------------------------------------------------
+
+    def choices(self) -> list[DetectorChoice]:
+        """Completed runs (newest first), then the base presets."""
+        runs = [c for c in (run_choice(r) for r in completed_runs(self.runs_dir)) if c is not None]
+        bases = [base_choice(p, self.base_tokenizers[p], self.example_data)
+                 for p in BASE_PRESETS if p in self.base_tokenizers]
+        return runs + bases
+
+    def choice(self, key: str | None) -> DetectorChoice:
+        for offered in self.choices():
+            if offered.key == key:
+                return offered
+        raise ServingError(f"No detector {key!r}: pick a completed run or a base model.")
+
+    def default_key(self) -> str | None:
+        offered = self.choices()
+        return offered[0].key if offered else None
+
+    @property
+    def loaded_key(self) -> str | None:
+        loaded = self._loaded
+        return loaded.choice.key if loaded else None
+
+    # -- loading -----------------------------------------------------------------------------------
+
+    def load(self, key: str | None) -> DetectorChoice:
+        """Make ``key`` the loaded detector (a no-op when it already is); the previous one is freed first."""
+        with self._lock:
+            return self._ensure(key).choice
+
+    def unload(self) -> None:
+        """Drop the model and give its memory back (CUDA included)."""
+        with self._lock:
+            self._loaded = None
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _ensure(self, key: str | None) -> _Loaded:
+        if self._loaded is not None and self._loaded.choice.key == key:
+            return self._loaded
+        choice = self.choice(key)
+        if choice.run is not None:
+            check_adapter(choice.run)
+        self.unload()
+        self._loaded = _Loaded(choice, self._load_detector(choice))
+        return self._loaded
+
+    @staticmethod
+    def _load_detector(choice: DetectorChoice) -> Detector:
+        try:
+            return load_detector(choice.config, choice.run.adapter if choice.run is not None else None)
+        except Exception as exc:  # from_pretrained and PEFT raise many types for a missing or bad checkpoint
+            first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise ServingError(f"Cannot load {choice.label}: {first_line}") from None
+
+    # -- scoring -----------------------------------------------------------------------------------
+
+    def compare(self, key: str | None, text: str | None, max_new_tokens: int = ANSWER_TOKENS) -> Comparison:
+        """Both sides' P(injection), answer and latency for one prompt (no model call for empty text)."""
+        text = checked_prompt(text)
+        with self._lock:
+            loaded = self._ensure(key)
+            detector = loaded.detector
+            clipped = clip_to_model(detector.tokenizer, text, detector.max_length)
+            before, before_ms = _timed_score(detector, clipped, False, max_new_tokens)
+            after, after_ms = (_timed_score(detector, clipped, True, max_new_tokens)
+                               if detector.has_adapter else (None, 0.0))
+        return Comparison(
+            detector=loaded.choice.key,
+            before=Side(before.p_injection, before.answer or "", before_ms),
+            after=Side(after.p_injection, after.answer or "", after_ms) if after else None,
+            truncated=before.truncated, max_length=detector.max_length)
+
+    def score_batch(self, key: str | None, texts: list[str], progress: Progress | None = None) -> pd.DataFrame:
+        """Columns text, p_before, p_after (only with an adapter), truncated; in input order;
+        ``attrs["detector"]`` is the key of the detector that scored them.
+
+        Scores only (no answers). The lock is held for the whole batch so that the
+        detector cannot change under it; ``progress(done, total)`` is called per chunk.
+        """
+        if not texts:
+            raise EmptyInput("No prompts to score: paste some lines or upload a file with a 'text' column.")
+        with self._lock:
+            loaded = self._ensure(key)
+            detector = loaded.detector
+            clipped = [clip_to_model(detector.tokenizer, t, detector.max_length) for t in texts]
+            before: list[Scored] = []
+            after: list[Scored] = []
+            step = detector.batch_size * 4
+            for start in range(0, len(clipped), step):
+                chunk = clipped[start:start + step]
+                before += detector.score(chunk, adapter=False)
+                if detector.has_adapter:
+                    after += detector.score(chunk, adapter=True)
+                if progress:
+                    progress(min(start + step, len(clipped)), len(clipped))
+        frame = pd.DataFrame({"text": list(texts), "p_before": [s.p_injection for s in before]})
+        if after:
+            frame["p_after"] = [s.p_injection for s in after]
+        frame["truncated"] = [s.truncated for s in before]
+        frame.attrs["detector"] = loaded.choice.key
+        return frame
+
+    def example_prompts(self, key: str | None, per_kind: int = 3) -> list[ExamplePrompt]:
+        """Test-split prompts to try, picked by scoring a sample: ones the base model gets wrong,
+        borderline ones, clear ones. Computed once per loaded detector."""
+        with self._lock:
+            loaded = self._ensure(key)
+            if loaded.examples is None:
+                config = loaded.choice.config
+                sample = sample_of_test_split(config, EXAMPLE_SAMPLE_ROWS)
+                scored = self.score_batch(key, sample["text"].tolist())
+                scored["label"] = sample["label"].to_numpy()
+                loaded.examples = pick_examples(scored, config.threshold, per_kind)
+            return loaded.examples
+
+
+def _timed_score(detector: Detector, text: str, adapter: bool, max_new_tokens: int) -> tuple[Scored, float]:
+    started = time.perf_counter()
+    scored = detector.score([text], adapter=adapter, answers=True, max_new_tokens=max_new_tokens)[0]
+    return scored, (time.perf_counter() - started) * 1000
+
+
+def sample_of_test_split(config: TrainConfig, n: int) -> pd.DataFrame:
+    """``n`` rows (text, label) drawn with the config's seed from its data's test split."""
+    try:
+        return scoring_rows(config.data, config.test_split, n, config.seed).reset_index(drop=True)
+    except data.DataError as exc:
+        raise ServingError(f"No example prompts: {exc}") from None
+
+
+def pick_examples(scored: pd.DataFrame, threshold: float, per_kind: int) -> list[ExamplePrompt]:
+    """From rows (text, label, p_before[, p_after]): up to ``per_kind`` of each kind, no row twice.
+
+    - "base model wrong": the base verdict disagrees with the label; those the
+      fine-tuned model gets right first, then the base model's most confident.
+    - "borderline": the detector's P (after if there is one) closest to the threshold.
+    - "clear": the detector right and most confident.
+    """
+    p = scored["p_after"] if "p_after" in scored else scored["p_before"]
+    base_wrong = (scored["p_before"] >= threshold).astype(int) != scored["label"]
+    right = (p >= threshold).astype(int) == scored["label"]
+    picked: list[int] = []
+
+    def take(kind_mask: pd.Series, order: pd.Series) -> list[int]:
+        candidates = order[kind_mask & ~scored.index.isin(picked)].sort_values(kind="stable")
+        chosen = candidates.index[:per_kind].tolist()
+        picked.extend(chosen)
+        return chosen
+
+    kinds = [
+        ("base model wrong", take(base_wrong, -(right.astype(float) + (scored["p_before"] - threshold).abs()))),
+        ("borderline", take(pd.Series(True, index=scored.index), (p - threshold).abs())),
+        ("clear", take(right, -(p - threshold).abs())),
+    ]
+    return [ExamplePrompt(kind, int(scored.at[i, "label"]), scored.at[i, "text"]) for kind, rows in kinds
+            for i in rows]

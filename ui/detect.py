@@ -1,0 +1,239 @@
+"""The Detect tab: a prompt (or many) scored by the base model and the fine-tuned one, side by side.
+
+Thin: loading, scoring and tables live in ft/serving.py and ft/detect_io.py. Every model event
+shares one queue slot (``concurrency_id="detector"``, limit 1) on top of the service's lock.
+The threshold only re-renders stored scores: moving it never calls the model.
+
+API (gradio_client): ``/detect`` (text, detector, threshold) -> result dict;
+``/detect_batch`` (lines, file, detector, threshold) -> (table, CSV path, note). Every other
+event here is private.
+
+User text is only ever shown in Textbox, JSON and Dataframe "str" cells, which render plain text.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from curation.store import LabelStore
+from ft.detect_io import BatchInputError, batch_texts, examples_table, verdict_table, write_csv
+from ft.serving import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
+from ui.context import Studio
+
+MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
+PRIVATE = {"api_visibility": "private"}
+CSV_DIR = Path(tempfile.gettempdir()) / "injection-studio-detect"
+REVIEWER_STORAGE_KEY = "injection-studio-reviewer"  # the Curate tab's key: one name for both tabs
+SIDES = ("before", "after")
+
+
+def _error(exc: Exception) -> gr.Error:
+    return gr.Error(str(exc), print_exception=False)
+
+
+def _choice_pairs(service: DetectorService) -> list[tuple[str, str]]:
+    return [(c.label, c.key) for c in service.choices()]
+
+
+def detector_summary(choice: DetectorChoice) -> str:
+    if choice.run is None:
+        return (f"Loaded {choice.label}. Only the 'before' side is shown: pick a completed run to compare "
+                "with a fine-tuned adapter.")
+    return f"Loaded {choice.label}; its test metrics (eval.json) are below."
+
+
+def one_prompt_view(result: dict | None, threshold: float) -> list:
+    """Per side: answer, P, verdict at ``threshold``, latency; then the note. From the stored result only."""
+    if not result:
+        return [gr.skip()] * (4 * len(SIDES) + 1)
+    values = []
+    for name in SIDES:
+        side = result.get(name)
+        if side is None:
+            values += ["(no fine-tuned adapter: pick a run)", "", "", ""]
+            continue
+        values += [side["answer"], f"{side['p_injection']:.4f}", verdict(side["p_injection"], threshold),
+                   f"{side['latency_ms']:.0f} ms"]
+    note = (f"The prompt was longer than the model's {result['max_length']} tokens: only its beginning was scored."
+            if result["truncated"] else "")
+    return values + [note]
+
+
+def batch_view(scores: pd.DataFrame | None, threshold: float) -> tuple:
+    """The results table and its CSV download, rebuilt from stored scores at ``threshold``."""
+    if scores is None:
+        return gr.skip(), gr.skip()
+    table = verdict_table(scores, threshold)
+    csv = write_csv(verdict_table(scores, threshold, text_chars=None), CSV_DIR)
+    return table, str(csv)
+
+
+def send_candidate(store: LabelStore, candidate: dict | None, reviewer: str | None, label: int | None) -> str:
+    """Put the candidate's text in front of reviewers (new example, or a flag on the stored one) with
+    ``label`` as this reviewer's vote (None: flag only), and record the run's P(injection) for it."""
+    name = (reviewer or "").strip()
+    if not name:
+        raise ValueError("Type your name in the 'Your name' box first.")
+    if not candidate:
+        raise ValueError("Detect a prompt, or click a row of the batch results, first.")
+    example_id = store.send_to_review(candidate["text"], name, label)
+    if candidate["p"] is not None and candidate["detector"].startswith(RUN_PREFIX):
+        store.record_scores(candidate["detector"].removeprefix(RUN_PREFIX), [(candidate["text"], candidate["p"])])
+    how = {None: "flagged", 0: "labelled benign", 1: "labelled injection"}[label]
+    return f"Example #{example_id} {how} by {name}; find it in Curate (Browse, 'Sent from Detect')."
+
+
+def build(studio: Studio) -> None:
+    """The Detect tab's components and events; call inside ``with gr.Tab("Detect"):``."""
+    service = DetectorService(studio.runs_dir)
+    gr.Markdown("Type a prompt and compare the base model (**before**) with the fine-tuned detector (**after**). "
+                "One model is loaded for everyone using this app: picking another detector switches it for all.")
+    with gr.Row():
+        detector = gr.Dropdown(_choice_pairs(service), value=service.loaded_key or service.default_key(),
+                               label="Detector", allow_custom_value=True, scale=4)
+        reload_btn = gr.Button("Reload run list", size="sm", scale=0)
+        threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold",
+                              info="P(injection) at or above it is an injection", scale=3)
+    status = gr.Textbox(label="Detector status", interactive=False)
+    with gr.Accordion("Test metrics of this run (eval.json)", open=True):
+        metrics = gr.Dataframe(datatype="str", interactive=False)
+
+    with gr.Tabs():
+        with gr.Tab("One prompt"):
+            prompt = gr.Textbox(label="Prompt", lines=4, max_lines=12, placeholder="Type or paste a prompt")
+            detect_btn = gr.Button("Detect", variant="primary")
+            outputs = {}
+            with gr.Row():
+                for name, title in zip(SIDES, ("Base model (before)", "Fine-tuned (after)")):
+                    with gr.Column():
+                        gr.Markdown(f"**{title}**")
+                        outputs[name] = [gr.Textbox(label=f"{what} {name}", interactive=False)
+                                         for what in ("Answer", "P(injection)", "Verdict", "Latency")]
+            note = gr.Textbox(label="Detection note", interactive=False)
+            examples = gr.Dataframe(label="Example prompts from the test split (click one to try it)",
+                                    datatype="str", interactive=False, wrap=True, max_height=400)
+            example_texts = gr.State([])
+            with gr.Accordion("Result as the API returns it", open=False):
+                result = gr.JSON()
+        with gr.Tab("Many prompts"):
+            pasted = gr.Textbox(label="Prompts, one per line", lines=6, max_lines=20)
+            upload = gr.File(label="Prompts file (CSV, parquet or JSONL with a 'text' column)",
+                             file_types=[".csv", ".parquet", ".jsonl"], type="filepath", elem_id="detect-upload")
+            score_btn = gr.Button("Score all", variant="primary")
+            batch_note = gr.Textbox(label="Batch status", interactive=False)
+            table = gr.Dataframe(label="Batch results, largest disagreement first (click a row to send it to review)",
+                                 datatype="str", interactive=False, wrap=True, max_height=600, elem_id="detect-results")
+            download = gr.DownloadButton("Download CSV")
+            scores = gr.State(None)
+
+    with gr.Accordion("Send to review (adds the text to the label store, or flags it if already there)", open=True):
+        review_text = gr.Textbox(label="Text to send", interactive=False, lines=3, max_lines=10)
+        candidate = gr.State(None)
+        saved_name = gr.BrowserState("", storage_key=REVIEWER_STORAGE_KEY)
+        with gr.Row():
+            name_box = gr.Textbox(label="Your name", max_length=100, scale=1)
+            send_injection = gr.Button("Send as injection", variant="stop")
+            send_benign = gr.Button("Send as benign")
+            send_flag = gr.Button("Flag for review, no label")
+        review_status = gr.Textbox(label="Send status", interactive=False)
+
+    one_outputs = [*outputs["before"], *outputs["after"], note]
+
+    # -- the detector ------------------------------------------------------------------------------
+    def offered_detectors(current: str | None = None):
+        keys = [key for _, key in _choice_pairs(service)]
+        value = current if current in keys else service.loaded_key or service.default_key()
+        return gr.Dropdown(choices=_choice_pairs(service), value=value)
+
+    def show_detector(key: str | None):
+        try:
+            choice = service.load(key)
+        except ServingError as exc:
+            return f"⚠ {exc}", no_test_metrics(), examples_table([]), []
+        try:
+            picked, status_text = service.example_prompts(key), detector_summary(choice)
+        except ServingError as exc:
+            picked, status_text = [], f"{detector_summary(choice)} {exc}"
+        return status_text, choice.test_metrics(), examples_table(picked), [e.text for e in picked]
+
+    detector_outputs = [status, metrics, examples, example_texts]
+    gr.on(None, offered_detectors, inputs=None, outputs=[detector], **PRIVATE).then(
+        show_detector, inputs=[detector], outputs=detector_outputs, **PRIVATE, **MODEL_EVENTS)
+    detector.input(show_detector, inputs=[detector], outputs=detector_outputs, **PRIVATE, **MODEL_EVENTS)
+    reload_btn.click(offered_detectors, inputs=[detector], outputs=[detector], **PRIVATE)
+
+    # -- one prompt --------------------------------------------------------------------------------
+    def detect(text: str, detector: str, threshold: float) -> dict:
+        """P(injection), verdict, short answer and latency from the base model (before) and the
+        fine-tuned detector (after; null for a base model alone) for one prompt."""
+        try:
+            return service.compare(detector, text).to_dict(threshold)
+        except ServingError as exc:
+            raise _error(exc) from None
+
+    def one_candidate(text: str, outcome: dict) -> tuple[str, dict]:
+        after = outcome.get("after")
+        return text, {"text": text, "detector": outcome["detector"], "p": after["p_injection"] if after else None}
+
+    detect_btn.click(detect, inputs=[prompt, detector, threshold], outputs=[result], api_name="detect",
+                     **MODEL_EVENTS).success(
+        one_prompt_view, inputs=[result, threshold], outputs=one_outputs, **PRIVATE).success(
+        one_candidate, inputs=[prompt, result], outputs=[review_text, candidate], **PRIVATE)
+    threshold.change(one_prompt_view, inputs=[result, threshold], outputs=one_outputs, queue=False, **PRIVATE)
+
+    def example_text(texts: list[str], evt: gr.SelectData) -> str:
+        return texts[int(evt.row_value[0])]
+
+    examples.select(example_text, inputs=[example_texts], outputs=[prompt], **PRIVATE)
+
+    # -- many prompts ------------------------------------------------------------------------------
+    def detect_batch(lines: str, file: str | None, detector: str, threshold: float, progress=gr.Progress()):
+        """P(injection) and verdicts from both models for many prompts (pasted lines and/or a CSV,
+        parquet or JSONL file with a 'text' column): the table (largest disagreement first, text cut
+        to 300 characters, 'row' = input position), the CSV file (full text) and a note."""
+        try:
+            texts, read_note = batch_texts(lines, file)
+            scored = service.score_batch(
+                detector, texts, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} prompts"))
+        except (BatchInputError, ServingError) as exc:
+            raise _error(exc) from None
+        shown, csv = batch_view(scored, threshold)
+        return shown, csv, f"Scored {read_note}.", scored
+
+    def batch_candidate(stored: pd.DataFrame | None, evt: gr.SelectData):
+        if stored is None:
+            return gr.skip(), gr.skip()
+        row = int(evt.row_value[0])
+        text = stored.at[row, "text"]
+        p = float(stored.at[row, "p_after"]) if "p_after" in stored else None
+        return text, {"text": text, "detector": stored.attrs["detector"], "p": p}
+
+    score_btn.click(detect_batch, inputs=[pasted, upload, detector, threshold],
+                    outputs=[table, download, batch_note, scores], api_name="detect_batch", **MODEL_EVENTS)
+    threshold.change(batch_view, inputs=[scores, threshold], outputs=[table, download], queue=False, **PRIVATE)
+    table.select(batch_candidate, inputs=[scores], outputs=[review_text, candidate], **PRIVATE)
+
+    # -- send to review ----------------------------------------------------------------------------
+    def send(label: int | None):
+        def sender(chosen: dict | None, typed: str, request: gr.Request) -> str:
+            try:
+                return send_candidate(studio.store, chosen, getattr(request, "username", None) or typed, label)
+            except ValueError as exc:
+                raise _error(exc) from None
+        return sender
+
+    for button, label in ((send_injection, 1), (send_benign, 0), (send_flag, None)):
+        button.click(send(label), inputs=[candidate, name_box], outputs=[review_status], **PRIVATE)
+
+    def identify(saved: str, request: gr.Request):
+        if getattr(request, "username", None):
+            return gr.Textbox(value=request.username, interactive=False)
+        return gr.Textbox(value=saved or "")
+
+    gr.on(None, identify, inputs=[saved_name], outputs=[name_box], **PRIVATE)
+    gr.on([name_box.submit, name_box.blur], lambda typed: (typed or "").strip(), inputs=[name_box],
+          outputs=[saved_name], **PRIVATE)
