@@ -1,0 +1,175 @@
+"""What the Train tab shows of runs, as plain DataFrames and strings built from their files. No Gradio.
+
+Every text that can come from the data (validation rows, answers) or from a run's output (errors, logs)
+stays a cell or a string for a plain-text component; errors and logs go through ``ft.jobs.redact``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ft.jobs import RunInfo, redact
+
+RUN_COLUMNS = ["run", "name", "model", "data", "status", "step", "best val F1", "started", "duration"]
+CURVE_COLUMNS = {"loss": "loss", "learning_rate": "learning rate"}
+EVALUATION_COLUMNS = ["step", "epoch", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate"]
+TEST_COLUMNS = ["n", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate", "answer_accuracy"]
+PREDICTION_COLUMNS = ["text", "label", "before answer", "before P(injection)", "after answer", "after P(injection)"]
+
+
+def clock(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else ""
+
+
+def span(seconds: float | None) -> str:
+    """``1h 02m``, ``3m 05s`` or ``42s``; empty when unknown."""
+    if seconds is None or seconds < 0:
+        return ""
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def data_name(ref: str) -> str:
+    """A snapshot as ``snapshot <id>``, a path by its last part, a Hub id as it is."""
+    path = Path(ref)
+    if path.parent.name == "snapshots":
+        return f"snapshot {path.name}"
+    return path.name if path.is_absolute() else ref
+
+
+def status_text(info: RunInfo) -> str:
+    return f"queued (#{info.queue_position})" if info.queue_position else info.status
+
+
+def best_f1(info: RunInfo) -> str:
+    """The best validation F1 over the run's prediction tables, with its step."""
+    scored = [m for m in info.dir.read_metrics() if m.get("kind") == "predictions" and m.get("f1") is not None]
+    if not scored:
+        return ""
+    best = max(scored, key=lambda m: m["f1"])
+    return f"{best['f1']:.3f} @ {best['step']}"
+
+
+def duration(info: RunInfo, now: float | None = None) -> float | None:
+    started = info.state.get("started")
+    if not started or info.status == "queued":
+        return None
+    ended = info.state.get("ended") if info.status != "running" else None
+    return (ended or now or time.time()) - started
+
+
+def runs_frame(runs: list[RunInfo], now: float | None = None) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        step, total = r.state.get("step"), r.state.get("total_steps")
+        rows.append([r.run_id, r.name, r.model, data_name(r.data), status_text(r),
+                     f"{step}/{total}" if total else "" if step is None else str(step), best_f1(r),
+                     clock(r.state.get("started")), span(duration(r, now))])
+    return pd.DataFrame(rows, columns=RUN_COLUMNS, dtype=str)
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    eta_s: float | None
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total) if self.total else 0.0
+
+    @property
+    def text(self) -> str:
+        eta = f" · ETA {span(self.eta_s)}" if self.eta_s is not None else ""
+        return f"step {self.step}/{self.total or '?'} · {self.fraction:.0%}{eta}"
+
+
+def progress(info: RunInfo, now: float | None = None) -> Progress:
+    """Step, total and the time left at the pace since the process (re)started."""
+    step, total = int(info.state.get("step") or 0), int(info.state.get("total_steps") or 0)
+    eta = None
+    started, done = info.state.get("started"), step - int(info.job.get("start_step") or 0)
+    if info.status == "running" and started and total and done > 0:
+        eta = (total - step) * ((now or time.time()) - started) / done
+    return Progress(step, total, eta)
+
+
+def files_version(info: RunInfo) -> tuple:
+    """Changes whenever anything the run's panel shows may have changed (to skip re-sending it otherwise)."""
+    def size(path: Path) -> int:
+        return path.stat().st_size if path.exists() else -1
+
+    return (info.status, info.state.get("updated"), size(info.dir.metrics), size(info.dir.log),
+            tuple(info.dir.prediction_steps()), info.dir.eval.exists())
+
+
+def curve_frame(info: RunInfo, key: str) -> pd.DataFrame:
+    """``step`` and ``key`` (loss or learning_rate) from every Trainer log of the run, step ascending."""
+    points = [(m["step"], m[key]) for m in info.dir.read_metrics() if m.get("kind") == "log" and key in m]
+    frame = pd.DataFrame(points, columns=["step", CURVE_COLUMNS[key]])
+    return frame.drop_duplicates("step", keep="last").sort_values("step")
+
+
+def evaluations_frame(info: RunInfo) -> pd.DataFrame:
+    """The validation sample's metrics at each prediction table."""
+    rows = [[_cell(m.get(c)) for c in EVALUATION_COLUMNS] for m in info.dir.read_metrics()
+            if m.get("kind") == "predictions"]
+    return pd.DataFrame(rows, columns=EVALUATION_COLUMNS, dtype=str)
+
+
+def test_frame(info: RunInfo) -> pd.DataFrame:
+    """eval.json's before and after test metrics, one row each; empty until the run completes."""
+    report = info.dir.read_eval() or {}
+    rows = [[side] + [_cell(report[side].get(c)) for c in TEST_COLUMNS] for side in ("before", "after")
+            if side in report]
+    return pd.DataFrame(rows, columns=["model"] + TEST_COLUMNS, dtype=str)
+
+
+def prediction_steps(info: RunInfo) -> tuple[int | None, int | None]:
+    """(before, after): step 0's table, and the latest later one (None until an epoch ends)."""
+    steps = info.dir.prediction_steps()
+    before = 0 if 0 in steps else None
+    after = steps[-1] if steps and steps[-1] != before else None
+    return before, after
+
+
+def predictions_frame(info: RunInfo) -> pd.DataFrame:
+    """The train-start table beside the latest one, joined on row order (both score the same sample)."""
+    before_step, after_step = prediction_steps(info)
+    if before_step is None:
+        return pd.DataFrame(columns=PREDICTION_COLUMNS, dtype=str)
+    before = info.dir.read_predictions(before_step)
+    after = info.dir.read_predictions(after_step) if after_step is not None else None
+    frame = pd.DataFrame({
+        "text": before["text"],
+        "label": before["label"],
+        "before answer": before["answer"],
+        "before P(injection)": before["p_injection"].map(_cell),
+        "after answer": after["answer"] if after is not None else "",
+        "after P(injection)": after["p_injection"].map(_cell) if after is not None else "",
+    })
+    return frame.astype(str)
+
+
+def details_text(info: RunInfo, command: str) -> str:
+    """Status, error, tracker location and command of a run, secrets redacted."""
+    lines = [f"run {info.run_id}: {status_text(info)}", f"command: {command}"]
+    if info.state.get("wandb"):
+        lines.append(f"wandb: {info.state['wandb']}")
+    if info.config.get("tracker") == "trackio":
+        lines.append(f"trackio: project {info.config.get('project')} (open with `trackio show`)")
+    if info.state.get("error"):
+        lines.append(f"error: {info.state['error']}")
+    return redact("\n".join(lines))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,127 @@
+"""The Train tab in Chromium: a tiny run from the page learns, finishes and reproduces from the shell;
+another is cancelled and resumed."""
+import json
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from playwright.sync_api import expect
+
+from conftest import DATA_DIR, ROOT, TOKENIZER_DIR
+
+pytestmark = pytest.mark.browser
+
+RUN_TIMEOUT_MS = 300_000
+IMG = '<img src=x onerror="window.__x=1">'
+SCRIPT = "<script>window.__y=1</script>"
+MARKDOWN = "**bold** and [a link](javascript:alert(1))"
+TINY_RUN = {"max_train_rows": "200", "max_test_rows": "64", "validation_size": "16", "max_length": "128",
+            "batch_size": "16", "gradient_accumulation": "1", "learning_rate": "0.003", "warmup_steps": "0",
+            "logging_steps": "2", "save_steps": "100", "prediction_samples": "8", "eval_batch_size": "16"}
+
+
+def field(page, name):
+    """The input of the config field ``name`` (its label starts with the name; help text follows)."""
+    return page.get_by_label(re.compile(rf"^\s*{re.escape(name)}\b")).first
+
+
+def open_train_tab(page, app):
+    page.goto(app.url)
+    page.get_by_role("tab", name="Train").click()
+    for section in ("Model", "Data", "Optimisation", "Logging"):
+        page.get_by_text(f"{section} settings", exact=True).click()
+
+
+def queue_tiny_run(page, name, data=str(DATA_DIR), **values):
+    """Fill the form for a tiny CPU run (on the shared data by default) and press Start; returns the run id."""
+    field(page, "run_name").fill(name)
+    data_input = field(page, "data")
+    data_input.click()
+    page.wait_for_timeout(1000)  # focusing refreshes the snapshot list; type after it lands
+    data_input.fill(data)
+    data_input.press("Enter")
+    expect(data_input).to_have_value(data)
+    field(page, "tokenizer").fill(str(TOKENIZER_DIR))
+    field(page, "modules_to_save").fill("embed_tokens, lm_head")
+    field(page, "gradient_checkpointing").uncheck()
+    for name_, value in {**TINY_RUN, **values}.items():
+        field(page, name_).fill(value)
+    page.get_by_role("button", name="Show command").click()
+    command = page.locator("#train-command textarea")
+    expect(command).to_have_value(re.compile(r"-m ft\.train --config \S+/config\.yaml --run-id \S+"))
+    shown = command.input_value()
+    page.locator("#train-start").click()
+    expect(command).to_have_value(re.compile(r"^Queued "))
+    run_id = re.match(r"Queued (\S+):", command.input_value()).group(1)
+    assert shown.endswith(f"--run-id {run_id}"), "Start used the run the command was shown for"
+    return run_id
+
+
+def status_cell(page, run_id):
+    return page.locator("#train-runs tr", has_text=run_id)
+
+
+def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page, running_app):
+    open_train_tab(page, running_app)
+    field(page, "learning_rate").fill("0")
+    page.get_by_role("button", name="Show command").click()
+    expect(page.locator("#train-command textarea")).to_have_value(re.compile("Refused: learning_rate must be > 0"))
+
+    run_id = queue_tiny_run(page, "from-page")
+    expect(status_cell(page, run_id)).to_contain_text(re.compile("running|completed"), timeout=60_000)
+    expect(page.locator("#train-loss canvas, #train-loss svg").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    expect(status_cell(page, run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
+
+    predictions = page.locator("#train-predictions")
+    for header in ("before answer", "before P(injection)", "after answer", "after P(injection)"):
+        expect(predictions).to_contain_text(header)
+    expect(predictions.get_by_role("grid")).to_have_attribute("aria-rowcount", "9")  # a header and 8 rows
+    for column in (3, 5):  # P(injection) before and after
+        expect(predictions.get_by_test_id(f"cell-0-{column}")).to_have_text(re.compile(r"^\s*[01]\.\d{4}\s*$"))
+    expect(page.locator("#train-test")).to_contain_text("after")
+    expect(page.locator("#train-log textarea")).to_have_value(re.compile("test before: acc"))
+
+    run_dir = running_app.data_dir / "runs" / run_id
+    shell = subprocess.run([sys.executable, "-m", "ft.train", "--config", str(run_dir / "config.yaml"),
+                            "--run-id", "from-shell"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert shell.returncode == 0, shell.stderr[-3000:]
+    from_page = json.loads((run_dir / "eval.json").read_text())
+    from_shell = json.loads((run_dir.parent / "from-shell" / "eval.json").read_text())
+    for report in (from_page, from_shell):
+        for side in ("before", "after"):
+            report[side].pop("seconds")
+    assert from_shell == from_page
+
+
+def hostile_data(folder):
+    """The real train and test splits, and a validation split of HTML and Markdown that must stay text."""
+    folder.mkdir()
+    for split in ("train", "test"):
+        pd.read_parquet(DATA_DIR / f"{split}.parquet").head(600).to_parquet(folder / f"{split}.parquet")
+    pd.DataFrame({"text": [IMG, SCRIPT, MARKDOWN], "label": [1, 1, 0]}).to_parquet(folder / "validation.parquet")
+    return folder
+
+
+def test_a_run_is_cancelled_from_the_page_and_resumed(page, running_app, tmp_path):
+    open_train_tab(page, running_app)
+    run_id = queue_tiny_run(page, "to-cancel", data=str(hostile_data(tmp_path / "hostile")),
+                            validation_split="validation", max_steps="12", logging_steps="1")
+    predictions = page.locator("#train-predictions")
+    for row, text in enumerate((IMG, SCRIPT, MARKDOWN)):
+        expect(predictions.get_by_test_id(f"cell-{row}-0")).to_have_text(text, timeout=RUN_TIMEOUT_MS)
+    assert page.evaluate("[window.__x, window.__y]") == [None, None]
+    assert predictions.locator("img, script, a").count() == 0
+    expect(page.locator("#train-progress")).to_contain_text(re.compile(r"step ([2-9]|1[01])/12"),
+                                                            timeout=RUN_TIMEOUT_MS)
+    page.locator("#train-cancel").click()
+    expect(page.locator("#train-action textarea")).to_have_value(re.compile("cancelling"))
+    expect(status_cell(page, run_id)).to_contain_text("cancelled", timeout=30_000)
+    stopped_at = int(re.search(r"step (\d+)/12", page.locator("#train-progress").inner_text()).group(1))
+    assert (running_app.data_dir / "runs" / run_id / "checkpoints" / f"checkpoint-{stopped_at}").is_dir()
+
+    page.locator("#train-resume").click()
+    expect(page.locator("#train-action textarea")).to_have_value(re.compile("queued to resume"))
+    expect(status_cell(page, run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#train-log textarea")).to_have_value(re.compile("resume: .*--resume"))
