@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import sys
 from pathlib import Path
 
 import gradio as gr
+
+from access.users import Users
 
 from curation import sources
 from curation.demo import demo_only, load_demo_if_empty
@@ -15,6 +19,9 @@ from ui import curate, detect, train
 from ui.context import Studio
 
 SPACE_DATA_DIR = Path("/data")
+OFFLINE_SHARED = Path(__file__).resolve().parent.parent / "shared"
+"""The offline data and tokenizer beside the repository on build machines: allowed by default when present."""
+ON_SPACE = bool(os.environ.get("SPACE_ID"))
 
 
 def default_data_dir() -> Path:
@@ -30,31 +37,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default=None,
                         help="import this dataset at start (Hub id, folder of <split>.parquet files, or a "
                              "parquet/CSV/JSONL file); texts already stored are skipped")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for a team)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--host", default=None,
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space). Any address other "
+                             "than loopback needs login (--auth or STUDIO_USERS) or --public-without-auth")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--auth", type=Path, default=None,
-                        help="file of 'user:password' lines; turns on login, and votes carry the login name")
+                        help="users file: 'name:hash[:role]' lines (hash from 'python -m access.users', role "
+                             "reviewer or admin); the STUDIO_USERS environment variable works the same")
+    parser.add_argument("--public-without-auth", action="store_true",
+                        default=os.environ.get("STUDIO_ALLOW_PUBLIC") == "1",
+                        help="allow a non-loopback address with no login (anyone who reaches it is an admin)")
+    parser.add_argument("--allow-path", type=Path, action="append", default=[],
+                        help="a folder typed paths may point into, besides the data directory (repeatable; "
+                             "../shared beside the repository is allowed when present)")
+    parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest file a page may upload")
     args = parser.parse_args(argv)
     args.data_dir = args.data_dir or default_data_dir()
+    args.host = args.host or ("0.0.0.0" if ON_SPACE else "127.0.0.1")
     return args
 
 
-def read_auth(path: Path) -> list[tuple[str, str]]:
-    """(user, password) pairs from 'user:password' lines; blank lines and '#' comments are skipped."""
-    pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        user, sep, password = line.partition(":")
-        if not sep or not user.strip() or not password:
-            raise ValueError(f"{path}, line {number}: expected 'user:password'")
-        pairs.append((user.strip(), password))
-    if not pairs:
-        raise ValueError(f"{path}: no 'user:password' lines")
-    return pairs
+def load_users(auth_file: Path | None) -> Users | None:
+    """The login table from --auth, else from STUDIO_USERS, else None (no login)."""
+    return Users.from_file(auth_file) if auth_file else Users.from_environment()
 
 
-def open_studio(data_dir: Path, dataset: str | None = None) -> Studio:
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_binding(host: str, users: Users | None, public_without_auth: bool) -> None:
+    """Refuse to listen beyond this machine with no login, unless that was asked for explicitly."""
+    if users is None and not is_loopback(host) and not public_without_auth:
+        raise ValueError(f"--host {host} without login would let anyone who reaches it in: give --auth FILE "
+                         "(or STUDIO_USERS), or say --public-without-auth")
+
+
+def allowed_roots(extra: list[Path], dataset: str | None) -> list[Path]:
+    roots = [p.resolve() for p in extra]
+    if OFFLINE_SHARED.is_dir():
+        roots.append(OFFLINE_SHARED)
+    if dataset and Path(dataset).exists():
+        roots.append(Path(dataset).resolve())
+    return roots
+
+
+def open_studio(data_dir: Path, dataset: str | None = None, users: Users | None = None,
+                roots: list[Path] | None = None, access_note: str = "") -> Studio:
     """Open (or create) the store; import ``dataset`` if given, else the demo dataset into an empty store."""
     store = LabelStore(data_dir)
     if dataset:
@@ -63,12 +97,22 @@ def open_studio(data_dir: Path, dataset: str | None = None) -> Studio:
               f"{result.duplicates} duplicate texts dropped", flush=True)
     if load_demo_if_empty(store):
         print("No data yet: loaded the demo dataset", flush=True)
-    return Studio(data_dir=Path(data_dir), store=store, demo=demo_only(store))
+    return Studio(data_dir=Path(data_dir), store=store, demo=demo_only(store), users=users,
+                  allowed_roots=roots or [], access_note=access_note)
+
+
+def access_note(host: str, users: Users | None) -> str:
+    if users is not None:
+        return f"Sign-in is on for {len(users.names())} user(s): reviewers label and query, admins also run."
+    if is_loopback(host):
+        return f"No sign-in: listening on {host} only, for this machine's user."
+    return f"No sign-in, listening on {host}: anyone who can reach this address can do everything."
 
 
 def build_app(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title="Injection Studio") as app:
         gr.Markdown("# Injection Studio\nCurate the labels → fine-tune a detector → try it live → curate again.")
+        gr.Markdown(studio.access_note, elem_id="access-note")
         with gr.Tab("Curate"):
             curate.build(studio)
         with gr.Tab("Train"):
@@ -82,12 +126,17 @@ def build_app(studio: Studio) -> gr.Blocks:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        auth = read_auth(args.auth) if args.auth else None
-        studio = open_studio(args.data_dir, args.dataset)
-    except (OSError, ValueError) as error:  # SourceError is a ValueError: a bad --dataset or --auth file
+        users = load_users(args.auth)
+        check_binding(args.host, users, args.public_without_auth)
+        studio = open_studio(args.data_dir, args.dataset, users, allowed_roots(args.allow_path, args.dataset),
+                             access_note(args.host, users))
+    except (OSError, ValueError) as error:  # SourceError and UsersError are ValueErrors
         sys.exit(f"Cannot start: {error}")
-    build_app(studio).launch(server_name=args.host, server_port=args.port, auth=auth, head=curate.KEYBOARD_HEAD,
-                             allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False)
+    print(studio.access_note, flush=True)
+    build_app(studio).launch(server_name=args.host, server_port=args.port,
+                             auth=users.authenticate if users else None, head=curate.KEYBOARD_HEAD,
+                             allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False,
+                             max_file_size=f"{args.max_upload_mb}mb")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
   wandb (``wandb.Table``) or trackio. It logs in ``on_epoch_end``, which runs
   before trackio closes its run in its own ``on_train_end``.
 - ``RunFiles`` appends every Trainer log to ``metrics.jsonl`` and keeps
-  ``state.json`` (step, total, epoch) fresh for the app.
+  ``state.json`` (step, total, epoch, the tracker's run URL) fresh for the app.
 - ``StopOnSignal`` turns SIGTERM into "save a checkpoint and stop after this
   step", so a cancelled run can be resumed.
 """
@@ -83,9 +83,10 @@ class PredictionLogger(TrainerCallback):
 class RunFiles(TrainerCallback):
     """metrics.jsonl for every log, and the progress fields of state.json."""
 
-    def __init__(self, run: RunDir, min_interval_s: float = 1.0):
+    def __init__(self, run: RunDir, min_interval_s: float = 1.0, tracker_location=None):
         self.run = run
         self.min_interval_s = min_interval_s
+        self.tracker_location = tracker_location
         self._last_write = 0.0
 
     def _progress(self, state, force: bool = False) -> None:
@@ -98,6 +99,8 @@ class RunFiles(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._progress(state, force=True)
+        if self.tracker_location and state.is_world_process_zero:
+            self.run.write_state(wandb=self.tracker_location())
 
     def on_step_end(self, args, state, control, **kwargs):
         self._progress(state)

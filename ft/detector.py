@@ -154,6 +154,6 @@ def load_detector(config, adapter_dir=None) -> Detector:
     """
     saved = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
     tokenizer = models.load_tokenizer(str(adapter_dir) if saved else
-                                      config.tokenizer or models.resolve_model_id(config.model))
+                                      config.tokenizer or models.default_tokenizer(config.model))
     model = models.load_for_inference(config.model, tokenizer, adapter_dir, config.quantisation)
     return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size)

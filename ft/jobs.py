@@ -87,7 +87,7 @@ FIELD_HELP: dict[str, dict[str, str]] = {
         "run_name": "Name shown in the runs table and the tracker; part of the run id",
     },
     "Model": {
-        "tokenizer": "Tokenizer id or folder; empty = the model's own (the tiny preset needs one)",
+        "tokenizer": "Tokenizer id or folder; empty = the model's own (tiny borrows Qwen2.5's)",
         "quantisation": "auto = 4-bit NF4 on CUDA, none on CPU",
         "lora_r": "LoRA rank",
         "lora_alpha": "LoRA scaling numerator (scale = alpha / r)",
@@ -242,9 +242,6 @@ def check_config(config: TrainConfig) -> None:
         ref = getattr(config, name)
         if ref and _looks_local(ref) and not Path(ref).expanduser().exists():
             raise ConfigError(f"{name} {ref}: no such file or folder")
-    if config.model == "tiny" and not config.tokenizer:
-        raise ConfigError("the tiny preset has no tokenizer of its own: set tokenizer "
-                          "(a folder, or a Hub id such as Qwen/Qwen2.5-1.5B-Instruct)")
     secrets = secret_values()
     for name, value in dataclasses.asdict(config).items():
         texts = value if isinstance(value, list) else [value]

@@ -47,11 +47,25 @@ class TinyShape:
 
 
 PRESETS = {"qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B-Instruct", "tiny": "tiny"}
+QWEN_TOKENIZER = "Qwen/Qwen2.5-1.5B-Instruct"
+# The offline copy of the Qwen tokenizer laid beside the repository on build and CI machines.
+OFFLINE_QWEN_TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "tokenizers" / "qwen2.5"
 
 
 def resolve_model_id(model: str) -> str:
     """Hub id or path for a preset name; other names pass through unchanged."""
     return PRESETS.get(model, model)
+
+
+def default_tokenizer(model: str) -> str:
+    """The tokenizer a model uses when the config names none.
+
+    ``tiny`` has no tokenizer of its own and borrows Qwen2.5's: the offline copy
+    when it is there, else the Hub's.
+    """
+    if resolve_model_id(model) == "tiny":
+        return str(OFFLINE_QWEN_TOKENIZER) if OFFLINE_QWEN_TOKENIZER.is_dir() else QWEN_TOKENIZER
+    return resolve_model_id(model)
 
 
 def load_tokenizer(tokenizer_ref: str):

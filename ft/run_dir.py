@@ -1,7 +1,8 @@
 """The files of one run, ``runs/<run_id>/``: the only channel between a run and the app.
 
     config.yaml          the resolved TrainConfig
-    state.json           status (queued/running/completed/cancelled/failed), step, total, error, pid
+    state.json           written by the run: status (running/completed/cancelled/failed), step, total, error, pid
+    job.json             written by the app (ft/jobs.py): queued_at, command, process group, cancel request
     log.txt              everything the run printed
     metrics.jsonl        one JSON object per Trainer log and per prediction table
     predictions/         step-<N>.parquet: text, label, answer, p_injection

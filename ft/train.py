@@ -359,7 +359,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
         validation_size=config.validation_size, max_train_rows=config.max_train_rows,
         max_test_rows=config.max_test_rows, seed=config.seed)
     log.info("data %s: %s", config.data, {k: len(v) for k, v in frames.items()})
-    tokenizer = models.load_tokenizer(config.tokenizer or models.resolve_model_id(config.model))
+    tokenizer = models.load_tokenizer(config.tokenizer or models.default_tokenizer(config.model))
     started = time.perf_counter()
     rows = collate.encode_examples(tokenizer, frames["train"]["text"].tolist(), frames["train"]["label"].tolist(),
                                    config.max_length)
@@ -386,18 +386,19 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
         train_dataset=Dataset.from_list(rows),
         data_collator=collate.RightPadCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[RunFiles(run), predictions, stop],
+        callbacks=[RunFiles(run, tracker_location=_wandb_location if config.tracker == "wandb" else None),
+                   predictions, stop],
         studio_config=config,
     )
     checkpoint = run.last_checkpoint() if resume else None
     if resume and checkpoint is None:
         log.info("no checkpoint to resume from: starting at step 0")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    if config.tracker == "wandb":
-        run.write_state(wandb=_wandb_location())
     if stop.requested:
         log.info("cancelled at step %d; checkpoint saved", trainer.state.global_step)
         return "cancelled"
+    if not trainer.is_world_process_zero():
+        return "completed"
     model.save_pretrained(run.adapter)
     tokenizer.save_pretrained(run.adapter)
     report = evaluate_before_after(detector, frames["test"], config.threshold)

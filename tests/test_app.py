@@ -5,6 +5,7 @@ import gradio as gr
 import pytest
 
 import app
+from access.users import hash_password
 from conftest import DATA_DIR
 from curation.demo import DEMO_PATH, demo_only
 from curation.sources import load
@@ -21,13 +22,29 @@ def test_flags_and_defaults(monkeypatch, tmp_path):
     assert (args.data_dir, args.dataset, args.host, args.port) == (Path("x"), "d", "0.0.0.0", 9000)
 
 
-def test_read_auth(tmp_path):
+def test_users_come_from_the_file_or_the_environment(tmp_path, monkeypatch):
     path = tmp_path / "users.txt"
-    path.write_text("# team\nann:secret:with:colons\n\n bob : pw\n", encoding="utf-8")
-    assert app.read_auth(path) == [("ann", "secret:with:colons"), ("bob", " pw")]
-    path.write_text("no colon here\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="line 1"):
-        app.read_auth(path)
+    path.write_text(f"ann:{hash_password('pw')}:admin\n", encoding="utf-8")
+    assert app.load_users(path).is_admin("ann")
+    monkeypatch.setenv("STUDIO_USERS", f"bob:{hash_password('pw')}")
+    assert app.load_users(None).names() == ["bob"]
+    monkeypatch.delenv("STUDIO_USERS")
+    assert app.load_users(None) is None
+    path.write_text("ann:plain-password\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="must be a hash"):
+        app.load_users(path)
+
+
+def test_no_login_binds_to_loopback_unless_told(tmp_path):
+    users = app.Users.from_text(f"ann:{hash_password('pw')}", "test")
+    app.check_binding("127.0.0.1", None, False)
+    app.check_binding("0.0.0.0", users, False)
+    app.check_binding("0.0.0.0", None, True)
+    with pytest.raises(ValueError, match="without login"):
+        app.check_binding("0.0.0.0", None, False)
+    with pytest.raises(SystemExit, match="without login"):
+        app.main(["--data-dir", str(tmp_path), "--host", "0.0.0.0"])
+    assert "127.0.0.1 only" in app.access_note("127.0.0.1", None)
 
 
 def test_demo_dataset_is_small_mixed_and_split():

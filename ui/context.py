@@ -1,10 +1,14 @@
-"""What every tab is given: the data directory and the open label store."""
+"""What every tab is given: the data directory, the open label store, who may do what."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import gradio as gr
+
+from access.paths import PathError, checked_reference
+from access.users import Users
 from curation.store import LabelStore
 
 
@@ -16,7 +20,34 @@ class Studio:
     """True when the app started on the bundled demo dataset (no data of its own yet)."""
     runs_dir: Path | None = None
     """Training runs; data_dir/runs unless given."""
+    users: Users | None = None
+    """The login table when auth is on; None for a single local user, who may do everything."""
+    allowed_roots: list[Path] = field(default_factory=list)
+    """Folders a typed path may point into, besides the data directory."""
+    access_note: str = ""
+    """One line for the page: who may sign in, or that nobody needs to."""
 
     def __post_init__(self) -> None:
         if self.runs_dir is None:
             self.runs_dir = self.data_dir / "runs"
+
+    @property
+    def roots(self) -> list[Path]:
+        return [self.data_dir, *self.allowed_roots]
+
+    def is_admin(self, request: gr.Request | None) -> bool:
+        if self.users is None:
+            return True
+        return self.users.is_admin(getattr(request, "username", None))
+
+    def require_admin(self, request: gr.Request | None, action: str) -> None:
+        """Raise a page error unless the caller (page or API) may ``action``."""
+        if not self.is_admin(request):
+            raise gr.Error(f"Only an admin can {action}; you are signed in as a reviewer.")
+
+    def checked_reference(self, ref: str) -> str:
+        """A typed path made absolute inside the allowed roots, or a Hub id; a page error otherwise."""
+        try:
+            return checked_reference(ref, self.roots)
+        except PathError as error:
+            raise gr.Error(str(error)) from None

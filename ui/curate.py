@@ -359,6 +359,8 @@ def build(studio: Studio) -> None:
         target = uploaded or (source_text or "").strip()
         if not target:
             raise gr.Error("Give a dataset id or path, or upload a file.")
+        if not uploaded:
+            target = studio.checked_reference(target)
         try:
             result = read_source(target, text_column=text_col.strip(), label_column=label_col.strip(),
                                  split=split_name.strip() or None,
@@ -409,6 +411,7 @@ def build(studio: Studio) -> None:
                          outputs=[snapshot_table, chosen_snapshot])
 
     def snapshot(typed: str, request: gr.Request):
+        studio.require_admin(request, "create snapshots")
         made = store.create_snapshot(_reviewer_name(request, typed) or "anonymous")
         return (_snapshot_summary(made.manifest), [str(p) for p in made.files],
                 *_snapshots_view(store, made.id))
@@ -416,7 +419,8 @@ def build(studio: Studio) -> None:
     snapshot_btn.click(snapshot, inputs=[reviewer_box],
                        outputs=[snapshot_info, snapshot_files, snapshot_table, chosen_snapshot])
 
-    def push(snapshot_id: str | None, repo_id: str):
+    def push(snapshot_id: str | None, repo_id: str, request: gr.Request):
+        studio.require_admin(request, "push snapshots to the Hub")
         chosen = next((s for s in store.list_snapshots() if s.id == snapshot_id), None)
         if chosen is None or not (repo_id or "").strip():
             raise gr.Error("Choose a snapshot and a Hub dataset repo.")

@@ -58,6 +58,10 @@ def _field_input(field: FormField, studio: Studio):
     return gr.Textbox(value=field.default or "", **common)
 
 
+CPU_NOTE = ("\n\nNo GPU here: the `tiny` preset trains end to end on the CPU; real QLoRA training of "
+            "Qwen2.5-1.5B needs a GPU (on Hugging Face, a GPU Space).")
+
+
 def _saved_configs(manager: JobManager) -> list[tuple[str, str]]:
     """The project's example configs, then the config of every run, newest first."""
     examples = [(f"configs/{p.name}", str(p)) for p in sorted((ROOT / "configs").glob("*.yaml"))]
@@ -80,7 +84,7 @@ def build(studio: Studio) -> JobManager:
     gpus = f"{manager.gpus} GPU(s)" if manager.gpus else "CPU"
 
     gr.Markdown(f"### Runs\nRuns wait in a queue and train one at a time on this machine ({gpus}); "
-                "they go on when the page is closed.")
+                "they go on when the page is closed." + ("" if manager.gpus else CPU_NOTE))
     runs_table = gr.Dataframe(lambda: run_views.runs_frame(manager.runs()), datatype="str", interactive=False,
                               wrap=True, max_height=320, elem_id="train-runs")
     with gr.Row():
@@ -139,7 +143,11 @@ def build(studio: Studio) -> JobManager:
     panel = [progress_bar, details, loss_plot, lr_plot, evaluations, test_report, predictions, log_box]
 
     def form_config(values) -> TrainConfig:
-        return config_from_form(dict(zip(names, values)), manager.runs_dir)
+        config = config_from_form(dict(zip(names, values)), manager.runs_dir)
+        for name in ("data", "model", "tokenizer"):
+            if getattr(config, name):
+                setattr(config, name, studio.checked_reference(getattr(config, name)))
+        return config
 
     def load_config(path):
         if not path:
@@ -158,7 +166,8 @@ def build(studio: Studio) -> JobManager:
         run_id = planned if planned and not manager.run_dir(planned).path.exists() else manager.new_run_id(config)
         return run_id, shell_command(manager.command(run_id))
 
-    def start(planned, known, *values):
+    def start(request: gr.Request, planned, known, *values):
+        studio.require_admin(request, "start runs")
         try:
             run_id = manager.submit(form_config(values), planned)
         except ConfigError as error:
@@ -195,7 +204,8 @@ def build(studio: Studio) -> JobManager:
     def picked_row(event: gr.SelectData):
         return event.row_value[0]
 
-    def act(action, run_id):
+    def act(action, run_id, request: gr.Request | None):
+        studio.require_admin(request, f"{action.__name__} runs")
         if not run_id:
             return "Pick a run first."
         try:
@@ -213,11 +223,20 @@ def build(studio: Studio) -> JobManager:
     run_picker.change(lambda run_id: show_run(run_id, None, force=True), run_picker, [*panel, panel_version],
                       show_progress="hidden")
     runs_table.select(picked_row, None, run_picker, show_progress="hidden")
-    cancel_btn.click(lambda run_id: act(manager.cancel, run_id), run_picker, action_box)
-    resume_btn.click(lambda run_id: act(manager.resume, run_id), run_picker, action_box)
+    def cancel(run_id, request: gr.Request):
+        return act(manager.cancel, run_id, request)
+
+    def resume(run_id, request: gr.Request):
+        return act(manager.resume, run_id, request)
+
+    def delete(run_id, request: gr.Request):
+        return act(manager.delete, run_id, request), gr.Row(visible=False)
+
+    cancel_btn.click(cancel, run_picker, action_box)
+    resume_btn.click(resume, run_picker, action_box)
     delete_btn.click(lambda: gr.Row(visible=True), None, confirm_row)
     keep_btn.click(lambda: gr.Row(visible=False), None, confirm_row)
-    confirm_btn.click(lambda run_id: (act(manager.delete, run_id), gr.Row(visible=False)), run_picker,
+    confirm_btn.click(delete, run_picker,
                       [action_box, confirm_row]).then(table, [run_picker, known_ids],
                                                       [runs_table, run_picker, known_ids])
     return manager

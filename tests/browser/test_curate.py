@@ -1,4 +1,5 @@
 """The Curate tab in Chromium: import a hostile file, review with buttons and keys, snapshot."""
+from access.users import hash_password
 import json
 import re
 
@@ -127,7 +128,7 @@ def test_import_review_snapshot_and_no_script_runs(page, running_app, tmp_path):
 
 def test_login_name_is_the_reviewer(page, start_app, tmp_path):
     users = tmp_path / "users.txt"
-    users.write_text("lead:s3cret\n", encoding="utf-8")
+    users.write_text(f"lead:{hash_password('s3cret')}\n", encoding="utf-8")
     app = start_app("--auth", str(users))
     page.goto(app.url)
     page.get_by_label("username").fill("lead")
