@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     build_app(studio).launch(server_name=args.host, server_port=args.port,
                              auth=users.authenticate if users else None, head=curate.KEYBOARD_HEAD,
                              allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False,
-                             max_file_size=f"{args.max_upload_mb}mb")
+                             max_file_size=int(args.max_upload_mb * 2**20))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def build(studio: Studio) -> JobManager:
         with gr.Column(scale=1):
             gr.Markdown("### Selected run")
             run_picker = gr.Dropdown(label="Run (or click a row of the table)", choices=[],
-                                     elem_id="train-run-picker")
+                                     allow_custom_value=True, elem_id="train-run-picker")
             progress_bar = gr.HTML(elem_id="train-progress")
             with gr.Row():
                 cancel_btn = gr.Button("Cancel", variant="stop", size="sm", elem_id="train-cancel")

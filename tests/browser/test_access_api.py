@@ -1,0 +1,54 @@
+"""Sign-in guards the API as it guards the page: no credentials, nothing; a reviewer cannot run jobs."""
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from gradio_client import Client
+
+from access.users import hash_password
+
+RUN_CONTROL = ("/start", "/cancel", "/resume", "/delete")
+
+
+@pytest.fixture
+def signed_in_app(start_app, tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text(f"boss:{hash_password('boss-pw')}:admin\nrev:{hash_password('rev-pw')}\n", encoding="utf-8")
+    return start_app("--auth", str(users))
+
+
+def status_of(url: str, data: bytes | None = None) -> int:
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_without_credentials_every_route_and_client_call_is_refused(signed_in_app):
+    base = signed_in_app.url.rstrip("/")
+    for route in ("/config", "/gradio_api/info", "/gradio_api/queue/status"):
+        assert status_of(base + route) in (401, 403), route
+    body = json.dumps({"data": ["hello", "base:tiny", 0.5]}).encode()
+    assert status_of(base + "/gradio_api/call/detect", body) in (401, 403)
+    with pytest.raises(Exception):
+        Client(signed_in_app.url, verbose=False)
+    with pytest.raises(Exception):
+        Client(signed_in_app.url, auth=("rev", "wrong"), verbose=False)
+
+
+def test_a_reviewer_cannot_control_runs_but_an_admin_can(signed_in_app):
+    reviewer = Client(signed_in_app.url, auth=("rev", "rev-pw"), verbose=False)
+    endpoints = reviewer.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert set(RUN_CONTROL) <= set(endpoints)
+    for name in ("/cancel", "/resume", "/delete"):
+        with pytest.raises(Exception, match="Only an admin"):
+            reviewer.predict("some-run", api_name=name)
+    start_args = [p.get("example_input") for p in endpoints["/start"]["parameters"]]
+    with pytest.raises(Exception, match="Only an admin"):
+        reviewer.predict(*start_args, api_name="/start")
+    admin = Client(signed_in_app.url, auth=("boss", "boss-pw"), verbose=False)
+    answer = admin.predict("no-such-run", api_name="/cancel")
+    assert "Only an admin" not in str(answer)
