@@ -410,7 +410,7 @@ def _proc_says_dead(pid: int) -> bool:
     except OSError:
         return False
     zombie = stat.rpartition(")")[2].split()[:1] == ["Z"]
-    return zombie or not ("ft.train" in cmdline or "accelerate" in cmdline)
+    return zombie or not any(program in cmdline for program in ("ft.train", "ft.audit", "accelerate"))
 
 
 def process_alive(info: RunInfo) -> bool:

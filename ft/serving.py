@@ -93,8 +93,9 @@ def no_test_metrics() -> pd.DataFrame:
 
 
 def completed_runs(runs_dir: Path) -> list[RunDir]:
-    """Runs whose state.json says "completed", newest first."""
-    return [info.dir for info in jobs.list_runs(runs_dir) if info.status == "completed"]
+    """Training runs whose state.json says "completed", newest first (audits have no adapter to load)."""
+    return [info.dir for info in jobs.list_runs(runs_dir)
+            if info.status == "completed" and info.state.get("kind") != "audit"]
 
 
 def run_choice(run: RunDir) -> DetectorChoice | None:

@@ -124,4 +124,4 @@ def test_sigterm_cancels_and_resume_continues_from_the_checkpoint(tmp_path):
     assert run.read_state()["status"] == "completed"
     resumed = [m["step"] for m in run.read_metrics() if m["kind"] == "log" and m["time"] > resumed_at]
     assert resumed and min(resumed) > stopped_at
-    assert yaml.safe_load(run.config.read_text())["max_train_rows"] == 2000
+    assert yaml.safe_load(run.config.read_text())["max_train_rows"] == 600

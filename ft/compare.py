@@ -1,0 +1,148 @@
+"""Did relabelling help? Two runs side by side: test metrics, changed verdicts, changed labels.
+
+Typical use: run A trained on the original labels, run B on a curated snapshot.
+
+- ``metrics_side_by_side``: two metric dicts (``classification_metrics`` shape) as one table,
+  with B minus A. ``compare_runs`` fills it twice: from each run's ``eval.json`` (each run
+  measured against its own test labels, which differ when the test split was relabelled) and
+  from both adapters scored on the same texts against the same labels.
+- ``changed_verdicts``: the texts on which the two detectors give different verdicts, with the
+  label, both probabilities, and which side is right.
+- ``label_changes``: how many texts carry different labels in the two runs' data (every split,
+  matched by text; snapshot folders hold ``<split>.parquet`` with text, label).
+- ``compare_runs``: the above for two run folders; it loads each adapter in turn (never both).
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ft import data
+from ft.detector import classification_metrics, load_detector
+from ft.run_dir import RunDir
+from ft.train import TrainConfig
+
+METRICS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate", "answer_accuracy")
+VERDICT_COLUMNS = ["text", "label", "p_a", "p_b", "verdict_a", "verdict_b", "b_right"]
+
+
+@dataclass(frozen=True)
+class LabelChanges:
+    """Texts labelled differently in data A and data B (a text's labels: the set over its copies)."""
+
+    changed: int
+    only_in_a: int
+    only_in_b: int
+    changed_by_split: dict[str, int]
+    """Changed texts counted by the split they are in on side B."""
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    run_a: str
+    run_b: str
+    eval_metrics: pd.DataFrame
+    """The "after" test metrics of each run's eval.json."""
+    same_text_metrics: pd.DataFrame
+    """Both adapters on ``test_data``'s texts and labels."""
+    verdicts: pd.DataFrame
+    """The texts whose verdict changed, columns VERDICT_COLUMNS."""
+    labels: LabelChanges
+    test_data: str
+    threshold: float
+
+
+def metrics_side_by_side(metrics_a: dict | None, metrics_b: dict | None) -> pd.DataFrame:
+    """One row per metric in METRICS: columns metric, a, b, change (b - a); None where a side lacks it."""
+    rows = []
+    for name in METRICS:
+        a, b = (m.get(name) if m else None for m in (metrics_a, metrics_b))
+        rows.append({"metric": name, "a": a, "b": b, "change": b - a if a is not None and b is not None else None})
+    return pd.DataFrame(rows, columns=["metric", "a", "b", "change"])
+
+
+def changed_verdicts(texts, labels, p_a, p_b, threshold: float = 0.5) -> pd.DataFrame:
+    """Rows where A and B give different verdicts, largest probability shift first; b_right is B's verdict == label."""
+    table = pd.DataFrame({"text": list(texts), "label": np.asarray(labels, dtype=int),
+                          "p_a": np.asarray(p_a, dtype=float), "p_b": np.asarray(p_b, dtype=float)})
+    table["verdict_a"] = (table["p_a"] >= threshold).astype(int)
+    table["verdict_b"] = (table["p_b"] >= threshold).astype(int)
+    table["b_right"] = table["verdict_b"] == table["label"]
+    changed = table[table["verdict_a"] != table["verdict_b"]]
+    shift = (changed["p_b"] - changed["p_a"]).abs()
+    return changed.loc[shift.sort_values(ascending=False, kind="stable").index, VERDICT_COLUMNS].reset_index(drop=True)
+
+
+def labels_by_text(ref: str, text_column: str = "text", label_column: str = "label") -> pd.DataFrame:
+    """Index text; columns labels (sorted tuple of the labels its copies carry) and split (its first split)."""
+    frames = [data.clean_split(frame, f"{ref} [{name}]", text_column, label_column).assign(split=name)
+              for name, frame in data.read_splits(ref).items()]
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.groupby("text", sort=False).agg(labels=("label", lambda s: tuple(sorted(set(s)))),
+                                                split=("split", "first"))
+
+
+def label_changes(labels_a: pd.DataFrame, labels_b: pd.DataFrame) -> LabelChanges:
+    """Compare two ``labels_by_text`` tables by text."""
+    both = labels_a.join(labels_b, how="inner", suffixes=("_a", "_b"))
+    changed = both[both["labels_a"] != both["labels_b"]]
+    return LabelChanges(
+        changed=len(changed),
+        only_in_a=int((~labels_a.index.isin(labels_b.index)).sum()),
+        only_in_b=int((~labels_b.index.isin(labels_a.index)).sum()),
+        changed_by_split={str(k): int(v) for k, v in changed["split_b"].value_counts().sort_index().items()},
+    )
+
+
+def _run_config(run: RunDir) -> TrainConfig:
+    return TrainConfig.from_yaml(run.config)
+
+
+def _probabilities(run: RunDir, texts: list[str]) -> np.ndarray:
+    """The run's adapter on ``texts``; the model is dropped before returning."""
+    import torch
+
+    p = load_detector(_run_config(run), run.adapter).probabilities(texts)
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return p
+
+
+def scoring_rows(ref: str, split: str, max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """The split's text and label, sampled to ``max_rows`` with ``seed``."""
+    splits = data.read_splits(ref)
+    if split not in splits:
+        raise data.DataError(f"{ref}: no {split!r} split; found {sorted(splits)}")
+    rows = data.clean_split(splits[split], f"{ref} [{split}]")
+    return rows if max_rows is None or max_rows >= len(rows) else rows.sample(n=max_rows, random_state=seed)
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, *, test_data: str | None = None, test_split: str | None = None,
+                 max_rows: int | None = None, threshold: float = 0.5) -> RunComparison:
+    """Compare two completed runs; the shared test texts default to run B's test split (the curated labels)."""
+    a, b = RunDir(run_a), RunDir(run_b)
+    config_a, config_b = _run_config(a), _run_config(b)
+    test_data = test_data or config_b.data
+    test = scoring_rows(test_data, test_split or config_b.test_split, max_rows)
+    texts, labels = test["text"].tolist(), test["label"].tolist()
+    p_a, p_b = _probabilities(a, texts), _probabilities(b, texts)
+    changes = label_changes(labels_by_text(config_a.data, config_a.text_column, config_a.label_column),
+                            labels_by_text(config_b.data, config_b.text_column, config_b.label_column))
+    eval_a, eval_b = a.read_eval() or {}, b.read_eval() or {}
+    return RunComparison(
+        run_a=a.run_id,
+        run_b=b.run_id,
+        eval_metrics=metrics_side_by_side(eval_a.get("after"), eval_b.get("after")),
+        same_text_metrics=metrics_side_by_side(classification_metrics(labels, p_a, threshold=threshold),
+                                               classification_metrics(labels, p_b, threshold=threshold)),
+        verdicts=changed_verdicts(texts, labels, p_a, p_b, threshold),
+        labels=changes,
+        test_data=test_data,
+        threshold=threshold,
+    )

@@ -1,0 +1,44 @@
+"""Did relabelling help: metrics side by side, changed verdicts, labels changed between two data folders."""
+import pandas as pd
+import pytest
+
+from ft.compare import LabelChanges, changed_verdicts, label_changes, labels_by_text, metrics_side_by_side
+
+
+def write_data(folder, **splits):
+    folder.mkdir(parents=True)
+    for split, rows in splits.items():
+        pd.DataFrame(rows, columns=["text", "label"]).to_parquet(folder / f"{split}.parquet", index=False)
+    (folder / "manifest.json").write_text("{}")
+    return str(folder)
+
+
+def test_metrics_side_by_side_gives_the_change():
+    table = metrics_side_by_side({"n": 10, "accuracy": 0.7, "f1": 0.5, "roc_auc": None},
+                                 {"n": 10, "accuracy": 0.8, "f1": 0.4, "roc_auc": 0.9})
+    rows = table.set_index("metric")
+    assert rows.loc["accuracy", "change"] == pytest.approx(0.1)
+    assert rows.loc["f1", "change"] == pytest.approx(-0.1)
+    assert rows.loc["roc_auc", "b"] == 0.9 and pd.isna(rows.loc["roc_auc", "change"])
+    assert metrics_side_by_side(None, {"accuracy": 1.0}).set_index("metric").loc["accuracy", "a"] is None
+
+
+def test_changed_verdicts_lists_only_the_flips_largest_shift_first():
+    table = changed_verdicts(["a", "b", "c", "d"], [1, 0, 1, 0], [0.2, 0.6, 0.9, 0.1], [0.9, 0.45, 0.95, 0.55])
+    assert table["text"].tolist() == ["a", "d", "b"]
+    assert table["b_right"].tolist() == [True, False, True]
+    assert table[["verdict_a", "verdict_b"]].values.tolist() == [[0, 1], [0, 1], [1, 0]]
+
+
+def test_labels_changed_between_two_snapshots_are_counted_by_text(tmp_path):
+    a = write_data(tmp_path / "a", train=[("x", 0), ("y", 1), ("z", 0), ("gone", 1)], test=[("t", 1)])
+    b = write_data(tmp_path / "b", train=[("x", 1), ("y", 1), ("new", 0)], test=[("t", 0), ("z", 0)])
+    changes = label_changes(labels_by_text(a), labels_by_text(b))
+    assert changes == LabelChanges(changed=2, only_in_a=1, only_in_b=1, changed_by_split={"test": 1, "train": 1})
+
+
+def test_a_text_with_conflicting_copies_differs_from_a_clean_one(tmp_path):
+    a = write_data(tmp_path / "a", train=[("x", 0), ("x", 1), ("y", 0)])
+    b = write_data(tmp_path / "b", train=[("x", 1), ("y", 0)])
+    assert label_changes(labels_by_text(a), labels_by_text(b)).changed == 1
+    assert label_changes(labels_by_text(a), labels_by_text(a)).changed == 0

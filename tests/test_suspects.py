@@ -1,0 +1,111 @@
+"""The suspects queue over the label store: rank order, matching by text, leaving the queue once voted."""
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from curation.labels import INJECTION, UNSURE
+from curation.suspects import (QUEUE_COLUMNS, list_audits, next_suspect, read_audit, record_audit_scores,
+                               suspects_queue)
+
+
+def write_audit(folder, texts, labels, started, *, status="completed", method="cross-fit K=2"):
+    """An audit folder as ft.audit leaves it; rank follows the order of ``texts``."""
+    folder.mkdir(parents=True)
+    n = len(texts)
+    pd.DataFrame({"row": range(n), "text": texts, "label": labels, "p_injection": [0.9 - 0.8 * (lab == 1) for lab in labels],
+                  "fold": [i % 2 for i in range(n)], "label_quality": [0.1 + 0.01 * i for i in range(n)],
+                  "is_issue": [i < 3 for i in range(n)], "rank": range(1, n + 1)}).to_parquet(
+        folder / "suspects.parquet", index=False)
+    (folder / "state.json").write_text(json.dumps({"status": status, "kind": "audit", "method": method,
+                                                   "started": started, "ended": started + 1}))
+    return folder
+
+
+@pytest.fixture
+def audited_store(demo_store, tmp_path):
+    """The demo store and an audit ranking six of its examples in reverse id order, plus one unknown text."""
+    examples = [demo_store.example(i) for i in (6, 5, 4, 3, 2, 1)]
+    texts = [e.text for e in examples] + ["a text the store has never seen"]
+    labels = [e.current_label for e in examples] + [1]
+    folder = write_audit(tmp_path / "runs" / "audit-1", texts, labels, started=time.time() - 5)
+    return demo_store, read_audit(folder)
+
+
+def test_queue_is_in_rank_order_with_scores_and_labels_side_by_side(audited_store):
+    store, audit = audited_store
+    queue = suspects_queue(store, audit)
+    assert list(queue.columns) == QUEUE_COLUMNS
+    assert queue["example_id"].tolist() == [6, 5, 4, 3, 2, 1]
+    assert queue["rank"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert queue["audited_label"].tolist() == queue["current_label"].tolist()
+    assert queue["p_injection"].tolist() == audit.suspects["p_injection"].head(6).tolist()
+    assert queue["is_issue"].tolist() == [True, True, True, False, False, False]
+    assert suspects_queue(store, audit, issues_only=True)["example_id"].tolist() == [6, 5, 4]
+    assert suspects_queue(store, audit, limit=2)["example_id"].tolist() == [6, 5]
+
+
+def test_an_item_leaves_the_queue_once_voted_and_comes_back_on_undo(audited_store):
+    store, audit = audited_store
+    assert next_suspect(store, audit) == 6
+    old = store.example(6).current_label
+    store.cast_vote(6, "ana", 1 - old)
+    queue = suspects_queue(store, audit)
+    assert queue["example_id"].tolist() == [5, 4, 3, 2, 1]
+    assert next_suspect(store, audit) == 5
+    kept = suspects_queue(store, audit, exclude_reviewed=False)
+    assert kept["example_id"].iloc[0] == 6
+    assert kept["current_label"].iloc[0] == 1 - old != kept["audited_label"].iloc[0]
+    store.undo_last_vote("ana")
+    assert next_suspect(store, audit) == 6
+
+
+def test_an_unsure_vote_counts_as_reviewed(audited_store):
+    store, audit = audited_store
+    store.cast_vote(6, "ana", UNSURE)
+    assert next_suspect(store, audit) == 5
+
+
+def test_votes_cast_before_the_audit_do_not_hide_an_item(demo_store, tmp_path):
+    demo_store.cast_vote(2, "ana", INJECTION)
+    example = demo_store.example(2)
+    audit = read_audit(write_audit(tmp_path / "a", [example.text], [example.current_label], started=time.time() + 1))
+    assert next_suspect(demo_store, audit) == 2
+
+
+def test_an_empty_queue_has_no_next_item(audited_store):
+    store, audit = audited_store
+    for example_id in (6, 5, 4, 3, 2, 1):
+        store.cast_vote(example_id, "ana", INJECTION)
+    assert suspects_queue(store, audit).empty
+    assert next_suspect(store, audit) is None
+
+
+def test_audit_scores_are_recorded_once_under_the_audit_id(audited_store):
+    store, audit = audited_store
+    assert record_audit_scores(store, audit) == 7
+    assert record_audit_scores(store, audit) == 0
+    score = store.latest_score(6)
+    assert score.run_id == "audit-1" and score.p_injection == pytest.approx(audit.suspects["p_injection"].iloc[0])
+
+
+def test_a_text_audited_twice_is_queued_once(demo_store, tmp_path):
+    text = demo_store.example(3).text
+    audit = read_audit(write_audit(tmp_path / "a", [text, demo_store.example(1).text, text], [0, 0, 1],
+                                   started=time.time()))
+    assert suspects_queue(demo_store, audit)["example_id"].tolist() == [3, 1]
+
+
+def test_only_completed_audits_are_read_and_listed(tmp_path):
+    runs = tmp_path / "runs"
+    write_audit(runs / "old", ["x"], [0], started=100.0)
+    write_audit(runs / "new", ["x"], [0], started=200.0, method="in-sample (biased)")
+    write_audit(runs / "busy", ["x"], [0], started=300.0, status="running")
+    (runs / "a-training-run").mkdir()
+    (runs / "a-training-run" / "state.json").write_text(json.dumps({"status": "completed"}))
+    assert [p.name for p in list_audits(runs)] == ["new", "old"]
+    assert read_audit(runs / "new").biased and not read_audit(runs / "old").biased
+    with pytest.raises(ValueError, match="not a completed label audit"):
+        read_audit(runs / "busy")
+    assert list_audits(tmp_path / "nowhere") == []
