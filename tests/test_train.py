@@ -67,7 +67,7 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
 
 
 def test_tiny_run_writes_every_file_and_learns(tmp_path):
-    config = tiny_config(tmp_path, max_train_rows=400, max_test_rows=64, epochs=2, tracker="wandb",
+    config = tiny_config(tmp_path, max_train_rows=240, max_test_rows=64, epochs=2, tracker="wandb",
                          prediction_samples=12)
     path = write_config(tmp_path / "run.yaml", config)
     env = {**os.environ, "WANDB_API_KEY": ""}
@@ -99,7 +99,7 @@ def test_tiny_run_writes_every_file_and_learns(tmp_path):
 
 
 def test_sigterm_cancels_and_resume_continues_from_the_checkpoint(tmp_path):
-    config = tiny_config(tmp_path, max_train_rows=600, epochs=1, save_steps=1000, logging_steps=1,
+    config = tiny_config(tmp_path, max_train_rows=400, epochs=1, save_steps=1000, logging_steps=1,
                          prediction_samples=4)
     path = write_config(tmp_path / "run.yaml", config)
     log = open(tmp_path / "out.txt", "w")
@@ -124,4 +124,4 @@ def test_sigterm_cancels_and_resume_continues_from_the_checkpoint(tmp_path):
     assert run.read_state()["status"] == "completed"
     resumed = [m["step"] for m in run.read_metrics() if m["kind"] == "log" and m["time"] > resumed_at]
     assert resumed and min(resumed) > stopped_at
-    assert yaml.safe_load(run.config.read_text())["max_train_rows"] == 600
+    assert yaml.safe_load(run.config.read_text())["max_train_rows"] == 400

@@ -89,9 +89,9 @@ def start_app(tmp_path_factory):
 
 
 @pytest.fixture
-def running_app(start_app) -> RunningApp:
-    """The app on a fresh data directory (so on the demo dataset)."""
-    return start_app()
+def running_app(start_app, tmp_path_factory) -> RunningApp:
+    """The app on a fresh data directory (so on the demo dataset); the tests' temp folders may be typed in."""
+    return start_app("--allow-path", str(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture(scope="session")
