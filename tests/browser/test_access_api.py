@@ -52,3 +52,22 @@ def test_a_reviewer_cannot_control_runs_but_an_admin_can(signed_in_app):
     admin = Client(signed_in_app.url, auth=("boss", "boss-pw"), verbose=False)
     answer = admin.predict("no-such-run", api_name="/cancel")
     assert "Only an admin" not in str(answer)
+
+
+def test_uploads_over_the_limit_are_refused(start_app):
+    app = start_app("--max-upload-mb", "0.01")
+    boundary = "studio-test-boundary"
+
+    def upload(size: int) -> int:
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"p.csv\"\r\n"
+                f"Content-Type: text/csv\r\n\r\n").encode() + b"a" * size + f"\r\n--{boundary}--\r\n".encode()
+        request = urllib.request.Request(app.url + "gradio_api/upload", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    assert upload(1_000) == 200
+    assert upload(50_000) == 413
