@@ -133,7 +133,15 @@ def suspects_queue(store: LabelStore, audit: Audit, *, exclude_reviewed: bool = 
     }, columns=QUEUE_COLUMNS)
 
 
-def next_suspect(store: LabelStore, audit: Audit, issues_only: bool = False) -> int | None:
-    """The example id at the head of the queue (reviewed ones excluded); None when it is empty."""
-    queue = suspects_queue(store, audit, issues_only=issues_only, limit=1)
-    return int(queue["example_id"].iloc[0]) if len(queue) else None
+def next_suspect(store: LabelStore, audit: Audit, issues_only: bool = False, after_id: int | None = None) -> int | None:
+    """The example id at the head of the queue (reviewed ones excluded); None when it is empty.
+
+    With ``after_id`` still in the queue (a skipped item), the one after it, wrapping around.
+    """
+    if after_id is None:
+        queue = suspects_queue(store, audit, issues_only=issues_only, limit=1)
+        return int(queue["example_id"].iloc[0]) if len(queue) else None
+    ids = [int(i) for i in suspects_queue(store, audit, issues_only=issues_only)["example_id"]]
+    if not ids:
+        return None
+    return ids[(ids.index(after_id) + 1) % len(ids)] if after_id in ids else ids[0]

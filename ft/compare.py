@@ -146,3 +146,14 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, test_data: str | None 
         test_data=test_data,
         threshold=threshold,
     )
+
+
+def summary_text(comparison: RunComparison) -> str:
+    """Plain text: which run is A and B, what the shared texts were, and how many labels differ in their data."""
+    labels = comparison.labels
+    by_split = ", ".join(f"{split}: {n}" for split, n in labels.changed_by_split.items()) or "none"
+    return (f"A = {comparison.run_a}, B = {comparison.run_b}\n"
+            f"Same-text metrics on {comparison.test_data} (threshold {comparison.threshold:g}); "
+            f"{len(comparison.verdicts)} verdict(s) changed\n"
+            f"Labels changed between their data: {labels.changed} (by split in B: {by_split}); "
+            f"texts only in A: {labels.only_in_a}, only in B: {labels.only_in_b}")

@@ -21,6 +21,9 @@ Features
   its own id with ``--resume``. Delete removes a run's folder, never a live one.
 - Secrets (WANDB_API_KEY, HF_TOKEN, ...) reach the child only through its environment; any text the
   page shows from a run goes through ``redact``.
+- A label audit (``ft.audit``) is queued the same way (``submit_audit``): ``job.json`` says
+  ``kind: "audit"`` with its ``AuditOptions``, and the run's command is ``audit_command`` (``--resume`` on
+  resume); cancel, resume, delete and the runs table treat it like any run.
 - ``form_fields`` derives the page's form from ``dataclasses.fields(TrainConfig)``, with each field's
   one-line help in ``FIELD_HELP``; ``config_from_form`` turns the form's values into a config and
   ``form_values`` a saved config back into the form's values.
@@ -55,6 +58,7 @@ from pathlib import Path
 
 import yaml
 
+from ft.audit import AuditOptions, audit_command
 from ft.run_dir import TERMINAL, RunDir
 from ft.train import QUANTISATIONS, TRACKERS, ConfigError, TrainConfig, new_run_id
 
@@ -63,6 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LOCK_NAME = "scheduler.lock"
 JOB_FILE = "job.json"
+AUDIT = "audit"
 FORCE_AFTER_S = 30.0
 LOG_TAIL_LINES = 40
 FAILED_TAIL_LINES = 12
@@ -365,6 +370,8 @@ class RunInfo:
     name = property(lambda self: self.config.get("run_name") or self.dir.run_id)
     model = property(lambda self: str(self.config.get("model", "")))
     data = property(lambda self: str(self.config.get("data", "")))
+    kind = property(lambda self: self.job.get("kind") or self.state.get("kind") or "train")
+    """"train", or "audit" for a label audit (queued from the app, or started from the shell)."""
 
     @property
     def created(self) -> float:
@@ -492,8 +499,12 @@ class JobManager:
         return found
 
     def command(self, run_id: str, resume: bool = False) -> list[str]:
-        """The argv the run is (or will be) launched with."""
-        return train_command(self.run_dir(run_id).config, run_id, resume=resume, gpus=self.gpus)
+        """The argv the run is (or will be) launched with: ``ft.train``, or ``ft.audit`` for an audit job."""
+        run = self.run_dir(run_id)
+        job = _read_json(run.path / JOB_FILE)
+        if job.get("kind") == AUDIT:
+            return audit_command(run.config, run_id, AuditOptions(**job.get("audit", {})), resume=resume)
+        return train_command(run.config, run_id, resume=resume, gpus=self.gpus)
 
     def wait(self, run_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 600.0) -> RunInfo:
         """Block until the run's status is one of ``statuses`` (TimeoutError after ``timeout`` seconds)."""
@@ -522,6 +533,22 @@ class JobManager:
 
         ``run_id`` (as shown by "Show command") is used when still free, else a new one is made.
         """
+        return self._queue(config, run_id, {})
+
+    def submit_audit(self, config: TrainConfig, options: AuditOptions, run_id: str | None = None) -> str:
+        """Queue a label audit of ``config``'s data (``python -m ft.audit``); returns its id.
+
+        ConfigError, with the reason, if the config or the options are unusable. An in-sample run is given
+        by its id in this runs directory or by its folder.
+        """
+        if options.in_sample_run and RUN_ID_PATTERN.fullmatch(options.in_sample_run):
+            options = dataclasses.replace(options, in_sample_run=str(self.runs_dir / options.in_sample_run))
+        options.validate()
+        named = dataclasses.replace(config, run_name=f"audit-{config.run_name or config.model}")
+        return self._queue(config, run_id or self.new_run_id(named),
+                           {"kind": AUDIT, "audit": dataclasses.asdict(options)})
+
+    def _queue(self, config: TrainConfig, run_id: str | None, job: dict) -> str:
         config = dataclasses.replace(config, runs_dir=str(self.runs_dir))
         check_config(config)
         config = config.resolved()
@@ -532,8 +559,8 @@ class JobManager:
             run.path.mkdir(parents=True)
             run.config.write_text(config.to_yaml())
             now = time.time()
-            _write_json(run.path / JOB_FILE, {"submitted": now, "resume": False})
-            run.write_state(status="queued", queued_at=now)
+            _write_json(run.path / JOB_FILE, {"submitted": now, "resume": False, **job})
+            run.write_state(status="queued", queued_at=now, **({"kind": job["kind"]} if "kind" in job else {}))
         self._wake.set()
         return run_id
 
@@ -564,7 +591,8 @@ class JobManager:
             if not info.dir.config.exists():
                 raise JobError(f"{run_id} has no config.yaml to resume from")
             now = time.time()
-            _write_json(info.dir.path / JOB_FILE, {"submitted": info.job.get("submitted", now), "resume": True})
+            kept = {k: info.job[k] for k in ("kind", "audit") if k in info.job}
+            _write_json(info.dir.path / JOB_FILE, {"submitted": info.job.get("submitted", now), "resume": True, **kept})
             info.dir.write_state(status="queued", queued_at=now, error=None, ended=None)
         self._wake.set()
         return f"{run_id}: queued to resume from {info.dir.last_checkpoint() or 'the start (no checkpoint)'}"

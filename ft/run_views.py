@@ -56,6 +56,18 @@ def best_f1(info: RunInfo) -> str:
     return f"{best['f1']:.3f} @ {best['step']}"
 
 
+def run_name(info: RunInfo) -> str:
+    """The run's name; a label audit's says so, with its method once it has started."""
+    if info.kind != "audit":
+        return info.name
+    return f"{info.name} [label audit{', ' + info.state['method'] if info.state.get('method') else ''}]"
+
+
+def completed_runs(runs: list[RunInfo]) -> list[str]:
+    """Ids of the completed training runs (not audits) that left an adapter: the ones to compare or audit with."""
+    return [r.run_id for r in runs if r.kind == "train" and r.status == "completed" and r.dir.adapter.is_dir()]
+
+
 def duration(info: RunInfo, now: float | None = None) -> float | None:
     started = info.state.get("started")
     if not started or info.status == "queued":
@@ -68,7 +80,7 @@ def runs_frame(runs: list[RunInfo], now: float | None = None) -> pd.DataFrame:
     rows = []
     for r in runs:
         step, total = r.state.get("step"), r.state.get("total_steps")
-        rows.append([r.run_id, r.name, r.model, data_name(r.data), status_text(r),
+        rows.append([r.run_id, run_name(r), r.model, data_name(r.data), status_text(r),
                      f"{step}/{total}" if total else "" if step is None else str(step), best_f1(r),
                      clock(r.state.get("started")), span(duration(r, now))])
     return pd.DataFrame(rows, columns=RUN_COLUMNS, dtype=str)
@@ -173,3 +185,8 @@ def _cell(value) -> str:
     if value is None:
         return ""
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def text_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as text for a plain-text table: floats to 4 places, None and NaN empty."""
+    return frame.astype(object).where(frame.notna(), None).map(_cell).astype(str)

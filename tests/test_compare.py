@@ -42,3 +42,21 @@ def test_a_text_with_conflicting_copies_differs_from_a_clean_one(tmp_path):
     b = write_data(tmp_path / "b", train=[("x", 1), ("y", 0)])
     assert label_changes(labels_by_text(a), labels_by_text(b)).changed == 1
     assert label_changes(labels_by_text(a), labels_by_text(a)).changed == 0
+
+
+def test_the_page_shows_a_comparison_as_plain_text():
+    from ft.compare import RunComparison, summary_text
+    from ft.run_views import text_frame
+
+    verdicts = changed_verdicts(["<b>x</b>", "y"], [1, 0], [0.2, 0.1], [0.9, 0.3])
+    done = RunComparison("ra", "rb", metrics_side_by_side({"accuracy": 0.5}, {"accuracy": 0.75}),
+                         metrics_side_by_side(None, None), verdicts,
+                         LabelChanges(3, 1, 0, {"train": 2, "test": 1}), "/data/b", 0.5)
+    text = summary_text(done)
+    assert "A = ra, B = rb" in text and "1 verdict(s) changed" in text
+    assert "Labels changed between their data: 3 (by split in B: train: 2, test: 1)" in text
+    shown = text_frame(done.eval_metrics).set_index("metric")
+    assert shown.loc["accuracy"].tolist() == ["0.5000", "0.7500", "0.2500"] and shown.loc["n"].tolist() == [""] * 3
+    cells = text_frame(done.verdicts)
+    assert cells.iloc[0].tolist() == ["<b>x</b>", "1", "0.2000", "0.9000", "0", "1", "True"]
+    assert all(isinstance(v, str) for v in cells.to_numpy().ravel())

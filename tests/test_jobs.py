@@ -302,3 +302,39 @@ def test_the_page_views_of_a_run(tmp_path):
     assert (progress.fraction, progress.eta_s) == (0.4, 60.0), "2 steps in 20 s since the resume, 6 to go"
     assert run_views.runs_frame([info], now=130.0).iloc[0].tolist()[4:] == [
         "running", "4/10", "0.750 @ 6", run_views.clock(100.0), "30s"]
+
+
+def test_an_audit_is_queued_like_a_run_and_launched_with_its_own_command(tmp_path):
+    from ft.audit import AuditOptions, audit_command
+
+    runs_dir = tmp_path / "runs"
+    manager = JobManager(runs_dir, gpus=2)  # an audit is never put under accelerate
+    first = manager.submit(quick_config(tmp_path, run_name="before"))
+    audit_id = manager.submit_audit(quick_config(tmp_path, run_name="labels"), AuditOptions(folds=3, seed=7))
+    config_path = RunDir(runs_dir / audit_id).config
+    assert "audit-labels" in audit_id and config_path.exists()
+    assert manager.command(audit_id) == audit_command(config_path, audit_id, AuditOptions(folds=3, seed=7))
+    queued = {r.run_id: r for r in manager.runs()}
+    assert (queued[audit_id].status, queued[audit_id].queue_position, queued[audit_id].kind) == ("queued", 2, "audit")
+    assert queued[first].kind == "train"
+    assert "[label audit" in run_views.runs_frame(list(queued.values())).set_index("run").loc[audit_id, "name"]
+    with pytest.raises(ConfigError, match="no adapter"):
+        manager.submit_audit(quick_config(tmp_path), AuditOptions(in_sample_run=first))
+    with pytest.raises(ConfigError, match="folds"):
+        manager.submit_audit(quick_config(tmp_path), AuditOptions(folds=1))
+
+    manager.cancel(first)
+    assert manager.tick() == audit_id, "the scheduler launches an audit like a run"
+    launched = manager.get(audit_id)
+    assert launched.status == "running" and launched.job["command"] == manager.command(audit_id)
+    assert "-m ft.audit --config" in launched.dir.log.read_text()
+    manager.cancel(audit_id)
+    assert manager.wait(audit_id, timeout=120).status == "cancelled"
+    manager.resume(audit_id)
+    resumed = manager.get(audit_id)
+    assert resumed.status == "queued" and resumed.kind == "audit"
+    assert manager.command(audit_id, resume=True) == audit_command(config_path, audit_id,
+                                                                   AuditOptions(folds=3, seed=7), resume=True)
+    assert manager.tick() == audit_id and manager.get(audit_id).job["command"][-1] == "--resume"
+    manager.cancel(audit_id)
+    manager.wait(audit_id, timeout=120)

@@ -109,3 +109,12 @@ def test_only_completed_audits_are_read_and_listed(tmp_path):
     with pytest.raises(ValueError, match="not a completed label audit"):
         read_audit(runs / "busy")
     assert list_audits(tmp_path / "nowhere") == []
+
+
+def test_a_skipped_suspect_moves_on_and_a_voted_one_gives_the_head(audited_store):
+    store, audit = audited_store
+    assert next_suspect(store, audit, after_id=6) == 5, "skip: the next in rank order"
+    assert next_suspect(store, audit, after_id=1) == 6, "past the last: back to the head"
+    store.cast_vote(6, "ana", 1)
+    assert next_suspect(store, audit, after_id=6) == 5, "the voted item left: the head"
+    assert next_suspect(store, audit, issues_only=True, after_id=4) == 5

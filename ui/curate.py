@@ -1,5 +1,8 @@
 """The Curate tab: review, browse, import, reviewers, snapshots. Thin: every decision lives in curation/.
 
+The review panel's queues are the store's (unreviewed, filtered set, disagreements) plus "suspects": a
+completed label audit's examples in rank order (curation.suspects), voted on with the same buttons.
+
 Dataset text is only ever shown in plain-text components (Textbox, Dataframe with datatype "str",
 which Gradio escapes); Markdown here carries numbers and fixed words only.
 """
@@ -19,12 +22,16 @@ from curation.labels import BENIGN, INJECTION, LABEL_RULE, UNSURE, guess_label, 
 from curation.snapshots import push_to_hub
 from curation.sources import SourceError, prepare, read_source
 from curation.store import Example, LabelStore
+from curation.suspects import list_audits, next_suspect, read_audit, record_audit_scores, suspects_queue
 from ui.context import Studio
 
 PAGE_SIZE = 50
 LABEL_CHOICES = {"any": None, "injection": INJECTION, "benign": BENIGN}
 REVIEWED_CHOICES = {"any": None, "reviewed": True, "unreviewed": False}
 ALL_SPLITS = "all"
+SUSPECTS = "suspects"
+"""The review queue walking a label audit's suspects in rank order (beside the store's own queues)."""
+TOP_SUSPECTS = 20
 
 KEYBOARD_HEAD = """
 <script>
@@ -116,6 +123,55 @@ def _counts(store: LabelStore, reviewer: str) -> str:
             f"your votes: **{mine}**")
 
 
+# -- suspects queue ------------------------------------------------------------------------------------
+
+
+def _audit_choices(studio: Studio) -> list[tuple[str, str]]:
+    """Completed label audits, newest first, the in-sample ones marked biased."""
+    choices = []
+    for path in list_audits(studio.runs_dir):
+        try:
+            audit = read_audit(path)
+        except (OSError, ValueError):
+            continue
+        choices.append((f"{audit.id} · {audit.method}" + (" · BIASED" if audit.biased else ""), str(path)))
+    return choices
+
+
+def _load_audit(path: str | None):
+    if not path:
+        return None
+    try:
+        return read_audit(path)
+    except (OSError, ValueError) as error:
+        raise gr.Error(f"Cannot read the audit: {error}") from None
+
+
+def _suspects_view(store: LabelStore, audit_path: str | None, example_id: int | None) -> tuple[str, pd.DataFrame]:
+    """(a line on the audit, the queue and the shown item; the top of the queue as a table)."""
+    columns = ["rank", "example", "audit P(injection)", "audited label", "current label", "issue", "text"]
+    audit = _load_audit(audit_path)
+    if audit is None:
+        return "Pick a completed label audit.", _frame(columns, [])
+    queue = suspects_queue(store, audit)
+    lines = [f"Audit {audit.id} · {audit.method}"
+             + (" · BIASED: in-sample, its adapter saw these labels" if audit.biased else "")
+             + f" · {len(queue)} suspects left in the queue"]
+    shown = queue[queue["example_id"] == example_id]
+    if len(shown):
+        row = shown.iloc[0]
+        lines.append(f"This item: rank {row['rank']} · audit P(injection) {row['p_injection']:.3f} · "
+                     f"label audited: {label_name(int(row['audited_label']))} · "
+                     f"current label: {label_name(row['current_label'])}")
+    top = queue.head(TOP_SUSPECTS)
+    rows = []
+    for r in top.itertuples(index=False):
+        example = store.example(int(r.example_id))
+        rows.append([r.rank, r.example_id, f"{r.p_injection:.3f}", label_name(int(r.audited_label)),
+                     label_name(r.current_label), "yes" if r.is_issue else "", example.text if example else ""])
+    return "\n".join(lines), _frame(columns, rows)
+
+
 # -- browse panel --------------------------------------------------------------------------------------
 
 
@@ -199,9 +255,16 @@ def build(studio: Studio) -> None:
         with gr.Tab("Review", id="review"):
             gr.Markdown(LABEL_RULE)
             with gr.Row():
-                queue = gr.Radio([q.value for q in Queue], value=Queue.UNREVIEWED.value, label="Queue",
-                                 info="'filtered set' follows the filters in Browse")
+                queue = gr.Radio([q.value for q in Queue] + [SUSPECTS], value=Queue.UNREVIEWED.value, label="Queue",
+                                 info="'filtered set' follows the filters in Browse; 'suspects' walks a label "
+                                      "audit's doubted labels, most doubted first", elem_id="curate-queue")
                 adjudicate = gr.Checkbox(label="Adjudicate (my vote decides)", value=False)
+            with gr.Column(visible=False) as suspects_box:
+                audit_picker = gr.Dropdown([], value=None, label="Label audit (completed)", elem_id="curate-audit")
+                suspect_info = gr.Textbox(label="Suspect", interactive=False, lines=2, elem_id="curate-suspect")
+                with gr.Accordion("Top suspects", open=False):
+                    suspects_table = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=400,
+                                                  latex_delimiters=[], elem_id="curate-suspects-table")
             text = gr.Textbox(label="Text (shown as plain text)", interactive=False, lines=6, max_lines=24)
             info = gr.Textbox(label="Labels", interactive=False, lines=4)
             note = gr.Textbox(label="Note (optional)", max_length=2000)
@@ -284,6 +347,18 @@ def build(studio: Studio) -> None:
             snapshot_table = gr.Dataframe(label="Snapshots", datatype="str", interactive=False)
 
     review_outputs = [current_id, text, info, votes, history]
+    suspect_outputs = [suspect_info, suspects_table]
+
+    def next_id(chosen_queue: str, name: str, after_id: int | None, browse: ExampleFilter, audit_path: str | None):
+        if chosen_queue == SUSPECTS:
+            audit = _load_audit(audit_path)
+            return next_suspect(store, audit, after_id=after_id) if audit else None
+        return store.next_in_queue(Queue(chosen_queue), name or "anonymous", after_id, browse)
+
+    def suspects_of(chosen_queue: str, audit_path: str | None, example_id: int | None):
+        if chosen_queue != SUSPECTS:
+            return gr.skip(), gr.skip()
+        return _suspects_view(store, audit_path, example_id)
 
     # -- identity and first item ---------------------------------------------------------------------
     def identify(saved: str, request: gr.Request):
@@ -291,43 +366,65 @@ def build(studio: Studio) -> None:
             return gr.Textbox(value=request.username, interactive=False, label="Reviewer (from your login)")
         return gr.Textbox(value=saved or "")
 
-    def first_item(typed: str, chosen_queue: str, browse: ExampleFilter, request: gr.Request):
+    def first_item(typed: str, chosen_queue: str, browse: ExampleFilter, audit_path: str | None,
+                   request: gr.Request):
         name = _reviewer_name(request, typed)
-        example_id = store.next_in_queue(Queue(chosen_queue), name or "anonymous", None, browse)
-        return *_review_view(store, example_id), _counts(store, name)
+        example_id = next_id(chosen_queue, name, None, browse, audit_path)
+        return (*_review_view(store, example_id), _counts(store, name),
+                *suspects_of(chosen_queue, audit_path, example_id))
 
+    first_inputs = [reviewer_box, queue, browse_filter, audit_picker]
+    first_outputs = [*review_outputs, counts, *suspect_outputs]
     gr.on(None, identify, inputs=[saved_name], outputs=[reviewer_box]).then(
-        first_item, inputs=[reviewer_box, queue, browse_filter], outputs=[*review_outputs, counts])
-    queue.change(first_item, inputs=[reviewer_box, queue, browse_filter], outputs=[*review_outputs, counts])
+        first_item, inputs=first_inputs, outputs=first_outputs)
+
+    def show_suspects_box(chosen_queue: str):
+        shown = chosen_queue == SUSPECTS
+        return gr.Column(visible=shown), gr.Dropdown(choices=_audit_choices(studio)) if shown else gr.skip()
+
+    queue.change(show_suspects_box, queue, [suspects_box, audit_picker]).then(
+        first_item, inputs=first_inputs, outputs=first_outputs)
+    audit_picker.focus(lambda: gr.Dropdown(choices=_audit_choices(studio)), None, audit_picker,
+                       show_progress="hidden")
+
+    def pick_audit(audit_path: str | None):
+        audit = _load_audit(audit_path)
+        if audit is not None:
+            record_audit_scores(store, audit)  # once: it records nothing when this audit's scores are in
+
+    audit_picker.input(pick_audit, audit_picker, None).then(first_item, inputs=first_inputs, outputs=first_outputs)
     gr.on([reviewer_box.submit, reviewer_box.blur], lambda name: (name or "").strip(), inputs=[reviewer_box],
           outputs=[saved_name])
 
     # -- voting --------------------------------------------------------------------------------------
     def vote_with(label: int | None):
         def vote(example_id: int | None, note_text: str, adjudication: bool, chosen_queue: str, typed: str,
-                 browse: ExampleFilter, request: gr.Request):
+                 browse: ExampleFilter, audit_path: str | None, request: gr.Request):
             name = _reviewer(request, typed)
             if example_id is not None and label is not None:
                 try:
                     store.cast_vote(example_id, name, label, note_text or "", adjudication)
                 except ValueError as error:
                     raise gr.Error(str(error)) from None
-            next_id = store.next_in_queue(Queue(chosen_queue), name, example_id, browse)
-            return *_review_view(store, next_id), "", _counts(store, name)
+            shown = next_id(chosen_queue, name, example_id, browse, audit_path)
+            return (*_review_view(store, shown), "", _counts(store, name),
+                    *suspects_of(chosen_queue, audit_path, shown))
         return vote
 
-    vote_inputs = [current_id, note, adjudicate, queue, reviewer_box, browse_filter]
+    vote_inputs = [current_id, note, adjudicate, queue, reviewer_box, browse_filter, audit_picker]
     for button, label in ((injection_btn, INJECTION), (benign_btn, BENIGN), (unsure_btn, UNSURE), (skip_btn, None)):
-        button.click(vote_with(label), inputs=vote_inputs, outputs=[*review_outputs, note, counts])
+        button.click(vote_with(label), inputs=vote_inputs, outputs=[*review_outputs, note, counts, *suspect_outputs])
 
-    def undo(example_id: int | None, typed: str, request: gr.Request):
+    def undo(example_id: int | None, typed: str, chosen_queue: str, audit_path: str | None, request: gr.Request):
         name = _reviewer(request, typed)
         retracted = store.undo_last_vote(name)
         if retracted is None:
             gr.Info("You have no vote to undo.")
-        return *_review_view(store, retracted.example_id if retracted else example_id), _counts(store, name)
+        shown = retracted.example_id if retracted else example_id
+        return *_review_view(store, shown), _counts(store, name), *suspects_of(chosen_queue, audit_path, shown)
 
-    undo_btn.click(undo, inputs=[current_id, reviewer_box], outputs=[*review_outputs, counts])
+    undo_btn.click(undo, inputs=[current_id, reviewer_box, queue, audit_picker],
+                   outputs=[*review_outputs, counts, *suspect_outputs])
 
     # -- browsing ------------------------------------------------------------------------------------
     filters = [split, current, original, reviewed, changed, disagree, flagged, search]
@@ -402,7 +499,7 @@ def build(studio: Studio) -> None:
     import_btn.click(write, inputs=[preview, mapping, reviewer_box], outputs=[import_status]).then(
         after_import, outputs=[split, banner, import_btn]).then(
         browse, inputs=filters, outputs=[table, shown, page, browse_filter]).then(
-        first_item, inputs=[reviewer_box, queue, browse_filter], outputs=[*review_outputs, counts])
+        first_item, inputs=first_inputs, outputs=first_outputs)
 
     # -- reviewers, snapshots, page load ---------------------------------------------------------------
     reviewer_outputs = [reviewer_table, agreement, pairs, recent]

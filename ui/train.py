@@ -1,5 +1,6 @@
-"""The Train tab: configure a run, queue it, watch it learn, cancel, resume or delete it. Thin: the queue,
-the commands and the checks live in ft.jobs; what a run shows is built by ft.run_views.
+"""The Train tab: configure a run, queue it, watch it learn, cancel, resume or delete it; queue a label audit
+of the form's data (ft.audit, through the same queue); compare two completed runs (ft.compare). Thin: the
+queue, the commands and the checks live in ft.jobs; what a run shows is built by ft.run_views.
 
 Runs are background processes that write files; this tab only reads them (a gr.Timer refreshes the
 view), so closing the browser tab never pauses a run. Text from the data or from a run's output is only
@@ -15,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from ft import run_views
+from ft.audit import AuditOptions
 from ft.jobs import (ROOT, FormField, JobError, JobManager, config_from_form, form_fields, form_values, log_tail,
                      shell_command, wandb_mode)
 from ft.train import ConfigError, TrainConfig
@@ -51,6 +53,9 @@ def _field_input(field: FormField, studio: Studio):
         return gr.Dropdown(list(field.choices), value=field.default, allow_custom_value=field.open_choices, **common)
     if field.kind == "bool":
         return gr.Checkbox(value=field.default, **common)
+    if field.kind in ("int", "float") and field.optional:  # a Number cannot be left empty: it sends 0
+        return gr.Textbox(value="" if field.default is None else str(field.default),
+                          placeholder="empty = none", **common)
     if field.kind in ("int", "float"):
         return gr.Number(value=field.default, precision=0 if field.kind == "int" else None, **common)
     if field.kind == "list":
@@ -103,6 +108,18 @@ def build(studio: Studio) -> JobManager:
             with gr.Row():
                 show_btn = gr.Button("Show command")
                 start_btn = gr.Button("Start run", variant="primary", elem_id="train-start")
+            with gr.Accordion("Label audit", open=False, elem_id="train-audit"):
+                gr.Markdown("Rank the examples of this form's data whose label a detector doubts: K adapters, "
+                            "each trained on the other folds, score the rows they never saw (about one run's "
+                            "cost for K=2). The suspects are reviewed in Curate, queue 'suspects'.")
+                with gr.Row():
+                    audit_folds = gr.Number(value=AuditOptions.folds, precision=0, minimum=2, label="folds (K)",
+                                            elem_id="train-audit-folds")
+                    audit_seed = gr.Textbox(value="", label="seed (empty = the config's)",
+                                            elem_id="train-audit-seed")
+                audit_run = gr.Dropdown([], value=None, label="In-sample (biased, fast): score with this completed "
+                                        "run instead (optional)", elem_id="train-audit-run")
+                audit_btn = gr.Button("Start label audit", variant="primary", elem_id="train-audit-start")
             command_box = gr.Textbox(label="Command", interactive=False, lines=3, elem_id="train-command")
             planned_id = gr.State(None)
 
@@ -136,6 +153,23 @@ def build(studio: Studio) -> JobManager:
                                column_widths=PREDICTION_WIDTHS, elem_id="train-predictions")
     log_box = gr.Textbox(label="Log (last lines)", interactive=False, lines=12, max_lines=30, autoscroll=True,
                          elem_id="train-log")
+    with gr.Accordion("Compare runs", open=False, elem_id="train-compare"):
+        gr.Markdown("Two completed runs on the same texts: B's test split by default (typically A on the "
+                    "original labels, B on a curated snapshot).")
+        with gr.Row():
+            compare_a = gr.Dropdown([], label="Run A", elem_id="train-compare-a")
+            compare_b = gr.Dropdown([], label="Run B", elem_id="train-compare-b")
+            compare_rows = gr.Number(value=200, precision=0, minimum=1, label="test rows scored (empty = all)")
+            compare_btn = gr.Button("Compare", elem_id="train-compare-start")
+        compare_summary = gr.Textbox(label="Summary", interactive=False, lines=3, elem_id="train-compare-summary")
+        with gr.Row():
+            compare_eval = gr.Dataframe(label="Test metrics from each run's eval.json (after)", datatype="str",
+                                        interactive=False, elem_id="train-compare-eval")
+            compare_same = gr.Dataframe(label="Both adapters on the same texts", datatype="str", interactive=False,
+                                        elem_id="train-compare-same")
+        compare_verdicts = gr.Dataframe(label="Examples whose verdict changed", datatype="str", interactive=False,
+                                        wrap=True, max_height=400, latex_delimiters=[],
+                                        elem_id="train-compare-verdicts")
     known_ids = gr.State([])
     panel_version = gr.State(None)
     timer = gr.Timer(REFRESH_S)
@@ -173,6 +207,36 @@ def build(studio: Studio) -> JobManager:
         except ConfigError as error:
             return None, f"Refused: {error}", gr.skip(), gr.skip(), gr.skip()
         return None, f"Queued {run_id}:\n{shell_command(manager.command(run_id))}", *table(run_id, known)
+
+    def start_audit(request: gr.Request, known, folds, seed, in_sample, *values):
+        studio.require_admin(request, "start audits")
+        seed = (seed or "").strip()
+        if seed and not seed.lstrip("-").isdigit():
+            return f"Refused: seed must be a whole number or empty, got {seed!r}", gr.skip(), gr.skip(), gr.skip()
+        try:
+            options = AuditOptions(folds=int(folds) if folds is not None else AuditOptions.folds,
+                                   seed=int(seed) if seed else None, in_sample_run=in_sample or None)
+            run_id = manager.submit_audit(form_config(values), options)
+        except ConfigError as error:
+            return f"Refused: {error}", gr.skip(), gr.skip(), gr.skip()
+        return f"Queued audit {run_id}:\n{shell_command(manager.command(run_id))}", *table(run_id, known)
+
+    def completed_choices():
+        ids = run_views.completed_runs(manager.runs())
+        return gr.Dropdown(choices=ids)
+
+    def compare(run_a, run_b, max_rows):
+        from ft.compare import compare_runs, summary_text
+
+        if not run_a or not run_b:
+            raise gr.Error("Pick two completed runs.")
+        try:
+            done = compare_runs(manager.run_dir(run_a).path, manager.run_dir(run_b).path,
+                                max_rows=int(max_rows) if max_rows else None)
+        except Exception as error:  # a missing adapter, unreadable data...: all shown the same way
+            raise gr.Error(f"Cannot compare: {type(error).__name__}: {error}") from None
+        frames = (done.eval_metrics, done.same_text_metrics, done.verdicts)
+        return summary_text(done), *(run_views.text_frame(f) for f in frames)
 
     def table(selected, known):
         runs = manager.runs()
@@ -217,6 +281,12 @@ def build(studio: Studio) -> JobManager:
     timer.tick(tick, [run_picker, known_ids, panel_version], refresh_outputs, show_progress="hidden")
     saved.focus(lambda: gr.Dropdown(choices=_saved_configs(manager)), None, saved, show_progress="hidden")
     load_btn.click(load_config, saved, inputs)
+    audit_btn.click(start_audit, [known_ids, audit_folds, audit_seed, audit_run, *inputs],
+                    [command_box, runs_table, run_picker, known_ids])
+    for picker in (audit_run, compare_a, compare_b):
+        picker.focus(completed_choices, None, picker, show_progress="hidden")
+    compare_btn.click(compare, [compare_a, compare_b, compare_rows],
+                      [compare_summary, compare_eval, compare_same, compare_verdicts])
     show_btn.click(show_command, [planned_id, *inputs], [planned_id, command_box])
     start_btn.click(start, [planned_id, known_ids, *inputs],
                     [planned_id, command_box, runs_table, run_picker, known_ids])
