@@ -324,7 +324,11 @@ def evaluate_before_after(detector, test, threshold: float) -> dict:
 @contextlib.contextmanager
 def running(run: RunDir, config: TrainConfig, logger: logging.Logger, **state) -> Iterator[None]:
     """Open the run's folder (log.txt, config.yaml, state "running" plus ``state``) for the block;
-    an exception in it marks the run "failed" with its first line, logs the traceback and propagates."""
+    an exception in it marks the run "failed" with its first line, logs the traceback and propagates.
+    Under ``accelerate launch`` only rank 0 touches the files."""
+    if not is_main_process():
+        yield
+        return
     run.path.mkdir(parents=True, exist_ok=True)
     log_to_file(run)
     run.config.write_text(config.to_yaml())
@@ -337,6 +341,10 @@ def running(run: RunDir, config: TrainConfig, logger: logging.Logger, **state) -
         raise
 
 
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) -> RunDir:
     """Run ``config`` end to end into ``runs_dir/run_id``; returns the run's folder."""
     config.validate()
@@ -344,7 +352,8 @@ def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) 
     run = RunDir(Path(config.runs_dir) / (run_id or new_run_id(config)))
     with running(run, config, log):
         status = _train(config, run, resume)
-        run.write_state(status=status, ended=time.time())
+        if is_main_process():
+            run.write_state(status=status, ended=time.time())
     return run
 
 
