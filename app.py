@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from access.hub_login import HubUsers
 from access.users import Users
 
 from curation import sources
@@ -22,6 +23,8 @@ SPACE_DATA_DIR = Path("/data")
 OFFLINE_SHARED = Path(__file__).resolve().parent.parent / "shared"
 """The offline data and tokenizer beside the repository on build machines: allowed by default when present."""
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
+CACHE_SWEEP = (3600, 24 * 3600)
+"""Every hour, Gradio deletes the uploads and downloads it cached more than a day ago."""
 
 
 def default_data_dir() -> Path:
@@ -57,9 +60,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_users(auth_file: Path | None) -> Users | None:
-    """The login table from --auth, else from STUDIO_USERS, else None (no login)."""
-    return Users.from_file(auth_file) if auth_file else Users.from_environment()
+def load_users(auth_file: Path | None) -> Users | HubUsers | None:
+    """Who may sign in: --auth FILE, else STUDIO_USERS, else STUDIO_HF_USERS (Hugging Face), else None."""
+    passwords = Users.from_file(auth_file) if auth_file else Users.from_environment()
+    hub_accounts = HubUsers.from_environment()
+    if passwords and hub_accounts:
+        raise ValueError("two ways to sign in were given: use password users (--auth or STUDIO_USERS) or "
+                         "Hugging Face accounts (STUDIO_HF_USERS), not both")
+    return passwords or hub_accounts
+
+
+def sign_in_options(users: Users | HubUsers | None) -> dict:
+    """launch() arguments that put sign-in in front of the page and the API alike."""
+    if isinstance(users, HubUsers):
+        return {"auth_dependency": users.user_of, "app_kwargs": {"exception_handlers": {401: users.refused}}}
+    return {"auth": users.authenticate if users else None}
 
 
 def is_loopback(host: str) -> bool:
@@ -71,7 +86,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_binding(host: str, users: Users | None, public_without_auth: bool) -> None:
+def check_binding(host: str, users: Users | HubUsers | None, public_without_auth: bool) -> None:
     """Refuse to listen beyond this machine with no login, unless that was asked for explicitly."""
     if users is None and not is_loopback(host) and not public_without_auth:
         raise ValueError(f"--host {host} without login would let anyone who reaches it in: give --auth FILE "
@@ -87,7 +102,7 @@ def allowed_roots(extra: list[Path], dataset: str | None) -> list[Path]:
     return roots
 
 
-def open_studio(data_dir: Path, dataset: str | None = None, users: Users | None = None,
+def open_studio(data_dir: Path, dataset: str | None = None, users: Users | HubUsers | None = None,
                 roots: list[Path] | None = None, access_note: str = "") -> Studio:
     """Open (or create) the store; import ``dataset`` if given, else the demo dataset into an empty store."""
     store = LabelStore(data_dir)
@@ -101,7 +116,10 @@ def open_studio(data_dir: Path, dataset: str | None = None, users: Users | None 
                   allowed_roots=roots or [], access_note=access_note)
 
 
-def access_note(host: str, users: Users | None) -> str:
+def access_note(host: str, users: Users | HubUsers | None) -> str:
+    if isinstance(users, HubUsers):
+        return (f"Sign-in with Hugging Face is on for {len(users.names())} account(s): reviewers label and query, "
+                "admins also run.")
     if users is not None:
         return f"Sign-in is on for {len(users.names())} user(s): reviewers label and query, admins also run."
     if is_loopback(host):
@@ -110,15 +128,20 @@ def access_note(host: str, users: Users | None) -> str:
 
 
 def build_app(studio: Studio) -> gr.Blocks:
-    with gr.Blocks(title="Injection Studio") as app:
+    with gr.Blocks(title="Injection Studio", delete_cache=CACHE_SWEEP) as app:
         gr.Markdown("# Injection Studio\nCurate the labels → fine-tune a detector → try it live → curate again.")
-        gr.Markdown(studio.access_note, elem_id="access-note")
+        with gr.Row(equal_height=True):
+            gr.Markdown(studio.access_note, elem_id="access-note")
+            signed_in = gr.Markdown(elem_id="signed-in-as")
+            if isinstance(studio.users, HubUsers):
+                gr.LoginButton(logout_value="Sign out ({})", size="sm", scale=0)
         with gr.Tab("Curate"):
             curate.build(studio)
         with gr.Tab("Train"):
             train.build(studio)
         with gr.Tab("Detect"):
             detect.build(studio)
+        app.load(studio.signed_in_line, None, signed_in, api_visibility="private")
     app.queue(default_concurrency_limit=8)
     return app
 
@@ -130,11 +153,11 @@ def main(argv: list[str] | None = None) -> None:
         check_binding(args.host, users, args.public_without_auth)
         studio = open_studio(args.data_dir, args.dataset, users, allowed_roots(args.allow_path, args.dataset),
                              access_note(args.host, users))
-    except (OSError, ValueError) as error:  # SourceError and UsersError are ValueErrors
+    except (OSError, ValueError) as error:  # SourceError, UsersError, HubLoginError are ValueErrors
         sys.exit(f"Cannot start: {error}")
     print(studio.access_note, flush=True)
-    build_app(studio).launch(server_name=args.host, server_port=args.port,
-                             auth=users.authenticate if users else None, head=curate.KEYBOARD_HEAD,
+    build_app(studio).launch(server_name=args.host, server_port=args.port, **sign_in_options(users),
+                             head=curate.KEYBOARD_HEAD,
                              allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False,
                              max_file_size=int(args.max_upload_mb * 2**20))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,7 @@ MAX_BATCH_ROWS = 1000
 TABLE_TEXT_CHARS = 300
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_NAME = "detect-results.csv"
+CSV_MAX_AGE_S = 24 * 3600
 EXAMPLE_COLUMNS = ["#", "why", "label", "text"]
 
 
@@ -121,11 +123,27 @@ def csv_text(table: pd.DataFrame) -> str:
     return table.map(escape_formula).to_csv(index=False)
 
 
-def write_csv(table: pd.DataFrame, folder: str | Path) -> Path:
-    """The table as ``folder/<content hash>/detect-results.csv`` (same content, same file)."""
+def remove_stale_csvs(folder: Path, max_age_s: float) -> None:
+    """Delete result CSVs not written or served for ``max_age_s``, so downloads do not pile up."""
+    cutoff = time.time() - max_age_s
+    for old in folder.glob(f"*/{CSV_NAME}"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+                old.parent.rmdir()
+        except OSError:
+            continue
+
+
+def write_csv(table: pd.DataFrame, folder: str | Path, max_age_s: float = CSV_MAX_AGE_S) -> Path:
+    """The table as ``folder/<content hash>/detect-results.csv`` (same content, same file); older CSVs go."""
+    folder = Path(folder)
+    remove_stale_csvs(folder, max_age_s)
     content = csv_text(table)
-    target = Path(folder) / hashlib.sha256(content.encode()).hexdigest()[:16] / CSV_NAME
-    if not target.exists():
+    target = folder / hashlib.sha256(content.encode()).hexdigest()[:16] / CSV_NAME
+    if target.exists():
+        target.touch()
+    else:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
         tmp.write_text(content, encoding="utf-8")

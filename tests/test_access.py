@@ -1,9 +1,12 @@
 """Users and roles, password hashes, and the path roots."""
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 
+from access.hub_login import HubLoginError, HubUsers
 from access.paths import PathError, checked_reference, resolve_inside
 from access.users import Users, UsersError, hash_password, verify_password
 from conftest import ROOT
@@ -77,3 +80,44 @@ def test_references_are_paths_in_roots_or_hub_ids(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(PathError):
         checked_reference("./data/../..", [root])
+
+
+OAUTH_SPACE = {"SYSTEM": "spaces", "SPACE_ID": "team/studio", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "s",
+               "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "https://huggingface.co"}
+
+
+def hub_request(name: str | None, expires_in: float = 3600):
+    """A request as Gradio's session middleware leaves it after a Hugging Face sign-in (or none)."""
+    session = {} if name is None else {"oauth_info": {"expires_at": time.time() + expires_in,
+                                                      "userinfo": {"preferred_username": name}}}
+    return SimpleNamespace(scope={"session": session}, session=session)
+
+
+def test_hub_accounts_enter_with_their_role_and_nobody_else():
+    users = HubUsers.from_environment({**OAUTH_SPACE, "STUDIO_HF_USERS": "Alice:admin, bob;carol:reviewer"})
+    assert users.names() == ["Alice", "bob", "carol"]
+    assert users.user_of(hub_request("alice")) == "Alice" and users.is_admin("Alice")
+    assert users.user_of(hub_request("bob")) == "bob" and users.role("bob") == "reviewer"
+    assert users.user_of(hub_request("mallory")) is None
+    assert users.user_of(hub_request(None)) is None
+    assert users.user_of(hub_request("bob", expires_in=-1)) is None
+    assert users.user_of(SimpleNamespace(scope={})) is None
+    assert "Sign in with Hugging Face" in users.refusal(hub_request(None))
+    refusal = users.refusal(hub_request("<b>x</b>"))
+    assert "not on this Studio's list" in refusal and "&lt;b&gt;x&lt;/b&gt;" in refusal and "<b>x</b>" not in refusal
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({**OAUTH_SPACE, "STUDIO_HF_USERS": "alice:boss"}, "role 'boss'"),
+    ({**OAUTH_SPACE, "STUDIO_HF_USERS": "../alice"}, "not a Hugging Face user name"),
+    ({**OAUTH_SPACE, "STUDIO_HF_USERS": " ;, "}, "lists nobody"),
+    ({"STUDIO_HF_USERS": "alice"}, "missing: OAUTH_CLIENT_ID.*a Space"),
+    ({**OAUTH_SPACE, "OAUTH_CLIENT_SECRET": "", "STUDIO_HF_USERS": "alice"}, "missing: OAUTH_CLIENT_SECRET$"),
+])
+def test_hub_accounts_that_cannot_work_are_refused_at_start(environ, message):
+    with pytest.raises(HubLoginError, match=message):
+        HubUsers.from_environment(environ)
+
+
+def test_no_hub_accounts_means_no_hub_sign_in():
+    assert HubUsers.from_environment(OAUTH_SPACE) is None

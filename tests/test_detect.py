@@ -4,8 +4,10 @@ One tiny run is trained per test process (tests/detect_run.py); the service test
 detector, and the API test launches the real app in-process and calls it with gradio_client.
 """
 import json
+import os
 import shutil
 import threading
+import time
 import weakref
 
 import pandas as pd
@@ -220,6 +222,15 @@ def test_csv_cells_that_start_a_formula_are_escaped(tmp_path):
     assert csv_text(table).splitlines()[1] == '0,"\'=HYPERLINK(""http://x"")",-0.5'
     first, again = write_csv(table, tmp_path), write_csv(table, tmp_path)
     assert first == again and first.name == "detect-results.csv"
+
+
+def test_result_csvs_older_than_a_day_are_removed(tmp_path):
+    old = write_csv(pd.DataFrame({"text": ["old"]}), tmp_path)
+    day_ago = time.time() - 25 * 3600
+    os.utime(old, (day_ago, day_ago))
+    kept = write_csv(pd.DataFrame({"text": ["recent"]}), tmp_path)
+    new = write_csv(pd.DataFrame({"text": ["new"]}), tmp_path)
+    assert not old.parent.exists() and kept.exists() and new.exists()
 
 
 def test_prompts_from_csv_parquet_jsonl_and_lines(tmp_path):

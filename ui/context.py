@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from access.hub_login import HubUsers
 from access.paths import PathError, checked_reference
 from access.users import Users
 from curation.store import LabelStore
@@ -20,8 +21,8 @@ class Studio:
     """True when the app started on the bundled demo dataset (no data of its own yet)."""
     runs_dir: Path | None = None
     """Training runs; data_dir/runs unless given."""
-    users: Users | None = None
-    """The login table when auth is on; None for a single local user, who may do everything."""
+    users: Users | HubUsers | None = None
+    """Who may sign in (passwords or Hugging Face accounts); None for a single local user, who may do everything."""
     allowed_roots: list[Path] = field(default_factory=list)
     """Folders a typed path may point into, besides the data directory."""
     access_note: str = ""
@@ -39,6 +40,17 @@ class Studio:
         if self.users is None:
             return True
         return self.users.is_admin(getattr(request, "username", None))
+
+    def signed_in_line(self, request: gr.Request | None) -> str:
+        """Who this page is signed in as, with the role; empty when there is no sign-in.
+
+        Names are restricted to letters, digits and ``_ . @ -``, so the code span cannot be broken out of.
+        """
+        name = getattr(request, "username", None)
+        if self.users is None or not name:
+            return ""
+        sign_out = "" if isinstance(self.users, HubUsers) else " · [Sign out](/logout)"
+        return f"Signed in as `{name}` ({self.users.role(name)}){sign_out}"
 
     def require_admin(self, request: gr.Request | None, action: str) -> None:
         """Raise a page error unless the caller (page or API) may ``action``."""

@@ -13,6 +13,7 @@ User text is only ever shown in Textbox, JSON and Dataframe "str" cells, which r
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ui.context import Studio
 
 MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
 PRIVATE = {"api_visibility": "private"}
-CSV_DIR = Path(tempfile.gettempdir()) / "injection-studio-detect"
+CSV_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "injection-studio-detect"
 REVIEWER_STORAGE_KEY = "injection-studio-reviewer"  # the Curate tab's key: one name for both tabs
 SIDES = ("before", "after")
 

@@ -1,8 +1,8 @@
 """Browser fixtures: the real app in a subprocess, and a Chromium page (Debian's /usr/bin/chromium).
 
-``start_app(*flags)`` starts ``python app.py --data-dir <tmp> --port <free port> *flags`` with its own
-temporary Gradio and Hugging Face caches, its output going to a file, waits until it answers, and
-returns a RunningApp; every app started is stopped after the test. ``page`` is a fresh Chromium
+``start_app(*flags, env=...)`` starts ``python app.py --data-dir <tmp> --port <free port> *flags`` with its
+own temporary Gradio and Hugging Face caches (and ``env`` added to its environment), its output going to a
+file, waits until it answers (a 401 sign-in page counts), and returns a RunningApp; every app started is stopped after the test. ``page`` is a fresh Chromium
 profile's page; actions and expect() wait up to 15 s.
 """
 import os
@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ class RunningApp:
     port: int
     data_dir: Path
     log: Path
+    home: Path
+    """The app's own folder: data_dir (unless given), its Gradio temp dir and its Hugging Face cache."""
 
     @property
     def url(self) -> str:
@@ -54,6 +57,9 @@ def _wait_until_up(app: RunningApp, process: subprocess.Popen) -> None:
             with urllib.request.urlopen(app.url, timeout=2) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as error:
+            if error.code == 401:
+                return
         except OSError:
             time.sleep(0.25)
     raise TimeoutError(f"app did not answer within {START_TIMEOUT_S} s:\n{app.log_tail()}")
@@ -63,17 +69,18 @@ def _wait_until_up(app: RunningApp, process: subprocess.Popen) -> None:
 def start_app(tmp_path_factory):
     processes = []
 
-    def start(*flags: str, data_dir: Path | None = None) -> RunningApp:
+    def start(*flags: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> RunningApp:
         home = tmp_path_factory.mktemp("app")
-        app = RunningApp(free_port(), data_dir or home / "data", home / "app.log")
-        env = {**os.environ, "GRADIO_TEMP_DIR": str(home / "gradio"), "HF_HOME": str(home / "hf"),
-               "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-               "PYTHONUNBUFFERED": "1"}
-        env.pop("HF_TOKEN", None)
+        app = RunningApp(free_port(), data_dir or home / "data", home / "app.log", home)
+        app_env = {**os.environ, "GRADIO_TEMP_DIR": str(home / "gradio"), "HF_HOME": str(home / "hf"),
+                   "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                   "PYTHONUNBUFFERED": "1"}
+        app_env.pop("HF_TOKEN", None)
+        app_env.update(env or {})
         with app.log.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "app.py", "--data-dir", str(app.data_dir), "--port", str(app.port), *flags],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=ROOT, env=app_env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(process)
         _wait_until_up(app, process)
         return app

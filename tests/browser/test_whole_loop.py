@@ -1,6 +1,7 @@
 """The whole loop in Chromium, signed in: import, relabel, snapshot, train, watch, detect, send back.
 
-Also: a reviewer cannot start a run, and hostile dataset rows show literally with no script running.
+Also: a reviewer cannot start a run; hostile dataset rows show literally with no script running; the
+HF and wandb tokens in the app's environment appear in no file the app or its run writes.
 """
 import re
 
@@ -16,6 +17,8 @@ pytestmark = pytest.mark.browser
 IMG = '<img src=x onerror="window.__x=1">'
 SCRIPT = "<script>window.__y=1</script>"
 RUN_TIMEOUT_MS = 300_000
+FAKE_HF_TOKEN = "hf_FakeTokenForTheWholeLoop0123456789"
+FAKE_WANDB_KEY = "fakewandbkeywholeloop0123456789abcdef0123"
 TINY = {"max_test_rows": "32", "validation_size": "16", "max_length": "128", "batch_size": "16",
         "gradient_accumulation": "1", "learning_rate": "0.003", "warmup_steps": "0", "logging_steps": "2",
         "save_steps": "100", "prediction_samples": "8", "eval_batch_size": "16"}
@@ -31,6 +34,7 @@ def sign_in(page, url, user, password):
     page.get_by_label("password").fill(password)
     page.get_by_role("button", name="Login").click()
     expect(page.get_by_text("Sign-in is on for 2 user(s)")).to_be_visible()
+    expect(page.locator("#signed-in-as")).to_contain_text(f"Signed in as {user}")
 
 
 def small_dataset(folder):
@@ -41,6 +45,12 @@ def small_dataset(folder):
     pd.read_parquet(DATA_DIR / "test.parquet").sample(40, random_state=0).to_parquet(folder / "test.parquet",
                                                                                      index=False)
     return folder
+
+
+def files_holding(folder, *secrets):
+    """Every file under ``folder`` whose bytes contain one of ``secrets``."""
+    return [path for path in folder.rglob("*") if path.is_file()
+            and any(secret.encode() in path.read_bytes() for secret in secrets)]
 
 
 def fill_tiny_run(page, data):
@@ -64,7 +74,10 @@ def test_the_whole_loop_signed_in(page, start_app, tmp_path):
     users = tmp_path / "users.txt"
     users.write_text(f"boss:{hash_password('boss-pw')}:admin\nrev:{hash_password('rev-pw')}\n", encoding="utf-8")
     data = small_dataset(tmp_path / "incoming")
-    app = start_app("--auth", str(users), "--allow-path", str(data))
+    wandb_dir = tmp_path / "wandb"
+    secrets = {"HF_TOKEN": FAKE_HF_TOKEN, "WANDB_API_KEY": FAKE_WANDB_KEY, "WANDB_MODE": "offline",
+               "WANDB_DIR": str(wandb_dir)}
+    app = start_app("--auth", str(users), "--allow-path", str(data), env=secrets)
     sign_in(page, app.url, "boss", "boss-pw")
 
     # a path outside the allowed folders is refused; then import the dataset from a path on the server
@@ -101,6 +114,8 @@ def test_the_whole_loop_signed_in(page, start_app, tmp_path):
 
     # train on the snapshot and watch it finish
     fill_tiny_run(page, str(snapshot))
+    field(page, "tracker").click()
+    page.get_by_role("option", name="wandb").click()
     page.locator("#train-start").click()
     command = page.locator("#train-command textarea")
     expect(command).to_have_value(re.compile(r"^Queued "))
@@ -122,7 +137,19 @@ def test_the_whole_loop_signed_in(page, start_app, tmp_path):
     page.get_by_role("button", name="Send as injection").click()
     expect(page.get_by_label("Send status")).to_have_value(re.compile(r"labelled injection by boss"))
 
+    # score many prompts and download the CSV
+    page.get_by_role("tab", name="Many prompts").click()
+    page.get_by_label("Prompts, one per line").fill(f"{IMG}\nWhat is the capital of France?")
+    page.get_by_role("button", name="Score all").click()
+    expect(page.get_by_label("Batch status")).to_have_value(re.compile("^Scored 2 "), timeout=60_000)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    assert IMG in download.value.path().read_text(encoding="utf-8")
+
     assert page.evaluate("[window.__x, window.__y]") == [None, None]
+    assert list(wandb_dir.rglob("*.wandb")), "the run wrote no wandb files"
+    assert files_holding(app.home, FAKE_HF_TOKEN, FAKE_WANDB_KEY) == []
+    assert files_holding(wandb_dir, FAKE_HF_TOKEN, FAKE_WANDB_KEY) == []
 
 
 def test_a_reviewer_cannot_start_a_run(page, start_app, tmp_path):

@@ -1,0 +1,121 @@
+"""Sign in with Hugging Face on a Space: visitors get a sign-in page and no API; listed accounts get their role.
+
+The app runs as on a Space with ``hf_oauth: true`` (the OAuth variables Hugging Face sets, pointing at a
+local stand-in for huggingface.co's OpenID metadata). huggingface.co itself cannot be reached from tests,
+so a signed-in visitor is a session cookie signed the way Gradio's session middleware signs the one it
+writes after the OAuth callback.
+"""
+import hashlib
+import http.server
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+
+import itsdangerous
+import pytest
+from gradio_client import Client
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+CLIENT_SECRET = "test-oauth-secret"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def fetch(url: str, cookie: str | None = None, accept: str = "application/json", data: bytes | None = None):
+    """(status, headers, body) of one request, redirects not followed."""
+    headers = {"Accept": accept, "Content-Type": "application/json"}
+    if cookie:
+        headers["Cookie"] = f"session={cookie}"
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, data=data, headers=headers), timeout=20) as response:
+            return response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
+def session_cookie(hub_name: str) -> str:
+    """The cookie Gradio sets once huggingface.co has signed ``hub_name`` in."""
+    session = {"oauth_info": {"access_token": "unused", "expires_at": int(time.time()) + 3600,
+                              "userinfo": {"preferred_username": hub_name, "name": hub_name, "profile": "",
+                                           "picture": ""}}}
+    signer = itsdangerous.TimestampSigner(hashlib.sha256(f"{CLIENT_SECRET}-v4".encode()).hexdigest())
+    return signer.sign(b64encode(json.dumps(session).encode())).decode()
+
+
+@pytest.fixture
+def openid_provider():
+    """A local stand-in for huggingface.co's OpenID metadata; yields its base URL."""
+    class Metadata(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            base = f"http://127.0.0.1:{self.server.server_port}"
+            body = json.dumps({"issuer": base, "authorization_endpoint": f"{base}/oauth/authorize",
+                               "token_endpoint": f"{base}/oauth/token", "jwks_uri": f"{base}/jwks"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture
+def hub_app(start_app, openid_provider):
+    space = {"SYSTEM": "spaces", "SPACE_ID": "team/injection-studio", "OAUTH_CLIENT_ID": "studio-client",
+             "OAUTH_CLIENT_SECRET": CLIENT_SECRET, "OAUTH_SCOPES": "openid profile",
+             "OPENID_PROVIDER_URL": openid_provider, "STUDIO_HF_USERS": "alice:admin bob"}
+    return start_app("--host", "127.0.0.1", env=space)
+
+
+def test_visitors_get_a_sign_in_page_and_nothing_else(hub_app, openid_provider):
+    base = hub_app.url.rstrip("/")
+    status, _, page = fetch(base + "/", accept="text/html")
+    assert status == 401 and "Sign in with Hugging Face" in page and "/login/huggingface" in page
+    for route in ("/config", "/gradio_api/info", "/gradio_api/queue/status"):
+        assert fetch(base + route)[0] == 401, route
+    call = json.dumps({"data": ["hello", "base:tiny", 0.5]}).encode()
+    assert fetch(base + "/gradio_api/call/detect", data=call)[0] == 401
+    with pytest.raises(Exception):
+        Client(hub_app.url, verbose=False)
+    status, headers, _ = fetch(base + "/login/huggingface")
+    assert status in (302, 307)
+    assert headers["location"].startswith(f"{openid_provider}/oauth/authorize?")
+    assert "client_id=studio-client" in headers["location"]
+
+
+def test_listed_accounts_enter_with_their_role_and_others_are_refused(hub_app):
+    base = hub_app.url.rstrip("/")
+    status, _, page = fetch(base + "/", cookie=session_cookie("mallory"), accept="text/html")
+    assert status == 401 and "mallory" in page and "not on this Studio's list" in page
+    assert fetch(base + "/config", cookie=session_cookie("mallory"))[0] == 401
+    reviewer = Client(hub_app.url, headers={"Cookie": f"session={session_cookie('bob')}"}, verbose=False)
+    with pytest.raises(Exception, match="Only an admin"):
+        reviewer.predict("some-run", api_name="/cancel")
+    admin = Client(hub_app.url, headers={"Cookie": f"session={session_cookie('alice')}"}, verbose=False)
+    assert "Only an admin" not in str(admin.predict("no-such-run", api_name="/cancel"))
+
+
+def test_the_page_after_signing_in_with_hugging_face(hub_app, page, openid_provider):
+    page.goto(hub_app.url)
+    page.get_by_role("link", name="Sign in with Hugging Face").click()
+    page.wait_for_url(re.compile(re.escape(f"{openid_provider}/oauth/authorize")))
+    page.context.add_cookies([{"name": "session", "value": session_cookie("alice"), "url": hub_app.url}])
+    page.goto(hub_app.url)
+    expect(page.locator("#signed-in-as")).to_contain_text("Signed in as alice (admin)")
+    page.get_by_role("tab", name="Review", exact=True).click()
+    expect(page.get_by_label("Reviewer (from your login)")).to_have_value("alice")
