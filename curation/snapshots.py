@@ -125,6 +125,17 @@ def list_snapshots(snapshots_dir: Path) -> list[SnapshotInfo]:
     return sorted(found, key=lambda s: s.id, reverse=True)
 
 
+def delete_snapshot(snapshots_dir: Path, snapshot_id: str) -> SnapshotInfo:
+    """Remove one snapshot; it leaves the list at once (renamed aside first), then its files go."""
+    found = next((s for s in list_snapshots(snapshots_dir) if s.id == snapshot_id), None)
+    if found is None:
+        raise KeyError(f"no snapshot {snapshot_id!r}")
+    doomed = snapshots_dir / f".deleting-{snapshot_id}-{os.getpid()}"
+    found.path.rename(doomed)
+    shutil.rmtree(doomed)
+    return found
+
+
 def _dataset_card(snapshot: SnapshotInfo) -> str:
     files = "\n".join(f"      - split: {split}\n        path: {split}.parquet" for split in snapshot.manifest["splits"])
     counts = "\n".join(f"- {split}: {c['rows']} rows ({c['benign']} benign, {c['injection']} injection)"

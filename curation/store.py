@@ -28,7 +28,7 @@ from pathlib import Path
 from curation.agreement import AgreementSummary, agreement_summary
 from curation.filters import ExampleFilter, Queue, queue_filter
 from curation.labels import BENIGN, INJECTION, UNSURE, Vote, label_state, latest_per_reviewer, text_hash
-from curation.snapshots import SnapshotInfo, SnapshotRow, list_snapshots, write_snapshot
+from curation.snapshots import SnapshotInfo, SnapshotRow, delete_snapshot, list_snapshots, write_snapshot
 from curation.sources import MAX_TEXT_CHARS, Prepared, Progress, no_progress
 
 DB_NAME = "labels.sqlite"
@@ -474,6 +474,13 @@ class LabelStore:
             self._log(con, actor, "snapshot", snapshot_id=snapshot.id,
                       content_hash=snapshot.manifest["content_hash"])
         return snapshot
+
+    def delete_snapshot(self, snapshot_id: str, actor: str) -> None:
+        """Remove a snapshot's folder and note who did it in the audit trail (KeyError if there is none)."""
+        gone = delete_snapshot(self.snapshots_dir, snapshot_id)
+        with self._write() as con:
+            self._log(con, actor, "delete_snapshot", snapshot_id=gone.id,
+                      content_hash=gone.manifest["content_hash"])
 
     # -- reads ----------------------------------------------------------------------------------------
 

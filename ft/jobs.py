@@ -409,6 +409,17 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
+def runs_using(runs_dir: str | Path, data: str | Path) -> list[str]:
+    """The ids of runs (and audits) whose data is ``data`` or a file inside it."""
+    target = Path(data).resolve()
+
+    def uses(info: RunInfo) -> bool:
+        named = Path(info.data).resolve() if info.data else None
+        return named is not None and (named == target or named.is_relative_to(target))
+
+    return [info.run_id for info in list_runs(runs_dir) if uses(info)]
+
+
 def _proc_says_dead(pid: int) -> bool:
     """True when /proc shows ``pid`` a zombie or another program (its pid reused); False when it cannot tell."""
     try:

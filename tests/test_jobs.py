@@ -338,3 +338,15 @@ def test_an_audit_is_queued_like_a_run_and_launched_with_its_own_command(tmp_pat
     assert manager.tick() == audit_id and manager.get(audit_id).job["command"][-1] == "--resume"
     manager.cancel(audit_id)
     manager.wait(audit_id, timeout=120)
+
+
+def test_runs_using_a_snapshot_are_found_by_their_data(tmp_path):
+    snapshot = tmp_path / "snapshots" / "20261128-010203-abcd1234"
+    snapshot.mkdir(parents=True)
+    for run_id, data in (("on-folder", snapshot), ("on-file", snapshot / "train.parquet"),
+                         ("elsewhere", tmp_path / "other"), ("hub", "reshabhs/SPML_Chatbot_Prompt_Injection")):
+        run = RunDir(tmp_path / "runs" / run_id)
+        run.path.mkdir(parents=True)
+        (run.path / "config.yaml").write_text(f"data: {data}\n")
+    assert sorted(jobs.runs_using(tmp_path / "runs", snapshot)) == ["on-file", "on-folder"]
+    assert jobs.runs_using(tmp_path / "no-runs", snapshot) == []

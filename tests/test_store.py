@@ -283,6 +283,20 @@ def test_snapshot_hash_follows_labels(demo_store):
     assert len(store.list_snapshots()) == 2
 
 
+def test_deleting_a_snapshot_removes_its_files_and_is_logged(demo_store):
+    kept = demo_store.create_snapshot("ann")
+    demo_store.cast_vote(1, "ann", INJECTION)
+    doomed = demo_store.create_snapshot("ann")
+    demo_store.delete_snapshot(doomed.id, "boss")
+    assert [s.id for s in demo_store.list_snapshots()] == [kept.id]
+    assert not doomed.path.exists() and sorted(p.name for p in demo_store.snapshots_dir.iterdir()) == [kept.id]
+    event = demo_store.events(limit=1)[0]
+    assert (event.actor, event.action, event.detail["snapshot_id"]) == ("boss", "delete_snapshot", doomed.id)
+    with pytest.raises(KeyError, match="no snapshot"):
+        demo_store.delete_snapshot("../../etc", "boss")
+    assert [s.id for s in demo_store.list_snapshots()] == [kept.id]
+
+
 def test_reopening_keeps_everything(tmp_path):
     store = LabelStore(tmp_path)
     store.import_examples(prepared(("train", "one", 0)))

@@ -110,13 +110,19 @@ def playwright():
         yield driver
 
 
-@pytest.fixture
-def page(playwright, tmp_path):
+def open_browser(playwright, profile: Path):
+    """A Chromium with its own fresh profile (so its own cookies and storage); its first page."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
     context = playwright.chromium.launch_persistent_context(
-        str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
     page = context.pages[0] if context.pages else context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
+    return page
+
+
+@pytest.fixture
+def page(playwright, tmp_path):
+    page = open_browser(playwright, tmp_path / "chromium-profile")
     yield page
-    context.close()
+    page.context.close()

@@ -1,4 +1,5 @@
-"""Sign-in guards the API as it guards the page: no credentials, nothing; a reviewer cannot run jobs."""
+"""Sign-in guards the API as it guards the page: no credentials, nothing; a reviewer cannot run jobs or
+create and delete snapshots."""
 import json
 import urllib.error
 import urllib.request
@@ -46,6 +47,10 @@ def test_a_reviewer_cannot_control_runs_but_an_admin_can(signed_in_app):
     for name in ("/cancel", "/resume", "/delete"):
         with pytest.raises(Exception, match="Only an admin"):
             reviewer.predict("some-run", api_name=name)
+    with pytest.raises(Exception, match="Only an admin can create snapshots"):
+        reviewer.predict("", api_name="/snapshot")
+    with pytest.raises(Exception, match="Only an admin can delete snapshots"):
+        reviewer.predict(None, "", api_name="/delete_snapshot")
     start_args = [p.get("example_input") for p in endpoints["/start"]["parameters"]]
     with pytest.raises(Exception, match="Only an admin"):
         reviewer.predict(*start_args, api_name="/start")

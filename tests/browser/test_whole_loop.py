@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 
 from access.users import hash_password
 from conftest import DATA_DIR, TOKENIZER_DIR
+from browser.conftest import open_browser
 
 pytestmark = pytest.mark.browser
 
@@ -53,6 +54,17 @@ def files_holding(folder, *secrets):
             and any(secret.encode() in path.read_bytes() for secret in secrets)]
 
 
+def progress_shown(page, run_id):
+    """The label totals a freshly loaded page shows ("N examples · M reviewed"), once it lists the run as done."""
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#train-runs tr", has_text=run_id)).to_contain_text("completed")
+    page.get_by_role("tab", name="Curate").click()
+    page.get_by_role("tab", name="Review", exact=True).click()
+    counts = page.get_by_text(re.compile(r"\d+ examples · \d+ reviewed"))
+    expect(counts).to_be_visible()
+    return re.search(r"\d+ examples · \d+ reviewed", counts.inner_text()).group(0)
+
+
 def fill_tiny_run(page, data):
     page.get_by_role("tab", name="Train").click()
     for section in ("Model", "Data", "Optimisation", "Logging"):
@@ -70,7 +82,7 @@ def fill_tiny_run(page, data):
         field(page, name).fill(value)
 
 
-def test_the_whole_loop_signed_in(page, start_app, tmp_path):
+def test_the_whole_loop_signed_in(page, start_app, tmp_path, playwright):
     users = tmp_path / "users.txt"
     users.write_text(f"boss:{hash_password('boss-pw')}:admin\nrev:{hash_password('rev-pw')}\n", encoding="utf-8")
     data = small_dataset(tmp_path / "incoming")
@@ -144,9 +156,30 @@ def test_the_whole_loop_signed_in(page, start_app, tmp_path):
     expect(page.get_by_label("Batch status")).to_have_value(re.compile("^Scored 2 "), timeout=60_000)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
-    assert IMG in download.value.path().read_text(encoding="utf-8")
+    assert pd.read_csv(download.value.path(), keep_default_na=False)["text"].tolist() == [
+        IMG, "What is the capital of France?"]
+
+    # the snapshot the run was trained on cannot be deleted while the run exists
+    page.get_by_role("tab", name="Curate").click()
+    page.get_by_role("tab", name="Snapshots").click()
+    page.locator("#snapshot-delete").click()
+    page.locator("#snapshot-delete-confirm").click()
+    expect(page.get_by_text(re.compile(f"is the data of {re.escape(run_id)}")).first).to_be_visible()
+    assert snapshot.is_dir()
 
     assert page.evaluate("[window.__x, window.__y]") == [None, None]
+
+    # a refresh, and a second browser signed in as someone else, show the same run and label progress
+    page.reload()
+    shown = progress_shown(page, run_id)
+    assert int(re.search(r"(\d+) reviewed", shown).group(1)) >= 3
+    second = open_browser(playwright, tmp_path / "second-profile")
+    try:
+        sign_in(second, app.url, "rev", "rev-pw")
+        assert progress_shown(second, run_id) == shown
+    finally:
+        second.context.close()
+
     assert list(wandb_dir.rglob("*.wandb")), "the run wrote no wandb files"
     assert files_holding(app.home, FAKE_HF_TOKEN, FAKE_WANDB_KEY) == []
     assert files_holding(wandb_dir, FAKE_HF_TOKEN, FAKE_WANDB_KEY) == []

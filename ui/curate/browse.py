@@ -1,0 +1,148 @@
+"""The Browse sub-tab: the examples page by page under filters; a selected row opens in Review."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import gradio as gr
+
+from curation.filters import ExampleFilter
+from curation.labels import BENIGN, INJECTION, label_name
+from curation.store import LabelStore
+from ui.curate.common import Shared, frame
+from ui.curate.review import Review, review_view
+from ui.handler import Handler
+
+PAGE_SIZE = 50
+LABEL_CHOICES = {"any": None, "injection": INJECTION, "benign": BENIGN}
+REVIEWED_CHOICES = {"any": None, "reviewed": True, "unreviewed": False}
+ALL_SPLITS = "all"
+
+
+def _browse_filter(split: str, current: str, original: str, reviewed: str, changed: bool, disagree: bool,
+                   flagged: bool, search: str) -> ExampleFilter:
+    return ExampleFilter(split=None if split == ALL_SPLITS else split, current_label=LABEL_CHOICES[current],
+                         original_label=LABEL_CHOICES[original], reviewed=REVIEWED_CHOICES[reviewed],
+                         changed=changed, disagree=disagree, flagged=flagged, search=search or "")
+
+
+def _browse_page(store: LabelStore, browse_filter: ExampleFilter, page: int) -> tuple:
+    """(table, "showing" line, page number) for one page; the page number is clamped to what exists."""
+    result = store.page(browse_filter, max(page, 0), PAGE_SIZE)
+    if not result.rows and result.total:
+        result = store.page(browse_filter, (result.total - 1) // PAGE_SIZE, PAGE_SIZE)
+    page = result.page
+    table = frame(["id", "split", "text", "original", "current", "votes", "disagree", "from Detect"],
+                  [[e.id, e.split, e.text, label_name(e.original_label), label_name(e.current_label), e.n_votes,
+                    "yes" if e.disagree else "", "yes" if e.flagged else ""] for e in result.rows])
+    first = page * PAGE_SIZE + 1 if result.total else 0
+    shown = f"Showing {first}–{page * PAGE_SIZE + len(result.rows)} of {result.total} · page {page + 1}"
+    return table, shown, page
+
+
+class Filters(NamedTuple):
+    """The filter inputs, in _browse_filter's argument order."""
+    split: gr.Dropdown
+    current: gr.Radio
+    original: gr.Radio
+    reviewed: gr.Radio
+    changed: gr.Checkbox
+    disagree: gr.Checkbox
+    flagged: gr.Checkbox
+    search: gr.Textbox
+
+
+@dataclass(frozen=True)
+class BrowsePanel:
+    filters: Filters
+    prev_btn: gr.Button
+    shown: gr.Markdown
+    next_btn: gr.Button
+    page: gr.State
+    table: gr.Dataframe
+    selected_id: gr.State
+    full_text: gr.Textbox
+    review_this: gr.Button
+
+    @property
+    def page_outputs(self) -> list:
+        """What _browse_page fills, in its order."""
+        return [self.table, self.shown, self.page]
+
+
+@dataclass(frozen=True)
+class Browse:
+    """What the other sub-tabs need of Browse: the split filter (its choices grow with imports) and the
+    handler showing the first page under the current filters."""
+    split: gr.Dropdown
+    first_page: Handler
+
+
+def _filters() -> Filters:
+    with gr.Row():
+        split = gr.Dropdown([ALL_SPLITS], value=ALL_SPLITS, label="Split")
+        current = gr.Radio(list(LABEL_CHOICES), value="any", label="Current label")
+        original = gr.Radio(list(LABEL_CHOICES), value="any", label="Original label")
+        reviewed = gr.Radio(list(REVIEWED_CHOICES), value="any", label="Reviewed")
+    with gr.Row():
+        changed = gr.Checkbox(label="Changed vs original")
+        disagree = gr.Checkbox(label="Reviewers disagree")
+        flagged = gr.Checkbox(label="Sent from Detect")
+        search = gr.Textbox(label="Search (full text)", placeholder="words to find")
+    return Filters(split, current, original, reviewed, changed, disagree, flagged, search)
+
+
+def _browse_panel() -> BrowsePanel:
+    filters = _filters()
+    with gr.Row():
+        prev_btn = gr.Button("◀ Previous", size="sm")
+        shown = gr.Markdown()
+        next_btn = gr.Button("Next ▶", size="sm")
+    page = gr.State(0)
+    table = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=600,
+                         column_widths=["6%", "7%", "55%", "8%", "8%", "5%", "5%", "6%"])
+    selected_id = gr.State(None)
+    full_text = gr.Textbox(label="Selected text (full, plain)", interactive=False, lines=4, max_lines=24)
+    review_this = gr.Button("Review this example")
+    return BrowsePanel(filters, prev_btn, shown, next_btn, page, table, selected_id, full_text, review_this)
+
+
+def _wire_pages(store: LabelStore, shared: Shared, panel: BrowsePanel) -> Handler:
+    """A filter change (and the page load) shows the first page and stores the filter for the review queue;
+    the arrows page through it. Returns the first-page handler."""
+    def browse(*values):
+        chosen = _browse_filter(*values)
+        return *_browse_page(store, chosen, 0), chosen
+
+    first_page = Handler(browse, list(panel.filters), [*panel.page_outputs, shared.browse_filter])
+    gr.on(None, first_page.fn, inputs=first_page.inputs, outputs=first_page.outputs, trigger_mode="always_last")
+    panel.prev_btn.click(lambda f, p: _browse_page(store, f, p - 1), [shared.browse_filter, panel.page],
+                         panel.page_outputs)
+    panel.next_btn.click(lambda f, p: _browse_page(store, f, p + 1), [shared.browse_filter, panel.page],
+                         panel.page_outputs)
+    return first_page
+
+
+def _wire_selection(store: LabelStore, panel: BrowsePanel, review: Review, tabs: gr.Tabs) -> None:
+    """A clicked row shows its full text; "Review this example" opens it in the Review sub-tab."""
+    def select_row(evt: gr.SelectData):
+        example = store.example(int(evt.row_value[0]))
+        return (example.id, example.text) if example else (None, "")
+
+    def review_selected(example_id: int | None):
+        if example_id is None:
+            raise gr.Error("Select a row in the table first.")
+        return *review_view(store, example_id), gr.Tabs(selected="review")
+
+    panel.table.select(select_row, outputs=[panel.selected_id, panel.full_text])
+    panel.review_this.click(review_selected, inputs=[panel.selected_id], outputs=[*review.outputs, tabs])
+
+
+def browse_tab(store: LabelStore, shared: Shared, review: Review, tabs: gr.Tabs) -> Browse:
+    """The Browse sub-tab and its events; ``tabs`` is the Curate sub-tabs, switched to Review on request."""
+    with gr.Tab("Browse", id="browse"):
+        panel = _browse_panel()
+    first_page = _wire_pages(store, shared, panel)
+    _wire_selection(store, panel, review, tabs)
+    return Browse(panel.filters.split, first_page)

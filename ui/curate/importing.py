@@ -1,0 +1,120 @@
+"""The Import sub-tab: read a dataset, check how its raw labels map, then add it to the store."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import gradio as gr
+import pandas as pd
+
+from curation.demo import demo_only
+from curation.labels import BENIGN, INJECTION, guess_label, label_name
+from curation.sources import SourceError, prepare, read_source
+from curation.store import LabelStore
+from ui.context import Studio
+from ui.curate.browse import ALL_SPLITS, Browse
+from ui.curate.common import Shared, frame, reviewer_name
+from ui.curate.review import Review
+
+MAPPING_COLUMNS = ["raw label", "rows", "maps to"]
+
+
+@dataclass(frozen=True)
+class ImportForm:
+    source: gr.Textbox
+    upload: gr.File
+    text_column: gr.Textbox
+    label_column: gr.Textbox
+    single_split: gr.Textbox
+    preview_btn: gr.Button
+    mapping: gr.Dataframe
+    import_btn: gr.Button
+    import_status: gr.Textbox
+    preview: gr.State
+    """The dataset read by step 1, waiting for step 2."""
+
+
+def _import_form() -> ImportForm:
+    with gr.Row():
+        source = gr.Textbox(label="Hugging Face dataset id or a path on the server",
+                            placeholder="xTRam1/safe-guard-prompt-injection or /path/to/folder")
+        upload = gr.File(label="…or upload a parquet, CSV or JSONL file", file_types=[".parquet", ".csv", ".jsonl"])
+    with gr.Row():
+        text_column = gr.Textbox(value="text", label="Text column")
+        label_column = gr.Textbox(value="label", label="Label column")
+        single_split = gr.Textbox(label="Split of a single file",
+                                  placeholder="blank: train, or the file's name if it is test/validation")
+    preview_btn = gr.Button("1. Read and show the label mapping")
+    mapping = gr.Dataframe(label="Label mapping: edit 'maps to' (injection / benign) where needed",
+                           headers=MAPPING_COLUMNS, datatype="str", interactive=True, static_columns=[0, 1])
+    import_btn = gr.Button("2. Import with this mapping", variant="primary", interactive=False)
+    import_status = gr.Textbox(label="Import", interactive=False, lines=6)
+    preview = gr.State(None)
+    return ImportForm(source, upload, text_column, label_column, single_split, preview_btn, mapping, import_btn,
+                      import_status, preview)
+
+
+def _wire_read(studio: Studio, form: ImportForm) -> None:
+    """Step 1 reads the source and proposes a label mapping; nothing is written."""
+    def read(source_text: str, uploaded: str | None, text_col: str, label_col: str, split_name: str,
+             progress=gr.Progress()):
+        target = uploaded or (source_text or "").strip()
+        if not target:
+            raise gr.Error("Give a dataset id or path, or upload a file.")
+        if not uploaded:
+            target = studio.checked_reference(target)
+        try:
+            result = read_source(target, text_column=text_col.strip(), label_column=label_col.strip(),
+                                 split=split_name.strip() or None,
+                                 name=os.path.basename(uploaded) if uploaded else None,
+                                 progress=lambda f, d: progress(f, desc=d))
+        except SourceError as error:
+            return f"Cannot import:\n{error}", frame(MAPPING_COLUMNS, []), None, gr.Button(interactive=False)
+        rows = [[value, count, label_name(result.proposed_mapping[value])]
+                for value, count in result.label_counts.items()]
+        tables = "\n".join(f"  {t.file}: {len(t.frame)} {t.unit}s" for t in result.tables)
+        summary = (f"Read {result.source}: {result.n_rows} rows\n{tables}\n"
+                   "Check the label mapping below, then import. Nothing has been written yet.")
+        return summary, frame(MAPPING_COLUMNS, rows), result, gr.Button(interactive=True)
+
+    form.preview_btn.click(read, inputs=[form.source, form.upload, form.text_column, form.label_column,
+                                         form.single_split],
+                           outputs=[form.import_status, form.mapping, form.preview, form.import_btn])
+
+
+def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Review, browse: Browse) -> None:
+    """Step 2 imports with the edited mapping, then refreshes the banner, Browse and the review panel."""
+    def write(result, mapping_table: pd.DataFrame, typed: str, request: gr.Request, progress=gr.Progress()):
+        if result is None:
+            raise gr.Error("Read a dataset first.")
+        chosen = {str(raw): guess_label(str(target)) for raw, _, target in mapping_table.itertuples(index=False)}
+        try:
+            prepared = prepare(result, chosen, progress=lambda f, d: progress(f, desc=d))
+        except SourceError as error:
+            return f"Nothing was imported:\n{error}"
+        done = store.import_examples(prepared, actor=reviewer_name(request, typed) or "import",
+                                     progress=lambda f, d: progress(f, desc=d))
+        per_split = ", ".join(f"{s}: {c[BENIGN]} benign / {c[INJECTION]} injection"
+                              for s, c in prepared.counts().items())
+        return (f"Imported {done.source}: {done.added} new examples, {done.already_present} already in the store.\n"
+                f"Dropped {done.duplicates} exact duplicate texts within the source "
+                f"({done.conflicting_duplicates} of them with a different label; the first was kept).\n{per_split}")
+
+    def after_import():
+        return (gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]), gr.Markdown(visible=demo_only(store)),
+                gr.Button(interactive=False))
+
+    form.import_btn.click(write, inputs=[form.preview, form.mapping, shared.reviewer_box],
+                          outputs=[form.import_status]).then(
+        after_import, outputs=[browse.split, shared.banner, form.import_btn]).then(
+        *browse.first_page).then(
+        *review.first_item)
+
+
+def import_tab(studio: Studio, shared: Shared, review: Review, browse: Browse) -> None:
+    """The Import sub-tab and its events."""
+    with gr.Tab("Import", id="import"):
+        form = _import_form()
+    _wire_read(studio, form)
+    _wire_import(studio.store, shared, form, review, browse)

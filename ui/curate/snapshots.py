@@ -1,0 +1,134 @@
+"""The Snapshots sub-tab: freeze the current labels into files to download, train on, or push to the Hub;
+delete one no run uses (admins only, after a confirmation)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import gradio as gr
+
+from curation.snapshots import push_to_hub
+from curation.store import LabelStore
+from ft.jobs import runs_using
+from ui.context import Studio
+from ui.curate.common import Shared, frame, reviewer_name
+
+
+def snapshots_view(store: LabelStore, chosen: str | None = None) -> tuple:
+    """(the snapshots table, the snapshot picker keeping ``chosen`` if it still exists)."""
+    snapshots = store.list_snapshots()
+    table = frame(["snapshot", "created", "by", "rows per split", "changes vs original"],
+                  [[s.id, s.manifest["created_at"], s.manifest["created_by"],
+                    ", ".join(f"{k}: {v['rows']}" for k, v in s.manifest["splits"].items()), s.manifest["n_changes"]]
+                   for s in snapshots])
+    ids = [s.id for s in snapshots]
+    return table, gr.Dropdown(choices=ids, value=chosen if chosen in ids else (ids[0] if ids else None))
+
+
+def _snapshot_summary(manifest: dict) -> str:
+    shown = {k: manifest[k] for k in ("id", "created_at", "created_by", "splits", "content_hash", "n_changes",
+                                      "n_added", "excluded_without_label", "reviewers")}
+    return json.dumps(shown, indent=1, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class SnapshotPanel:
+    tab: gr.Tab
+    create_btn: gr.Button
+    manifest: gr.Textbox
+    files: gr.File
+    chosen: gr.Dropdown
+    hub_repo: gr.Textbox
+    push_btn: gr.Button
+    status: gr.Textbox
+    delete_btn: gr.Button
+    confirm_row: gr.Row
+    confirm_btn: gr.Button
+    keep_btn: gr.Button
+    table: gr.Dataframe
+
+    @property
+    def outputs(self) -> list:
+        """What snapshots_view fills, in its order."""
+        return [self.table, self.chosen]
+
+
+def _snapshot_panel() -> SnapshotPanel:
+    can_push = bool(os.environ.get("HF_TOKEN"))
+    with gr.Tab("Snapshots", id="snapshots") as tab:
+        gr.Markdown("A snapshot freezes the current labels: one parquet file per split (columns `text`, "
+                    "`label`) and `manifest.json`. Training runs name the snapshot they use.")
+        create_btn = gr.Button("Create snapshot", variant="primary")
+        manifest = gr.Textbox(label="Manifest", interactive=False, lines=10)
+        files = gr.File(label="Download", file_count="multiple", interactive=False)
+        with gr.Row():
+            chosen = gr.Dropdown(label="Snapshot", choices=[])
+            hub_repo = gr.Textbox(label="Hub dataset repo", placeholder="your-name/injection-labels")
+            push_btn = gr.Button("Push to the Hub", interactive=can_push)
+            delete_btn = gr.Button("Delete…", elem_id="snapshot-delete")
+        status = gr.Textbox(label="Snapshot status", interactive=False,
+                                 value="" if can_push else "Set HF_TOKEN to push to the Hub.")
+        with gr.Row(visible=False) as confirm_row:
+            gr.Markdown("Delete this snapshot's files? This cannot be undone; runs trained on it are kept.")
+            confirm_btn = gr.Button("Yes, delete", variant="stop", size="sm", elem_id="snapshot-delete-confirm")
+            keep_btn = gr.Button("Keep it", size="sm")
+        table = gr.Dataframe(label="Snapshots", datatype="str", interactive=False)
+    return SnapshotPanel(tab, create_btn, manifest, files, chosen, hub_repo, push_btn, status, delete_btn,
+                         confirm_row, confirm_btn, keep_btn, table)
+
+
+def _wire_create(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
+    def snapshot(typed: str, request: gr.Request):
+        studio.require_admin(request, "create snapshots")
+        made = studio.store.create_snapshot(reviewer_name(request, typed) or "anonymous")
+        return (_snapshot_summary(made.manifest), [str(p) for p in made.files],
+                *snapshots_view(studio.store, made.id))
+
+    panel.create_btn.click(snapshot, inputs=[shared.reviewer_box],
+                           outputs=[panel.manifest, panel.files, *panel.outputs])
+
+
+def _wire_push(studio: Studio, panel: SnapshotPanel) -> None:
+    def push(snapshot_id: str | None, repo_id: str, request: gr.Request):
+        studio.require_admin(request, "push snapshots to the Hub")
+        chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
+        if chosen is None or not (repo_id or "").strip():
+            raise gr.Error("Choose a snapshot and a Hub dataset repo.")
+        try:
+            return f"Pushed {chosen.id} to {push_to_hub(chosen, repo_id.strip())}"
+        except Exception as error:  # network and Hub errors all end up in front of the user the same way
+            return f"Push failed: {type(error).__name__}: {error}"
+
+    panel.push_btn.click(push, inputs=[panel.chosen, panel.hub_repo], outputs=[panel.status])
+
+
+def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
+    """Refused while a run or audit names the snapshot as its data: every run keeps the labels it used."""
+    def delete_snapshot(snapshot_id: str | None, typed: str, request: gr.Request):
+        studio.require_admin(request, "delete snapshots")
+        chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
+        if chosen is None:
+            raise gr.Error("Choose a snapshot to delete.")
+        users = runs_using(studio.runs_dir, chosen.path)
+        if users:
+            raise gr.Error(f"{chosen.id} is the data of {', '.join(users)}: delete those runs first.")
+        studio.store.delete_snapshot(chosen.id, reviewer_name(request, typed) or "anonymous")
+        return f"Deleted {chosen.id}.", gr.Row(visible=False), *snapshots_view(studio.store)
+
+    panel.delete_btn.click(lambda: gr.Row(visible=True), None, panel.confirm_row)
+    panel.keep_btn.click(lambda: gr.Row(visible=False), None, panel.confirm_row)
+    panel.confirm_btn.click(delete_snapshot, inputs=[panel.chosen, shared.reviewer_box],
+                            outputs=[panel.status, panel.confirm_row, *panel.outputs])
+
+
+def snapshots_tab(studio: Studio, shared: Shared) -> list:
+    """The Snapshots sub-tab and its events; returns what snapshots_view fills."""
+    panel = _snapshot_panel()
+    panel.tab.select(lambda chosen: snapshots_view(studio.store, chosen), inputs=[panel.chosen],
+                     outputs=panel.outputs)
+    _wire_create(studio, shared, panel)
+    _wire_push(studio, panel)
+    _wire_delete(studio, shared, panel)
+    return panel.outputs

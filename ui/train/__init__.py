@@ -1,0 +1,56 @@
+"""The Train tab: configure a run, queue it, watch it learn, cancel, resume or delete it; queue a label audit
+of the form's data (ft.audit, through the same queue); compare two completed runs (ft.compare). One module a
+part: form (the New run column and the audit), runs (the run list and the selected run), compare. Thin: the
+queue, the commands and the checks live in ft.jobs; what a run shows is built by ft.run_views.
+
+Runs are background processes that write files; this tab only reads them (a gr.Timer refreshes the
+view), so closing the browser tab never pauses a run. Text from the data or from a run's output is only
+shown in plain-text components (Textbox, Dataframe with datatype "str"); the one HTML element, the progress
+bar, carries numbers only.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ft.jobs import JobManager
+from ui.context import Studio
+from ui.train.compare import compare_form, wire_compare
+from ui.train.form import new_run_form, wire_audit, wire_saved_configs, wire_start
+from ui.train.runs import (REFRESH_S, RunView, refresh_on_timer, run_charts, run_list, runs_table, selected_run,
+                           wire_run_actions, wire_run_picking)
+
+__all__ = ["build"]
+
+
+def build(studio: Studio) -> JobManager:
+    """The Train tab's components and events; call inside ``with gr.Tab("Train"):``.
+
+    Starts the job scheduler for ``studio.runs_dir`` (it launches only if no other app holds the lock).
+    The whole layout comes first, then the events: the timer and the run list feed several parts, and the
+    events' order names the API endpoints Gradio numbers (``completed_choices_1``, ``lambda_8``...).
+    """
+    manager = JobManager(studio.runs_dir)
+    manager.start()
+    table = runs_table(manager)
+    with gr.Row():
+        with gr.Column(scale=1):
+            form = new_run_form(studio, manager)
+        with gr.Column(scale=1):
+            selected = selected_run()
+    charts = run_charts()
+    compare = compare_form()
+    known_ids = gr.State([])
+    version = gr.State(None)
+    timer = gr.Timer(REFRESH_S)
+    runs = run_list(manager, table, selected.picker, known_ids)
+    view = RunView(selected.progress_bar, selected.details, charts, version)
+
+    refresh_on_timer(manager, timer, runs, view)
+    wire_saved_configs(manager, form)
+    wire_audit(studio, manager, form, runs)
+    wire_compare(manager, compare)
+    wire_start(studio, manager, form, runs)
+    wire_run_picking(manager, runs, view)
+    wire_run_actions(studio, manager, runs, selected)
+    return manager

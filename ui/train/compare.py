@@ -1,0 +1,66 @@
+"""The Train tab's Compare runs section: two completed runs on the same texts (ft.compare)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ft import run_views
+from ft.jobs import JobManager
+from ui.train.runs import offer_completed_runs
+
+
+@dataclass(frozen=True)
+class CompareForm:
+    run_a: gr.Dropdown
+    run_b: gr.Dropdown
+    max_rows: gr.Number
+    compare_btn: gr.Button
+    summary: gr.Textbox
+    eval_metrics: gr.Dataframe
+    same_text_metrics: gr.Dataframe
+    verdicts: gr.Dataframe
+
+    @property
+    def outputs(self) -> list:
+        return [self.summary, self.eval_metrics, self.same_text_metrics, self.verdicts]
+
+
+def compare_form() -> CompareForm:
+    with gr.Accordion("Compare runs", open=False, elem_id="train-compare"):
+        gr.Markdown("Two completed runs on the same texts: B's test split by default (typically A on the "
+                    "original labels, B on a curated snapshot).")
+        with gr.Row():
+            run_a = gr.Dropdown([], label="Run A", elem_id="train-compare-a")
+            run_b = gr.Dropdown([], label="Run B", elem_id="train-compare-b")
+            max_rows = gr.Number(value=200, precision=0, minimum=1, label="test rows scored (empty = all)")
+            compare_btn = gr.Button("Compare", elem_id="train-compare-start")
+        summary = gr.Textbox(label="Summary", interactive=False, lines=3, elem_id="train-compare-summary")
+        with gr.Row():
+            eval_metrics = gr.Dataframe(label="Test metrics from each run's eval.json (after)", datatype="str",
+                                        interactive=False, elem_id="train-compare-eval")
+            same_text_metrics = gr.Dataframe(label="Both adapters on the same texts", datatype="str",
+                                             interactive=False, elem_id="train-compare-same")
+        verdicts = gr.Dataframe(label="Examples whose verdict changed", datatype="str", interactive=False,
+                                wrap=True, max_height=400, latex_delimiters=[], elem_id="train-compare-verdicts")
+    return CompareForm(run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts)
+
+
+def wire_compare(manager: JobManager, form: CompareForm) -> None:
+    def compare(run_a, run_b, max_rows):
+        from ft.compare import compare_runs, summary_text
+
+        if not run_a or not run_b:
+            raise gr.Error("Pick two completed runs.")
+        try:
+            done = compare_runs(manager.run_dir(run_a).path, manager.run_dir(run_b).path,
+                                max_rows=int(max_rows) if max_rows else None)
+        except Exception as error:  # a missing adapter, unreadable data...: all shown the same way
+            raise gr.Error(f"Cannot compare: {type(error).__name__}: {error}") from None
+        frames = (done.eval_metrics, done.same_text_metrics, done.verdicts)
+        return summary_text(done), *(run_views.text_frame(f) for f in frames)
+
+    offer_completed_runs(manager, form.run_a)
+    offer_completed_runs(manager, form.run_b)
+    form.compare_btn.click(compare, [form.run_a, form.run_b, form.max_rows], form.outputs)

@@ -1,0 +1,192 @@
+"""The Train tab's New run column: the config form (from ft.jobs.form_fields), saved configs to start from,
+the command it runs, and the label audit of the form's data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from ft.audit import AuditOptions
+from ft.jobs import ROOT, FormField, JobManager, config_from_form, form_fields, form_values, shell_command, wandb_mode
+from ft.train import ConfigError, TrainConfig
+from ui.context import Studio
+from ui.train.runs import RunList, offer_completed_runs
+
+TOP_SECTION = "Run"
+
+
+def _data_choices(studio: Studio) -> list[tuple[str, str]]:
+    """Curation snapshots (newest first), then the default dataset when it is on this machine."""
+    choices = []
+    for snapshot in studio.store.list_snapshots():
+        rows = sum(split["rows"] for split in snapshot.manifest["splits"].values())
+        choices.append((f"snapshot {snapshot.id} ({rows} rows, {snapshot.manifest['n_changes']} labels changed)",
+                        str(snapshot.path)))
+    default = TrainConfig.data
+    if Path(default).exists():
+        choices.append((default, default))
+    return choices
+
+
+def _field_input(field: FormField, studio: Studio):
+    """The component for one config field, its default filled in and its help shown under it."""
+    common = {"label": field.name, "info": field.help}
+    if field.name == "data":
+        data = gr.Dropdown(_data_choices(studio), value=field.default, allow_custom_value=True, **common)
+        data.focus(lambda: gr.Dropdown(choices=_data_choices(studio)), None, data, show_progress="hidden")
+        return data
+    if field.name == "tracker":
+        common["info"] = f"{field.help}. wandb here runs {wandb_mode()}."
+    if field.choices:
+        return gr.Dropdown(list(field.choices), value=field.default, allow_custom_value=field.open_choices, **common)
+    if field.kind == "bool":
+        return gr.Checkbox(value=field.default, **common)
+    if field.kind in ("int", "float") and field.optional:  # a Number cannot be left empty: it sends 0
+        return gr.Textbox(value="" if field.default is None else str(field.default),
+                          placeholder="empty = none", **common)
+    if field.kind in ("int", "float"):
+        return gr.Number(value=field.default, precision=0 if field.kind == "int" else None, **common)
+    if field.kind == "list":
+        return gr.Textbox(value=", ".join(field.default), **common)
+    return gr.Textbox(value=field.default or "", **common)
+
+
+def _saved_configs(manager: JobManager) -> list[tuple[str, str]]:
+    """The project's example configs, then the config of every run, newest first."""
+    examples = [(f"configs/{p.name}", str(p)) for p in sorted((ROOT / "configs").glob("*.yaml"))]
+    return examples + [(f"run {r.run_id}", str(r.dir.config)) for r in manager.runs() if r.dir.config.exists()]
+
+
+@dataclass(frozen=True)
+class AuditForm:
+    folds: gr.Number
+    seed: gr.Textbox
+    in_sample_run: gr.Dropdown
+    start_btn: gr.Button
+
+
+@dataclass(frozen=True)
+class NewRunForm:
+    saved: gr.Dropdown
+    load_btn: gr.Button
+    names: list[str]
+    """The config fields' names, in the order of ``inputs``."""
+    inputs: list
+    show_btn: gr.Button
+    start_btn: gr.Button
+    audit: AuditForm
+    command_box: gr.Textbox
+    planned_id: gr.State
+    """The run id whose command Show command printed, so that Start run starts that very command."""
+
+
+def _config_inputs(studio: Studio) -> tuple[list[str], list]:
+    """(field names, their inputs): the Run section's fields, then each other section in a closed accordion."""
+    fields = form_fields()
+    form = [(f, _field_input(f, studio)) for f in fields if f.section == TOP_SECTION]
+    for section in dict.fromkeys(f.section for f in fields if f.section != TOP_SECTION):
+        with gr.Accordion(f"{section} settings", open=False):
+            form += [(f, _field_input(f, studio)) for f in fields if f.section == section]
+    return [f.name for f, _ in form], [component for _, component in form]
+
+
+def _audit_form() -> AuditForm:
+    with gr.Accordion("Label audit", open=False, elem_id="train-audit"):
+        gr.Markdown("Rank the examples of this form's data whose label a detector doubts: K adapters, "
+                    "each trained on the other folds, score the rows they never saw (about one run's "
+                    "cost for K=2). The suspects are reviewed in Curate, queue 'suspects'.")
+        with gr.Row():
+            folds = gr.Number(value=AuditOptions.folds, precision=0, minimum=2, label="folds (K)",
+                              elem_id="train-audit-folds")
+            seed = gr.Textbox(value="", label="seed (empty = the config's)", elem_id="train-audit-seed")
+        in_sample_run = gr.Dropdown([], value=None, label="In-sample (biased, fast): score with this completed "
+                                    "run instead (optional)", elem_id="train-audit-run")
+        start_btn = gr.Button("Start label audit", variant="primary", elem_id="train-audit-start")
+    return AuditForm(folds, seed, in_sample_run, start_btn)
+
+
+def new_run_form(studio: Studio, manager: JobManager) -> NewRunForm:
+    gr.Markdown("### New run")
+    with gr.Row(equal_height=True):
+        saved = gr.Dropdown(_saved_configs(manager), label="Start from a saved config (optional)", scale=3,
+                            elem_id="train-saved-config")
+        load_btn = gr.Button("Load", size="sm", scale=1, elem_id="train-load-config")
+    names, inputs = _config_inputs(studio)
+    with gr.Row():
+        show_btn = gr.Button("Show command")
+        start_btn = gr.Button("Start run", variant="primary", elem_id="train-start")
+    audit = _audit_form()
+    command_box = gr.Textbox(label="Command", interactive=False, lines=3, elem_id="train-command")
+    planned_id = gr.State(None)
+    return NewRunForm(saved, load_btn, names, inputs, show_btn, start_btn, audit, command_box, planned_id)
+
+
+def _form_config(studio: Studio, manager: JobManager, form: NewRunForm, values) -> TrainConfig:
+    """The form's values as a config, its typed paths checked against the allowed folders."""
+    config = config_from_form(dict(zip(form.names, values)), manager.runs_dir)
+    for name in ("data", "model", "tokenizer"):
+        if getattr(config, name):
+            setattr(config, name, studio.checked_reference(getattr(config, name)))
+    return config
+
+
+def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
+    """The Load button fills the form from a saved config (the list is reread on focus)."""
+    def load_config(path):
+        if not path:
+            raise gr.Error("Pick a saved config first.")
+        try:
+            values = form_values(TrainConfig.from_yaml(path))
+        except ConfigError as error:
+            raise gr.Error(str(error)) from None
+        return [values[name] for name in form.names]
+
+    form.saved.focus(lambda: gr.Dropdown(choices=_saved_configs(manager)), None, form.saved, show_progress="hidden")
+    form.load_btn.click(load_config, form.saved, form.inputs)
+
+
+def wire_audit(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunList) -> None:
+    """The audit's start button queues a label audit of the form's config (admins only)."""
+    audit = form.audit
+
+    def start_audit(request: gr.Request, known, folds, seed, in_sample, *values):
+        studio.require_admin(request, "start audits")
+        seed = (seed or "").strip()
+        if seed and not seed.lstrip("-").isdigit():
+            return f"Refused: seed must be a whole number or empty, got {seed!r}", gr.skip(), gr.skip(), gr.skip()
+        try:
+            options = AuditOptions(folds=int(folds) if folds is not None else AuditOptions.folds,
+                                   seed=int(seed) if seed else None, in_sample_run=in_sample or None)
+            run_id = manager.submit_audit(_form_config(studio, manager, form, values), options)
+        except ConfigError as error:
+            return f"Refused: {error}", gr.skip(), gr.skip(), gr.skip()
+        return f"Queued audit {run_id}:\n{shell_command(manager.command(run_id))}", *runs.refresh.fn(run_id, known)
+
+    audit.start_btn.click(start_audit, [runs.known_ids, audit.folds, audit.seed, audit.in_sample_run, *form.inputs],
+                          [form.command_box, *runs.refresh.outputs])
+    offer_completed_runs(manager, audit.in_sample_run)
+
+
+def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunList) -> None:
+    """Show command plans a run id and prints its command; Start run queues that run (admins only)."""
+    def show_command(planned, *values):
+        try:
+            config = _form_config(studio, manager, form, values)
+        except ConfigError as error:
+            return planned, f"Refused: {error}"
+        run_id = planned if planned and not manager.run_dir(planned).path.exists() else manager.new_run_id(config)
+        return run_id, shell_command(manager.command(run_id))
+
+    def start(request: gr.Request, planned, known, *values):
+        studio.require_admin(request, "start runs")
+        try:
+            run_id = manager.submit(_form_config(studio, manager, form, values), planned)
+        except ConfigError as error:
+            return None, f"Refused: {error}", gr.skip(), gr.skip(), gr.skip()
+        return None, f"Queued {run_id}:\n{shell_command(manager.command(run_id))}", *runs.refresh.fn(run_id, known)
+
+    form.show_btn.click(show_command, [form.planned_id, *form.inputs], [form.planned_id, form.command_box])
+    form.start_btn.click(start, [form.planned_id, runs.known_ids, *form.inputs],
+                         [form.planned_id, form.command_box, *runs.refresh.outputs])

@@ -1,0 +1,207 @@
+"""The Train tab's runs: the table of runs, the selected run (progress, cancel, resume, delete) and what it
+shows below (curves, tables, log), refreshed by a timer from the run's files."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import gradio as gr
+
+from ft import run_views
+from ft.jobs import JobError, JobManager, log_tail, shell_command
+from ui.context import Studio
+from ui.handler import Handler
+
+REFRESH_S = 2.0
+PREDICTION_WIDTHS = ["40%", "8%", "13%", "13%", "13%", "13%"]
+CPU_NOTE = ("\n\nNo GPU here: the `tiny` preset trains end to end on the CPU; real QLoRA training of "
+            "Qwen2.5-1.5B needs a GPU (on Hugging Face, a GPU Space).")
+
+
+def _progress_html(progress: run_views.Progress) -> str:
+    return (f'<div><progress value="{progress.fraction:.4f}" max="1" style="width:100%"></progress>'
+            f"<div>{html.escape(progress.text)}</div></div>")
+
+
+@dataclass(frozen=True)
+class RunList:
+    """The runs table and the run picker, with the ids the picker was last given (an unchanged list leaves
+    the picker alone)."""
+    table: gr.Dataframe
+    picker: gr.Dropdown
+    known_ids: gr.State
+    refresh: Handler
+    """table(selected, known) -> (runs table, picker update, ids), keeping ``selected`` if it still exists."""
+
+
+@dataclass(frozen=True)
+class SelectedRun:
+    picker: gr.Dropdown
+    progress_bar: gr.HTML
+    cancel_btn: gr.Button
+    resume_btn: gr.Button
+    delete_btn: gr.Button
+    confirm_row: gr.Row
+    confirm_btn: gr.Button
+    keep_btn: gr.Button
+    action_box: gr.Textbox
+    details: gr.Textbox
+
+
+class RunCharts(NamedTuple):
+    """The selected run's heavy parts, below the two columns: redrawn only when its files change."""
+    loss: gr.LinePlot
+    learning_rate: gr.LinePlot
+    evaluations: gr.Dataframe
+    test_report: gr.Dataframe
+    predictions: gr.Dataframe
+    log: gr.Textbox
+
+
+@dataclass(frozen=True)
+class RunView:
+    """Everything _run_view fills, in its order."""
+    progress_bar: gr.HTML
+    details: gr.Textbox
+    charts: RunCharts
+    version: gr.State
+    """The run files' version the charts show."""
+
+    @property
+    def outputs(self) -> list:
+        return [self.progress_bar, self.details, *self.charts, self.version]
+
+
+def runs_table(manager: JobManager) -> gr.Dataframe:
+    """The heading on how runs are scheduled here, and the table of runs."""
+    gpus = f"{manager.gpus} GPU(s)" if manager.gpus else "CPU"
+    gr.Markdown(f"### Runs\nRuns wait in a queue and train one at a time on this machine ({gpus}); "
+                "they go on when the page is closed." + ("" if manager.gpus else CPU_NOTE))
+    return gr.Dataframe(lambda: run_views.runs_frame(manager.runs()), datatype="str", interactive=False,
+                        wrap=True, max_height=320, elem_id="train-runs")
+
+
+def selected_run() -> SelectedRun:
+    gr.Markdown("### Selected run")
+    picker = gr.Dropdown(label="Run (or click a row of the table)", choices=[], allow_custom_value=True,
+                         elem_id="train-run-picker")
+    progress_bar = gr.HTML(elem_id="train-progress")
+    with gr.Row():
+        cancel_btn = gr.Button("Cancel", variant="stop", size="sm", elem_id="train-cancel")
+        resume_btn = gr.Button("Resume", size="sm", elem_id="train-resume")
+        delete_btn = gr.Button("Delete…", size="sm", elem_id="train-delete")
+    with gr.Row(visible=False) as confirm_row:
+        gr.Markdown("Delete this run's folder (checkpoints, adapter, log)? This cannot be undone.")
+        confirm_btn = gr.Button("Yes, delete", variant="stop", size="sm", elem_id="train-delete-confirm")
+        keep_btn = gr.Button("Keep", size="sm")
+    action_box = gr.Textbox(label="Last action", interactive=False, elem_id="train-action")
+    details = gr.Textbox(label="Run details", interactive=False, lines=5, elem_id="train-details")
+    return SelectedRun(picker, progress_bar, cancel_btn, resume_btn, delete_btn, confirm_row, confirm_btn,
+                       keep_btn, action_box, details)
+
+
+def run_charts() -> RunCharts:
+    with gr.Row():
+        loss = gr.LinePlot(x="step", y=run_views.CURVE_COLUMNS["loss"], title="Training loss", height=260,
+                           elem_id="train-loss")
+        learning_rate = gr.LinePlot(x="step", y=run_views.CURVE_COLUMNS["learning_rate"], title="Learning rate",
+                                    height=260, elem_id="train-lr")
+    evaluations = gr.Dataframe(label="Validation sample, per prediction table", datatype="str",
+                               interactive=False, elem_id="train-evaluations")
+    test_report = gr.Dataframe(label="Test split, before and after (eval.json)", datatype="str",
+                               interactive=False, elem_id="train-test")
+    predictions = gr.Dataframe(label="Predictions: train start (before) beside the latest table (after)",
+                               datatype="str", interactive=False, wrap=True, max_height=500, latex_delimiters=[],
+                               column_widths=PREDICTION_WIDTHS, elem_id="train-predictions")
+    log = gr.Textbox(label="Log (last lines)", interactive=False, lines=12, max_lines=30, autoscroll=True,
+                     elem_id="train-log")
+    return RunCharts(loss, learning_rate, evaluations, test_report, predictions, log)
+
+
+def run_list(manager: JobManager, table_component: gr.Dataframe, picker: gr.Dropdown,
+             known_ids: gr.State) -> RunList:
+    """The run list over these components, with the handler that refreshes them."""
+    def table(selected, known):
+        runs = manager.runs()
+        ids = [r.run_id for r in runs]
+        chosen = selected if selected in ids else (ids[0] if ids else None)
+        update = gr.Dropdown(choices=ids, value=chosen) if ids != known or chosen != selected else gr.skip()
+        return run_views.runs_frame(runs), update, ids
+
+    return RunList(table_component, picker, known_ids,
+                   Handler(table, [picker, known_ids], [table_component, picker, known_ids]))
+
+
+def offer_completed_runs(manager: JobManager, picker: gr.Dropdown) -> None:
+    """Fill ``picker`` with the completed runs whenever it gets the focus."""
+    def completed_choices():
+        ids = run_views.completed_runs(manager.runs())
+        return gr.Dropdown(choices=ids)
+
+    picker.focus(completed_choices, None, picker, show_progress="hidden")
+
+
+def _run_view(manager: JobManager, run_id, version, force=False) -> list:
+    """The selected run's view (RunView's order); the charts are skipped while its files are unchanged."""
+    try:
+        info = manager.get(run_id) if run_id else None
+    except JobError:  # deleted meanwhile
+        info = None
+    if info is None:
+        return ["", "", None, None, None, None, None, "", None]
+    now_version = run_views.files_version(info)
+    head = [_progress_html(run_views.progress(info)),
+            run_views.details_text(info, shell_command(info.job.get("command") or manager.command(run_id)))]
+    if now_version == version and not force:
+        return head + [gr.skip()] * len(RunCharts._fields) + [version]
+    return head + [run_views.curve_frame(info, "loss"), run_views.curve_frame(info, "learning_rate"),
+                   run_views.evaluations_frame(info), run_views.test_frame(info),
+                   run_views.predictions_frame(info), log_tail(info), now_version]
+
+
+def refresh_on_timer(manager: JobManager, timer: gr.Timer, runs: RunList, view: RunView) -> None:
+    def tick(selected, known, version):
+        return [*runs.refresh.fn(selected, known), *_run_view(manager, selected, version)]
+
+    timer.tick(tick, [runs.picker, runs.known_ids, view.version], [*runs.refresh.outputs, *view.outputs],
+               show_progress="hidden")
+
+
+def wire_run_picking(manager: JobManager, runs: RunList, view: RunView) -> None:
+    """Picking a run, in the picker or by clicking its row, shows it in full."""
+    def picked_row(event: gr.SelectData):
+        return event.row_value[0]
+
+    runs.picker.change(lambda run_id: _run_view(manager, run_id, None, force=True), runs.picker, view.outputs,
+                       show_progress="hidden")
+    runs.table.select(picked_row, None, runs.picker, show_progress="hidden")
+
+
+def _act(studio: Studio, action, run_id, request: gr.Request | None) -> str:
+    studio.require_admin(request, f"{action.__name__} runs")
+    if not run_id:
+        return "Pick a run first."
+    try:
+        return action(run_id)
+    except JobError as error:
+        return str(error)
+
+
+def wire_run_actions(studio: Studio, manager: JobManager, runs: RunList, selected: SelectedRun) -> None:
+    """Cancel, resume, and delete after a confirmation; admins only."""
+    def cancel(run_id, request: gr.Request):
+        return _act(studio, manager.cancel, run_id, request)
+
+    def resume(run_id, request: gr.Request):
+        return _act(studio, manager.resume, run_id, request)
+
+    def delete(run_id, request: gr.Request):
+        return _act(studio, manager.delete, run_id, request), gr.Row(visible=False)
+
+    selected.cancel_btn.click(cancel, runs.picker, selected.action_box)
+    selected.resume_btn.click(resume, runs.picker, selected.action_box)
+    selected.delete_btn.click(lambda: gr.Row(visible=True), None, selected.confirm_row)
+    selected.keep_btn.click(lambda: gr.Row(visible=False), None, selected.confirm_row)
+    selected.confirm_btn.click(delete, runs.picker, [selected.action_box, selected.confirm_row]).then(*runs.refresh)
