@@ -156,9 +156,11 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError) as error:  # SourceError, UsersError, HubLoginError are ValueErrors
         sys.exit(f"Cannot start: {error}")
     print(studio.access_note, flush=True)
+    # run_history=False: Gradio would otherwise keep every call's inputs (dataset text, prompts) in the
+    # browser's storage, or in a Hub bucket a user connects.
     build_app(studio).launch(server_name=args.host, server_port=args.port, **sign_in_options(users),
                              head=curate.KEYBOARD_HEAD,
-                             allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False,
+                             allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False, run_history=False,
                              max_file_size=int(args.max_upload_mb * 2**20))
 
 

@@ -108,6 +108,7 @@ def test_listed_accounts_enter_with_their_role_and_others_are_refused(hub_app):
         reviewer.predict("some-run", api_name="/cancel")
     admin = Client(hub_app.url, headers={"Cookie": f"session={session_cookie('alice')}"}, verbose=False)
     assert "Only an admin" not in str(admin.predict("no-such-run", api_name="/cancel"))
+    assert fetch(base + "/gradio_api/runs", cookie=session_cookie("alice"), accept="text/html")[0] == 404
 
 
 def test_the_page_after_signing_in_with_hugging_face(hub_app, page, openid_provider):
