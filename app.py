@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from access.hub_login import HubUsers
+from access.origin import SameOriginOnly
 from access.users import Users
 
 from curation import sources
@@ -70,11 +72,13 @@ def load_users(auth_file: Path | None) -> Users | HubUsers | None:
     return passwords or hub_accounts
 
 
-def sign_in_options(users: Users | HubUsers | None) -> dict:
-    """launch() arguments that put sign-in in front of the page and the API alike."""
+def access_options(users: Users | HubUsers | None) -> dict:
+    """launch() arguments that put sign-in in front of the page and the API alike, and refuse cross-site calls."""
+    app_kwargs = {"middleware": [Middleware(SameOriginOnly)]}
     if isinstance(users, HubUsers):
-        return {"auth_dependency": users.user_of, "app_kwargs": {"exception_handlers": {401: users.refused}}}
-    return {"auth": users.authenticate if users else None}
+        return {"auth_dependency": users.user_of,
+                "app_kwargs": {**app_kwargs, "exception_handlers": {401: users.refused}}}
+    return {"auth": users.authenticate if users else None, "app_kwargs": app_kwargs}
 
 
 def is_loopback(host: str) -> bool:
@@ -135,6 +139,8 @@ def build_app(studio: Studio) -> gr.Blocks:
             signed_in = gr.Markdown(elem_id="signed-in-as")
             if isinstance(studio.users, HubUsers):
                 gr.LoginButton(logout_value="Sign out ({})", size="sm", scale=0)
+            elif studio.users is not None:
+                gr.Button("Sign out", link="logout", size="sm", scale=0)
         with gr.Tab("Curate"):
             curate.build(studio)
         with gr.Tab("Train"):
@@ -158,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     print(studio.access_note, flush=True)
     # run_history=False: Gradio would otherwise keep every call's inputs (dataset text, prompts) in the
     # browser's storage, or in a Hub bucket a user connects.
-    build_app(studio).launch(server_name=args.host, server_port=args.port, **sign_in_options(users),
+    build_app(studio).launch(server_name=args.host, server_port=args.port, **access_options(users),
                              head=curate.KEYBOARD_HEAD,
                              allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False, run_history=False,
                              max_file_size=int(args.max_upload_mb * 2**20))

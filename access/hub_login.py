@@ -52,6 +52,8 @@ def parse_hub_users(text: str) -> dict[str, tuple[str, str]]:
             raise HubLoginError(f"{where}: {name!r} is not a Hugging Face user name")
         if role not in ROLES:
             raise HubLoginError(f"{where}: role {role!r} is not one of {ROLES}")
+        if name.lower() in users:
+            raise HubLoginError(f"{where}: {name!r} is listed twice")
         users[name.lower()] = (name, role)
     if not users:
         raise HubLoginError(f"{ENV_VAR} lists nobody")

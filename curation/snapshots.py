@@ -131,8 +131,11 @@ def delete_snapshot(snapshots_dir: Path, snapshot_id: str) -> SnapshotInfo:
     if found is None:
         raise KeyError(f"no snapshot {snapshot_id!r}")
     doomed = snapshots_dir / f".deleting-{snapshot_id}-{os.getpid()}"
-    found.path.rename(doomed)
-    shutil.rmtree(doomed)
+    try:
+        found.path.rename(doomed)
+    except FileNotFoundError:
+        raise KeyError(f"no snapshot {snapshot_id!r} (deleted meanwhile)") from None
+    shutil.rmtree(doomed, ignore_errors=True)
     return found
 
 

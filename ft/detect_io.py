@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -124,13 +125,16 @@ def csv_text(table: pd.DataFrame) -> str:
 
 
 def remove_stale_csvs(folder: Path, max_age_s: float) -> None:
-    """Delete result CSVs not written or served for ``max_age_s``, so downloads do not pile up."""
+    """Delete result CSVs not written or served for ``max_age_s``, and empty folders (Gradio's own cache sweep
+    may have taken the file), so downloads do not pile up."""
     cutoff = time.time() - max_age_s
-    for old in folder.glob(f"*/{CSV_NAME}"):
+    for entry in folder.glob("*"):
+        csv = entry / CSV_NAME
         try:
-            if old.stat().st_mtime < cutoff:
-                old.unlink()
-                old.parent.rmdir()
+            if csv.exists() and csv.stat().st_mtime < cutoff:
+                csv.unlink()
+            if entry.is_dir() and not any(entry.iterdir()):
+                entry.rmdir()
         except OSError:
             continue
 
@@ -141,9 +145,9 @@ def write_csv(table: pd.DataFrame, folder: str | Path, max_age_s: float = CSV_MA
     remove_stale_csvs(folder, max_age_s)
     content = csv_text(table)
     target = folder / hashlib.sha256(content.encode()).hexdigest()[:16] / CSV_NAME
-    if target.exists():
-        target.touch()
-    else:
+    try:
+        os.utime(target)
+    except FileNotFoundError:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
         tmp.write_text(content, encoding="utf-8")

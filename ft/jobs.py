@@ -75,6 +75,8 @@ SECRET_NAMES = ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_API_T
 SECRET_NAME_PATTERN = re.compile(r"(TOKEN|API_KEY|SECRET|SECRET_KEY|ACCESS_KEY|PASSWORD)$")
 MIN_SECRET_LENGTH = 8
 REDACTED = "[redacted]"
+APP_ONLY_VARIABLES = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL",
+                      "STUDIO_USERS", "STUDIO_HF_USERS")
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -334,8 +336,10 @@ def shell_command(argv: list[str]) -> str:
 
 
 def child_environment() -> dict[str, str]:
-    """The app's environment (secrets, HF_HOME and all) plus unbuffered output, so log.txt is live."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+    """The app's environment (HF and wandb tokens, HF_HOME and all) less its sign-in settings, which a run
+    never needs (the OAuth client secret signs session cookies), plus unbuffered output so log.txt is live."""
+    kept = {name: value for name, value in os.environ.items() if name not in APP_ONLY_VARIABLES}
+    return {**kept, "PYTHONUNBUFFERED": "1"}
 
 
 # --- runs on disk ---------------------------------------------------------------------------------
@@ -410,11 +414,12 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
 
 
 def runs_using(runs_dir: str | Path, data: str | Path) -> list[str]:
-    """The ids of runs (and audits) whose data is ``data`` or a file inside it."""
+    """The ids of runs (and audits) whose data is ``data`` or a file inside it (relative paths from ROOT,
+    where runs start)."""
     target = Path(data).resolve()
 
     def uses(info: RunInfo) -> bool:
-        named = Path(info.data).resolve() if info.data else None
+        named = (ROOT / info.data).resolve() if info.data else None
         return named is not None and (named == target or named.is_relative_to(target))
 
     return [info.run_id for info in list_runs(runs_dir) if uses(info)]

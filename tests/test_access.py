@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from access.hub_login import HubLoginError, HubUsers
+from access.origin import same_origin
 from access.paths import PathError, checked_reference, resolve_inside
 from access.users import Users, UsersError, hash_password, verify_password
 from conftest import ROOT
@@ -111,6 +112,7 @@ def test_hub_accounts_enter_with_their_role_and_nobody_else():
     ({**OAUTH_SPACE, "STUDIO_HF_USERS": "alice:boss"}, "role 'boss'"),
     ({**OAUTH_SPACE, "STUDIO_HF_USERS": "../alice"}, "not a Hugging Face user name"),
     ({**OAUTH_SPACE, "STUDIO_HF_USERS": " ;, "}, "lists nobody"),
+    ({**OAUTH_SPACE, "STUDIO_HF_USERS": "alice:admin Alice"}, "'Alice' is listed twice"),
     ({"STUDIO_HF_USERS": "alice"}, "missing: OAUTH_CLIENT_ID.*a Space"),
     ({**OAUTH_SPACE, "OAUTH_CLIENT_SECRET": "", "STUDIO_HF_USERS": "alice"}, "missing: OAUTH_CLIENT_SECRET$"),
 ])
@@ -121,3 +123,15 @@ def test_hub_accounts_that_cannot_work_are_refused_at_start(environ, message):
 
 def test_no_hub_accounts_means_no_hub_sign_in():
     assert HubUsers.from_environment(OAUTH_SPACE) is None
+
+
+def test_only_requests_from_the_apps_own_address_are_same_origin():
+    assert same_origin("http://127.0.0.1:7860", ["127.0.0.1:7860"])
+    assert same_origin("https://team-studio.hf.space", ["team-studio.hf.space"])
+    assert same_origin("https://team-studio.hf.space", ["10.0.0.5:7860", "team-studio.hf.space"])  # behind a proxy
+    assert same_origin("https://studio.example.org:443", ["studio.example.org"])
+    assert not same_origin("http://127.0.0.1:9999", ["127.0.0.1:7860"])
+    assert not same_origin("https://evil.example", ["team-studio.hf.space"])
+    assert not same_origin("https://team-studio.hf.space.evil.example", ["team-studio.hf.space"])
+    assert not same_origin("null", ["127.0.0.1:7860"])
+    assert not same_origin("http://127.0.0.1:7860", [""])

@@ -36,13 +36,14 @@ def test_users_come_from_the_file_or_the_environment(tmp_path, monkeypatch):
 
 
 def test_hub_accounts_or_passwords_but_not_both(tmp_path, monkeypatch):
+    monkeypatch.delenv("STUDIO_USERS", raising=False)
     for name, value in {"SYSTEM": "spaces", "SPACE_ID": "team/studio", "OAUTH_CLIENT_ID": "id",
                         "OAUTH_CLIENT_SECRET": "s", "OAUTH_SCOPES": "openid", "OPENID_PROVIDER_URL": "https://x",
                         "STUDIO_HF_USERS": "ann:admin bob"}.items():
         monkeypatch.setenv(name, value)
     hub = app.load_users(None)
     assert hub.names() == ["ann", "bob"] and hub.is_admin("ann")
-    assert set(app.sign_in_options(hub)) == {"auth_dependency", "app_kwargs"}
+    assert set(app.access_options(hub)) == {"auth_dependency", "app_kwargs"}
     assert "Hugging Face" in app.access_note("0.0.0.0", hub)
     app.check_binding("0.0.0.0", hub, False)
     path = tmp_path / "users.txt"

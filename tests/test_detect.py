@@ -229,8 +229,10 @@ def test_result_csvs_older_than_a_day_are_removed(tmp_path):
     day_ago = time.time() - 25 * 3600
     os.utime(old, (day_ago, day_ago))
     kept = write_csv(pd.DataFrame({"text": ["recent"]}), tmp_path)
+    emptied = tmp_path / "0123456789abcdef"  # Gradio's cache sweep took its CSV
+    emptied.mkdir()
     new = write_csv(pd.DataFrame({"text": ["new"]}), tmp_path)
-    assert not old.parent.exists() and kept.exists() and new.exists()
+    assert not old.parent.exists() and not emptied.exists() and kept.exists() and new.exists()
 
 
 def test_prompts_from_csv_parquet_jsonl_and_lines(tmp_path):

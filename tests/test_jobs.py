@@ -350,3 +350,12 @@ def test_runs_using_a_snapshot_are_found_by_their_data(tmp_path):
         (run.path / "config.yaml").write_text(f"data: {data}\n")
     assert sorted(jobs.runs_using(tmp_path / "runs", snapshot)) == ["on-file", "on-folder"]
     assert jobs.runs_using(tmp_path / "no-runs", snapshot) == []
+
+
+def test_runs_get_the_tokens_but_not_the_apps_sign_in_settings(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", FAKE_HF_TOKEN)
+    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "signs-the-session-cookies")
+    monkeypatch.setenv("STUDIO_HF_USERS", "alice:admin")
+    child = jobs.child_environment()
+    assert child["HF_TOKEN"] == FAKE_HF_TOKEN and child["PYTHONUNBUFFERED"] == "1"
+    assert "OAUTH_CLIENT_SECRET" not in child and "STUDIO_HF_USERS" not in child

@@ -49,8 +49,7 @@ class Studio:
         name = getattr(request, "username", None)
         if self.users is None or not name:
             return ""
-        sign_out = "" if isinstance(self.users, HubUsers) else " · [Sign out](/logout)"
-        return f"Signed in as `{name}` ({self.users.role(name)}){sign_out}"
+        return f"Signed in as `{name}` ({self.users.role(name)})"
 
     def require_admin(self, request: gr.Request | None, action: str) -> None:
         """Raise a page error unless the caller (page or API) may ``action``."""

@@ -61,7 +61,8 @@ def _wait_until_up(app: RunningApp, process: subprocess.Popen) -> None:
             if error.code == 401:
                 return
         except OSError:
-            time.sleep(0.25)
+            pass
+        time.sleep(0.25)
     raise TimeoutError(f"app did not answer within {START_TIMEOUT_S} s:\n{app.log_tail()}")
 
 

@@ -19,8 +19,9 @@ def signed_in_app(start_app, tmp_path):
     return start_app("--auth", str(users))
 
 
-def status_of(url: str, data: bytes | None = None) -> int:
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+def status_of(url: str, data: bytes | None = None, origin: str | None = None) -> int:
+    headers = {"Content-Type": "application/json", **({"Origin": origin} if origin else {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=20) as response:
             return response.status
@@ -76,3 +77,14 @@ def test_uploads_over_the_limit_are_refused(start_app):
 
     assert upload(1_000) == 200
     assert upload(50_000) == 413
+
+
+def test_calls_from_another_site_are_refused(start_app):
+    """A page elsewhere cannot drive the app through a visitor's browser (which would send its cookies)."""
+    app = start_app()
+    call = app.url + "gradio_api/call/detect"
+    body = json.dumps({"data": ["hello", "base:tiny", 0.5]}).encode()
+    assert status_of(call, body, origin="https://evil.example") == 403
+    assert status_of(app.url + "config", origin=f"http://127.0.0.1:{app.port + 1}") == 403
+    assert status_of(call, body, origin=app.url.rstrip("/")) == 200
+    assert status_of(call, body) == 200

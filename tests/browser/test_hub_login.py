@@ -30,11 +30,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def fetch(url: str, cookie: str | None = None, accept: str = "application/json", data: bytes | None = None):
+def fetch(url: str, cookie: str | None = None, accept: str = "application/json", data: bytes | None = None,
+          origin: str | None = None, content_type: str = "application/json"):
     """(status, headers, body) of one request, redirects not followed."""
-    headers = {"Accept": accept, "Content-Type": "application/json"}
+    headers = {"Accept": accept, "Content-Type": content_type}
     if cookie:
         headers["Cookie"] = f"session={cookie}"
+    if origin:
+        headers["Origin"] = origin
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(urllib.request.Request(url, data=data, headers=headers), timeout=20) as response:
@@ -90,6 +93,12 @@ def test_visitors_get_a_sign_in_page_and_nothing_else(hub_app, openid_provider):
         assert fetch(base + route)[0] == 401, route
     call = json.dumps({"data": ["hello", "base:tiny", 0.5]}).encode()
     assert fetch(base + "/gradio_api/call/detect", data=call)[0] == 401
+    join = json.dumps({"data": [], "fn_index": 0, "session_hash": "visitor"}).encode()
+    assert fetch(base + "/gradio_api/queue/join", data=join)[0] == 401
+    upload = b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"p.csv\"\r\n\r\nx\r\n--b--\r\n"
+    assert fetch(base + "/gradio_api/upload", data=upload, content_type="multipart/form-data; boundary=b")[0] == 401
+    snapshot = hub_app.data_dir / "snapshots" / "x" / "train.parquet"
+    assert fetch(f"{base}/gradio_api/file={snapshot}")[0] == 401
     with pytest.raises(Exception):
         Client(hub_app.url, verbose=False)
     status, headers, _ = fetch(base + "/login/huggingface")
@@ -109,6 +118,8 @@ def test_listed_accounts_enter_with_their_role_and_others_are_refused(hub_app):
     admin = Client(hub_app.url, headers={"Cookie": f"session={session_cookie('alice')}"}, verbose=False)
     assert "Only an admin" not in str(admin.predict("no-such-run", api_name="/cancel"))
     assert fetch(base + "/gradio_api/runs", cookie=session_cookie("alice"), accept="text/html")[0] == 404
+    assert fetch(base + "/config", cookie=session_cookie("alice"))[0] == 200
+    assert fetch(base + "/config", cookie=session_cookie("alice"), origin="https://evil.example")[0] == 403
 
 
 def test_the_page_after_signing_in_with_hugging_face(hub_app, page, openid_provider):

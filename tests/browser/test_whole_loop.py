@@ -18,6 +18,8 @@ pytestmark = pytest.mark.browser
 IMG = '<img src=x onerror="window.__x=1">'
 SCRIPT = "<script>window.__y=1</script>"
 RUN_TIMEOUT_MS = 300_000
+SLOW_MS = 60_000
+"""For a freshly opened page on a loaded 2-core machine."""
 FAKE_HF_TOKEN = "hf_FakeTokenForTheWholeLoop0123456789"
 FAKE_WANDB_KEY = "fakewandbkeywholeloop0123456789abcdef0123"
 TINY = {"max_test_rows": "32", "validation_size": "16", "max_length": "128", "batch_size": "16",
@@ -34,8 +36,8 @@ def sign_in(page, url, user, password):
     page.get_by_label("username").fill(user)
     page.get_by_label("password").fill(password)
     page.get_by_role("button", name="Login").click()
-    expect(page.get_by_text("Sign-in is on for 2 user(s)")).to_be_visible()
-    expect(page.locator("#signed-in-as")).to_contain_text(f"Signed in as {user}")
+    expect(page.get_by_text("Sign-in is on for 2 user(s)")).to_be_visible(timeout=SLOW_MS)
+    expect(page.locator("#signed-in-as")).to_contain_text(f"Signed in as {user}", timeout=SLOW_MS)
 
 
 def small_dataset(folder):
@@ -57,11 +59,11 @@ def files_holding(folder, *secrets):
 def progress_shown(page, run_id):
     """The label totals a freshly loaded page shows ("N examples · M reviewed"), once it lists the run as done."""
     page.get_by_role("tab", name="Train").click()
-    expect(page.locator("#train-runs tr", has_text=run_id)).to_contain_text("completed")
+    expect(page.locator("#train-runs tr", has_text=run_id)).to_contain_text("completed", timeout=SLOW_MS)
     page.get_by_role("tab", name="Curate").click()
     page.get_by_role("tab", name="Review", exact=True).click()
     counts = page.get_by_text(re.compile(r"\d+ examples · \d+ reviewed"))
-    expect(counts).to_be_visible()
+    expect(counts).to_be_visible(timeout=SLOW_MS)
     return re.search(r"\d+ examples · \d+ reviewed", counts.inner_text()).group(0)
 
 
@@ -195,3 +197,5 @@ def test_a_reviewer_cannot_start_a_run(page, start_app, tmp_path):
     expect(page.get_by_text("Only an admin can start runs").first).to_be_visible()
     runs = app.data_dir / "runs"
     assert not runs.exists() or not [p for p in runs.iterdir() if p.is_dir()], "a reviewer's run was created"
+    page.get_by_text("Sign out", exact=True).click()
+    expect(page.get_by_label("username")).to_be_visible()

@@ -45,6 +45,7 @@ class SnapshotPanel:
     status: gr.Textbox
     delete_btn: gr.Button
     confirm_row: gr.Row
+    confirm_text: gr.Markdown
     confirm_btn: gr.Button
     keep_btn: gr.Button
     table: gr.Dataframe
@@ -69,14 +70,14 @@ def _snapshot_panel() -> SnapshotPanel:
             push_btn = gr.Button("Push to the Hub", interactive=can_push)
             delete_btn = gr.Button("Delete…", elem_id="snapshot-delete")
         status = gr.Textbox(label="Snapshot status", interactive=False,
-                                 value="" if can_push else "Set HF_TOKEN to push to the Hub.")
+                            value="" if can_push else "Set HF_TOKEN to push to the Hub.")
         with gr.Row(visible=False) as confirm_row:
-            gr.Markdown("Delete this snapshot's files? This cannot be undone; runs trained on it are kept.")
+            confirm_text = gr.Markdown()
             confirm_btn = gr.Button("Yes, delete", variant="stop", size="sm", elem_id="snapshot-delete-confirm")
             keep_btn = gr.Button("Keep it", size="sm")
         table = gr.Dataframe(label="Snapshots", datatype="str", interactive=False)
     return SnapshotPanel(tab, create_btn, manifest, files, chosen, hub_repo, push_btn, status, delete_btn,
-                         confirm_row, confirm_btn, keep_btn, table)
+                         confirm_row, confirm_text, confirm_btn, keep_btn, table)
 
 
 def _wire_create(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
@@ -105,7 +106,18 @@ def _wire_push(studio: Studio, panel: SnapshotPanel) -> None:
 
 
 def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
-    """Refused while a run or audit names the snapshot as its data: every run keeps the labels it used."""
+    """Delete…, then a confirmation naming the snapshot; refused while a run or audit names the snapshot as
+    its data, so every run keeps the labels it was trained on. Picking another snapshot closes the question."""
+    doomed = gr.State(None)
+
+    def ask(snapshot_id: str | None):
+        known = snapshot_id in {s.id for s in studio.store.list_snapshots()}
+        if not known:
+            raise gr.Error("Choose a snapshot to delete.")
+        question = (f"Delete snapshot `{snapshot_id}` and its files? This cannot be undone; "
+                    "runs trained on it are kept.")
+        return snapshot_id, question, gr.Row(visible=True)
+
     def delete_snapshot(snapshot_id: str | None, typed: str, request: gr.Request):
         studio.require_admin(request, "delete snapshots")
         chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
@@ -114,12 +126,20 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
         users = runs_using(studio.runs_dir, chosen.path)
         if users:
             raise gr.Error(f"{chosen.id} is the data of {', '.join(users)}: delete those runs first.")
-        studio.store.delete_snapshot(chosen.id, reviewer_name(request, typed) or "anonymous")
+        try:
+            studio.store.delete_snapshot(chosen.id, reviewer_name(request, typed) or "anonymous")
+        except KeyError as error:
+            raise gr.Error(str(error.args[0])) from None
         return f"Deleted {chosen.id}.", gr.Row(visible=False), *snapshots_view(studio.store)
 
-    panel.delete_btn.click(lambda: gr.Row(visible=True), None, panel.confirm_row)
-    panel.keep_btn.click(lambda: gr.Row(visible=False), None, panel.confirm_row)
-    panel.confirm_btn.click(delete_snapshot, inputs=[panel.chosen, shared.reviewer_box],
+    def hide_question():
+        return gr.Row(visible=False)
+
+    private = {"api_visibility": "private"}
+    panel.delete_btn.click(ask, panel.chosen, [doomed, panel.confirm_text, panel.confirm_row], **private)
+    for closing in (panel.keep_btn.click, panel.chosen.change):
+        closing(hide_question, None, panel.confirm_row, **private)
+    panel.confirm_btn.click(delete_snapshot, inputs=[doomed, shared.reviewer_box],
                             outputs=[panel.status, panel.confirm_row, *panel.outputs])
 
 
