@@ -66,8 +66,8 @@ def _wait_until_up(app: RunningApp, process: subprocess.Popen) -> None:
     raise TimeoutError(f"app did not answer within {START_TIMEOUT_S} s:\n{app.log_tail()}")
 
 
-@pytest.fixture
-def start_app(tmp_path_factory):
+def _app_starter(tmp_path_factory):
+    """Yields ``start(*flags, data_dir=None, env=None) -> RunningApp``; stops every app it started."""
     processes = []
 
     def start(*flags: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> RunningApp:
@@ -94,6 +94,17 @@ def start_app(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def start_app(tmp_path_factory):
+    yield from _app_starter(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def start_module_app(tmp_path_factory):
+    """As start_app, for an app the tests of one module share (each start costs seconds of imports)."""
+    yield from _app_starter(tmp_path_factory)
 
 
 @pytest.fixture

@@ -12,11 +12,17 @@ from access.users import hash_password
 RUN_CONTROL = ("/start", "/cancel", "/resume", "/delete")
 
 
-@pytest.fixture
-def signed_in_app(start_app, tmp_path):
-    users = tmp_path / "users.txt"
+@pytest.fixture(scope="module")
+def signed_in_app(start_module_app, tmp_path_factory):
+    users = tmp_path_factory.mktemp("users") / "users.txt"
     users.write_text(f"boss:{hash_password('boss-pw')}:admin\nrev:{hash_password('rev-pw')}\n", encoding="utf-8")
-    return start_app("--auth", str(users))
+    return start_module_app("--auth", str(users))
+
+
+@pytest.fixture(scope="module")
+def open_app(start_module_app):
+    """No sign-in (loopback), uploads limited to 10 kB."""
+    return start_module_app("--max-upload-mb", "0.01")
 
 
 def status_of(url: str, data: bytes | None = None, origin: str | None = None) -> int:
@@ -60,8 +66,8 @@ def test_a_reviewer_cannot_control_runs_but_an_admin_can(signed_in_app):
     assert "Only an admin" not in str(answer)
 
 
-def test_uploads_over_the_limit_are_refused(start_app):
-    app = start_app("--max-upload-mb", "0.01")
+def test_uploads_over_the_limit_are_refused(open_app):
+    app = open_app
     boundary = "studio-test-boundary"
 
     def upload(size: int) -> int:
@@ -79,9 +85,9 @@ def test_uploads_over_the_limit_are_refused(start_app):
     assert upload(50_000) == 413
 
 
-def test_calls_from_another_site_are_refused(start_app):
+def test_calls_from_another_site_are_refused(open_app):
     """A page elsewhere cannot drive the app through a visitor's browser (which would send its cookies)."""
-    app = start_app()
+    app = open_app
     call = app.url + "gradio_api/call/detect"
     body = json.dumps({"data": ["hello", "base:tiny", 0.5]}).encode()
     assert status_of(call, body, origin="https://evil.example") == 403

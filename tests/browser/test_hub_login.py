@@ -55,7 +55,7 @@ def session_cookie(hub_name: str) -> str:
     return signer.sign(b64encode(json.dumps(session).encode())).decode()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def openid_provider():
     """A local stand-in for huggingface.co's OpenID metadata; yields its base URL."""
     class Metadata(http.server.BaseHTTPRequestHandler):
@@ -77,12 +77,12 @@ def openid_provider():
     server.shutdown()
 
 
-@pytest.fixture
-def hub_app(start_app, openid_provider):
+@pytest.fixture(scope="module")
+def hub_app(start_module_app, openid_provider):
     space = {"SYSTEM": "spaces", "SPACE_ID": "team/injection-studio", "OAUTH_CLIENT_ID": "studio-client",
              "OAUTH_CLIENT_SECRET": CLIENT_SECRET, "OAUTH_SCOPES": "openid profile",
              "OPENID_PROVIDER_URL": openid_provider, "STUDIO_HF_USERS": "alice:admin bob"}
-    return start_app("--host", "127.0.0.1", env=space)
+    return start_module_app("--host", "127.0.0.1", env=space)
 
 
 def test_visitors_get_a_sign_in_page_and_nothing_else(hub_app, openid_provider):
