@@ -1,23 +1,26 @@
 """Sign in with Hugging Face on a Space: visitors get a sign-in page and no API; listed accounts get their role.
 
-The app runs as on a Space with ``hf_oauth: true`` (the OAuth variables Hugging Face sets, pointing at a
-local stand-in for huggingface.co's OpenID metadata). huggingface.co itself cannot be reached from tests,
-so a signed-in visitor is a session cookie signed the way Gradio's session middleware signs the one it
-writes after the OAuth callback.
+The app runs as on a Space with ``hf_oauth: true``: the OAuth variables Hugging Face sets, pointing at a
+local stand-in for huggingface.co's OpenID provider (huggingface.co cannot be reached from tests). The
+browser tests go through the whole round trip; the API tests use the session cookie Gradio would have
+set, signed the way its session middleware signs it.
 """
 import hashlib
 import http.server
 import json
-import re
+import secrets
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from base64 import b64encode
 
 import itsdangerous
 import pytest
 from gradio_client import Client
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -55,25 +58,58 @@ def session_cookie(hub_name: str) -> str:
     return signer.sign(b64encode(json.dumps(session).encode())).decode()
 
 
+class OpenIdProvider(http.server.BaseHTTPRequestHandler):
+    """huggingface.co's side of the sign-in, enough for Gradio's OAuth client: metadata, an authorize page
+    that signs ``server.user`` in at once, a token endpoint returning a signed id_token, and the key set."""
+
+    def _json(self, value: dict) -> None:
+        body = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        base = f"http://127.0.0.1:{self.server.server_port}"
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/oauth/authorize":
+            query = dict(urllib.parse.parse_qsl(url.query))
+            code = secrets.token_urlsafe(8)
+            self.server.codes[code] = (query["nonce"], self.server.user)
+            self.send_response(302)
+            self.send_header("Location", f"{query['redirect_uri']}&code={code}&state={query['state']}")
+            self.end_headers()
+        elif url.path == "/jwks":
+            self._json({"keys": [self.server.key.as_dict(private=False)]})
+        else:
+            self._json({"issuer": base, "authorization_endpoint": f"{base}/oauth/authorize",
+                        "token_endpoint": f"{base}/oauth/token", "jwks_uri": f"{base}/jwks",
+                        "id_token_signing_alg_values_supported": ["RS256"]})
+
+    def do_POST(self):
+        form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
+        nonce, user = self.server.codes.pop(form["code"])
+        now = int(time.time())
+        claims = {"iss": f"http://127.0.0.1:{self.server.server_port}", "sub": f"id-{user}", "aud": "studio-client",
+                  "iat": now, "exp": now + 3600, "nonce": nonce, "preferred_username": user, "name": user,
+                  "profile": f"https://huggingface.co/{user}", "picture": ""}
+        id_token = jwt.encode({"alg": "RS256", "kid": "test"}, claims, self.server.key)
+        self._json({"access_token": "unused", "token_type": "bearer", "expires_in": 3600, "scope": "openid profile",
+                    "id_token": id_token})
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture(scope="module")
 def openid_provider():
-    """A local stand-in for huggingface.co's OpenID metadata; yields its base URL."""
-    class Metadata(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            base = f"http://127.0.0.1:{self.server.server_port}"
-            body = json.dumps({"issuer": base, "authorization_endpoint": f"{base}/oauth/authorize",
-                               "token_endpoint": f"{base}/oauth/token", "jwks_uri": f"{base}/jwks"}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    """A local stand-in for huggingface.co's OpenID provider; ``.user`` is who the next sign-in is."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OpenIdProvider)
+    server.key = RSAKey.generate_key(2048, parameters={"kid": "test"})
+    server.codes, server.user = {}, "alice"
+    server.url = f"http://127.0.0.1:{server.server_port}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield server
     server.shutdown()
 
 
@@ -81,7 +117,7 @@ def openid_provider():
 def hub_app(start_module_app, openid_provider):
     space = {"SYSTEM": "spaces", "SPACE_ID": "team/injection-studio", "OAUTH_CLIENT_ID": "studio-client",
              "OAUTH_CLIENT_SECRET": CLIENT_SECRET, "OAUTH_SCOPES": "openid profile",
-             "OPENID_PROVIDER_URL": openid_provider, "STUDIO_HF_USERS": "alice:admin bob"}
+             "OPENID_PROVIDER_URL": openid_provider.url, "STUDIO_HF_USERS": "alice:admin bob"}
     return start_module_app("--host", "127.0.0.1", env=space)
 
 
@@ -103,7 +139,7 @@ def test_visitors_get_a_sign_in_page_and_nothing_else(hub_app, openid_provider):
         Client(hub_app.url, verbose=False)
     status, headers, _ = fetch(base + "/login/huggingface")
     assert status in (302, 307)
-    assert headers["location"].startswith(f"{openid_provider}/oauth/authorize?")
+    assert headers["location"].startswith(f"{openid_provider.url}/oauth/authorize?")
     assert "client_id=studio-client" in headers["location"]
 
 
@@ -122,12 +158,20 @@ def test_listed_accounts_enter_with_their_role_and_others_are_refused(hub_app):
     assert fetch(base + "/config", cookie=session_cookie("alice"), origin="https://evil.example")[0] == 403
 
 
-def test_the_page_after_signing_in_with_hugging_face(hub_app, page, openid_provider):
+@pytest.mark.parametrize("account, shown", [
+    ("alice", "Signed in as alice (admin)"),
+    ("mallory", "not on this Studio's list"),
+])
+def test_signing_in_with_hugging_face_in_the_browser(hub_app, page, openid_provider, account, shown):
+    """The real round trip: the button, the provider, Gradio's callback and session, then the page."""
+    openid_provider.user = account
     page.goto(hub_app.url)
     page.get_by_role("link", name="Sign in with Hugging Face").click()
-    page.wait_for_url(re.compile(re.escape(f"{openid_provider}/oauth/authorize")))
-    page.context.add_cookies([{"name": "session", "value": session_cookie("alice"), "url": hub_app.url}])
-    page.goto(hub_app.url)
-    expect(page.locator("#signed-in-as")).to_contain_text("Signed in as alice (admin)")
-    page.get_by_role("tab", name="Review", exact=True).click()
-    expect(page.get_by_label("Reviewer (from your login)")).to_have_value("alice")
+    if account == "alice":
+        expect(page.locator("#signed-in-as")).to_contain_text(shown)
+        page.get_by_role("tab", name="Review", exact=True).click()
+        expect(page.get_by_label("Reviewer (from your login)")).to_have_value("alice")
+    else:
+        expect(page.get_by_text(shown)).to_be_visible()
+        page.get_by_role("link", name="Sign out").click()
+        expect(page.get_by_role("link", name="Sign in with Hugging Face")).to_be_visible()
