@@ -38,6 +38,7 @@ Trade-offs
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -66,6 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 """The project root: the child's working directory, so ``-m ft.train`` imports this checkout."""
 
 LOCK_NAME = "scheduler.lock"
+DATA_LOCK_NAME = "data.lock"
 JOB_FILE = "job.json"
 AUDIT = "audit"
 FORCE_AFTER_S = 30.0
@@ -413,6 +415,17 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
+@contextlib.contextmanager
+def data_lock(runs_dir: str | Path):
+    """Held (across processes) while a new run's data is checked and its config written, and while data is
+    deleted: so a snapshot cannot vanish between a run's check and its config naming it."""
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / DATA_LOCK_NAME, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def runs_using(runs_dir: str | Path, data: str | Path) -> list[str]:
     """The ids of runs (and audits) whose data is ``data`` or a file inside it (relative paths from ROOT,
     where runs start)."""
@@ -566,9 +579,9 @@ class JobManager:
 
     def _queue(self, config: TrainConfig, run_id: str | None, job: dict) -> str:
         config = dataclasses.replace(config, runs_dir=str(self.runs_dir))
-        check_config(config)
-        config = config.resolved()
-        with self._mutex:
+        with data_lock(self.runs_dir), self._mutex:
+            check_config(config)
+            config = config.resolved()
             if not run_id or not RUN_ID_PATTERN.fullmatch(run_id) or (self.runs_dir / run_id).exists():
                 run_id = self.new_run_id(config)
             run = self.run_dir(run_id)

@@ -1,8 +1,10 @@
 """Background runs: the queue, cancel and resume, restarts, crashes, secrets, the lock and the commands."""
 import os
 import signal
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,7 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from conftest import TOKENIZER_DIR, tiny_config
+from conftest import DATA_DIR, TOKENIZER_DIR, tiny_config
 from ft import jobs, run_views
 from ft.jobs import JobError, JobManager, config_from_form, form_fields, train_command
 from ft.run_dir import RunDir
@@ -359,3 +361,29 @@ def test_runs_get_the_tokens_but_not_the_apps_sign_in_settings(monkeypatch):
     child = jobs.child_environment()
     assert child["HF_TOKEN"] == FAKE_HF_TOKEN and child["PYTHONUNBUFFERED"] == "1"
     assert "OAUTH_CLIENT_SECRET" not in child and "STUDIO_HF_USERS" not in child
+
+
+def test_a_run_whose_data_is_deleted_meanwhile_is_refused(tmp_path):
+    """Deleting data under data_lock and queueing a run on it cannot interleave."""
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    for split in ("train", "test"):
+        shutil.copy(DATA_DIR / f"{split}.parquet", snapshot)
+    manager = JobManager(tmp_path / "runs", gpus=0)
+    outcome = []
+
+    def submit():
+        try:
+            outcome.append(manager.submit(quick_config(tmp_path, data=str(snapshot))))
+        except ConfigError as error:
+            outcome.append(error)
+
+    with jobs.data_lock(manager.runs_dir):
+        assert jobs.runs_using(manager.runs_dir, snapshot) == []
+        queueing = threading.Thread(target=submit)
+        queueing.start()
+        queueing.join(timeout=1.0)
+        assert queueing.is_alive(), "the run was queued while the data was being deleted"
+        shutil.rmtree(snapshot)
+    queueing.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], ConfigError) and "no such file" in str(outcome[0])

@@ -11,7 +11,7 @@ import gradio as gr
 
 from curation.snapshots import push_to_hub
 from curation.store import LabelStore
-from ft.jobs import runs_using
+from ft.jobs import data_lock, runs_using
 from ui.context import Studio
 from ui.curate.common import Shared, frame, reviewer_name
 
@@ -123,13 +123,14 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
         chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
         if chosen is None:
             raise gr.Error("Choose a snapshot to delete.")
-        users = runs_using(studio.runs_dir, chosen.path)
-        if users:
-            raise gr.Error(f"{chosen.id} is the data of {', '.join(users)}: delete those runs first.")
-        try:
-            studio.store.delete_snapshot(chosen.id, reviewer_name(request, typed) or "anonymous")
-        except KeyError as error:
-            raise gr.Error(str(error.args[0])) from None
+        with data_lock(studio.runs_dir):
+            users = runs_using(studio.runs_dir, chosen.path)
+            if users:
+                raise gr.Error(f"{chosen.id} is the data of {', '.join(users)}: delete those runs first.")
+            try:
+                studio.store.delete_snapshot(chosen.id, reviewer_name(request, typed) or "anonymous")
+            except KeyError as error:
+                raise gr.Error(str(error.args[0])) from None
         return f"Deleted {chosen.id}.", gr.Row(visible=False), *snapshots_view(studio.store)
 
     def hide_question():
