@@ -20,18 +20,24 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _host_port(netloc: str, scheme: str = "") -> tuple[str, int | None]:
-    parts = urlsplit(f"//{netloc.strip()}")
-    port = parts.port or DEFAULT_PORTS.get(scheme)
-    return (parts.hostname or "", port)
+    """(host, port) of ``netloc``; ("", None) when it does not parse (a port that is not a number, say)."""
+    try:
+        parts = urlsplit(f"//{netloc.strip()}")
+        return (parts.hostname or "", parts.port or DEFAULT_PORTS.get(scheme))
+    except ValueError:
+        return ("", None)
 
 
 def same_origin(origin: str, hosts: list[str]) -> bool:
     """Whether ``origin`` (scheme://host[:port]) names one of ``hosts`` (host[:port] as the request gave it)."""
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
     if parts.scheme not in DEFAULT_PORTS or not parts.netloc:
         return False
     wanted = _host_port(parts.netloc, parts.scheme)
-    return any(_host_port(h) in (wanted, (wanted[0], None)) for h in hosts if h)
+    return bool(wanted[0]) and any(_host_port(h) in (wanted, (wanted[0], None)) for h in hosts if h)
 
 
 class SameOriginOnly:

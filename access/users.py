@@ -81,6 +81,10 @@ class Users:
     def __init__(self, users: list[User]):
         if not users:
             raise UsersError("no users given")
+        names = [u.name for u in users]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise UsersError(f"listed twice: {', '.join(twice)}")
         self._by_name = {u.name: u for u in users}
 
     @classmethod

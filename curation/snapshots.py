@@ -117,11 +117,17 @@ def read_snapshot(path: Path) -> SnapshotInfo:
 
 
 def list_snapshots(snapshots_dir: Path) -> list[SnapshotInfo]:
-    """Every complete snapshot, newest first (staging directories and stray files are skipped)."""
+    """Every complete snapshot, newest first (staging directories, stray files and unreadable manifests are
+    skipped, so one damaged folder does not hide the others)."""
     if not snapshots_dir.is_dir():
         return []
-    found = [read_snapshot(p) for p in snapshots_dir.iterdir()
-             if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()]
+    found = []
+    for path in snapshots_dir.iterdir():
+        if path.is_dir() and not path.name.startswith(".") and (path / MANIFEST).is_file():
+            try:
+                found.append(read_snapshot(path))
+            except (OSError, ValueError):
+                continue
     return sorted(found, key=lambda s: s.id, reverse=True)
 
 

@@ -268,7 +268,8 @@ def read_source(source: str | Path, *, text_column: str = "text", label_column: 
     return Preview(label, tables, dict(counts.most_common()))
 
 
-def _row_problem(text: object, key: str, split: object, mapping: Mapping[str, int | None]) -> str | None:
+def text_problem(text: object) -> str | None:
+    """Why ``text`` cannot be an example's text (missing, not a string, empty, too long, not Unicode), or None."""
     if _missing(text):
         return "text is missing"
     if not isinstance(text, str):
@@ -281,6 +282,13 @@ def _row_problem(text: object, key: str, split: object, mapping: Mapping[str, in
         text.encode("utf-8")
     except UnicodeEncodeError:
         return "text holds characters that are not valid Unicode"
+    return None
+
+
+def _row_problem(text: object, key: str, split: object, mapping: Mapping[str, int | None]) -> str | None:
+    problem = text_problem(text)
+    if problem:
+        return problem
     if not key:
         return "label is missing"
     if mapping.get(key) is None:

@@ -29,7 +29,7 @@ from curation.agreement import AgreementSummary, agreement_summary
 from curation.filters import ExampleFilter, Queue, queue_filter
 from curation.labels import BENIGN, INJECTION, UNSURE, Vote, label_state, latest_per_reviewer, text_hash
 from curation.snapshots import SnapshotInfo, SnapshotRow, delete_snapshot, list_snapshots, write_snapshot
-from curation.sources import MAX_TEXT_CHARS, Prepared, Progress, no_progress
+from curation.sources import MAX_TEXT_CHARS, Prepared, Progress, no_progress, text_problem
 
 DB_NAME = "labels.sqlite"
 SCHEMA_VERSION = 1
@@ -428,8 +428,9 @@ class LabelStore:
         given) is recorded as the reviewer's vote.
         """
         reviewer = _clean_reviewer(reviewer)
-        if not text.strip() or len(text) > MAX_TEXT_CHARS:
-            raise ValueError(f"a text must be non-empty and at most {MAX_TEXT_CHARS:,} characters")
+        problem = text_problem(text)
+        if problem:
+            raise ValueError(problem)
         if label is not None:
             _check_vote(label, note.strip(), False)
         digest = text_hash(text)
@@ -543,6 +544,16 @@ class LabelStore:
         """The latest audit events of the whole store, newest first."""
         return [_event(r) for r in self._connection().execute(
             f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def has_scores_from(self, run_id: str, text: str) -> bool:
+        """Whether ``run_id`` has scored ``text`` (in the store or not)."""
+        return self._connection().execute("SELECT 1 FROM scores WHERE text_hash = ? AND run_id = ? LIMIT 1",
+                                          (text_hash(text), run_id)).fetchone() is not None
+
+    def voted_since(self, since: float) -> set[int]:
+        """Ids of the examples with a standing (not retracted) vote cast at or after ``since``."""
+        return {row[0] for row in self._connection().execute(
+            "SELECT DISTINCT example_id FROM votes WHERE retracted_at IS NULL AND cast_at >= ?", (since,))}
 
     def latest_score(self, example_id: int) -> Score | None:
         row = self._connection().execute(

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from pyarrow import ArrowException
 
 from curation.filters import ExampleFilter
 from curation.labels import text_hash
 from curation.store import Example, LabelStore
 
 SUSPECTS_FILE = "suspects.parquet"
+SUSPECTS_COLUMNS = ["text", "label", "p_injection", "label_quality", "is_issue", "rank"]
 QUEUE_COLUMNS = ["example_id", "rank", "p_injection", "audited_label", "current_label", "label_quality",
                  "is_issue", "split", "n_votes"]
 
@@ -63,7 +65,14 @@ def read_audit(path: str | Path) -> Audit:
     state = _state(path)
     if state.get("kind") != "audit" or state.get("status") != "completed":
         raise ValueError(f"{path.name} is not a completed label audit (status {state.get('status', 'unknown')!r})")
-    suspects = pd.read_parquet(path / SUSPECTS_FILE).sort_values("rank", kind="stable").reset_index(drop=True)
+    try:
+        suspects = pd.read_parquet(path / SUSPECTS_FILE)
+    except (OSError, ArrowException) as exc:
+        raise ValueError(f"{path.name}: cannot read {SUSPECTS_FILE} ({exc})") from None
+    missing = sorted(set(SUSPECTS_COLUMNS) - set(suspects.columns))
+    if missing:
+        raise ValueError(f"{path.name}: {SUSPECTS_FILE} lacks column(s) {missing}")
+    suspects = suspects.sort_values("rank", kind="stable").reset_index(drop=True)
     suspects["text_hash"] = [text_hash(t) for t in suspects["text"]]
     started = state.get("started") or (path / SUSPECTS_FILE).stat().st_mtime
     return Audit(path.name, path, state.get("method", ""), float(started), suspects)
@@ -86,18 +95,10 @@ def _examples_by_hash(store: LabelStore) -> dict[str, Example]:
 
 
 def record_audit_scores(store: LabelStore, audit: Audit) -> int:
-    """Store every row's P(injection) under the audit id; 0 when the top suspect already has this audit's score."""
-    top = _examples_by_hash(store).get(audit.suspects["text_hash"].iloc[0]) if len(audit.suspects) else None
-    latest = store.latest_score(top.id) if top else None
-    if latest is not None and latest.run_id == audit.id:
+    """Store every row's P(injection) under the audit id; 0 when they are there already (the top suspect's is)."""
+    if not len(audit.suspects) or store.has_scores_from(audit.id, audit.suspects["text"].iloc[0]):
         return 0
     return store.record_scores(audit.id, zip(audit.suspects["text"], audit.suspects["p_injection"]))
-
-
-def _reviewed_since(store: LabelStore, examples: list[Example], since: float) -> set[int]:
-    """Ids among ``examples`` with a standing (not retracted) vote cast at or after ``since``."""
-    return {e.id for e in examples if e.n_votes and any(
-        v.retracted_at is None and v.cast_at >= since for v in store.votes(e.id))}
 
 
 def suspects_queue(store: LabelStore, audit: Audit, *, exclude_reviewed: bool = True, issues_only: bool = False,
@@ -115,7 +116,7 @@ def suspects_queue(store: LabelStore, audit: Audit, *, exclude_reviewed: bool = 
         ranked = ranked[ranked["is_issue"]]
     examples = [by_hash[h] for h in ranked["text_hash"]]
     if exclude_reviewed:
-        reviewed = _reviewed_since(store, examples, audit.started)
+        reviewed = store.voted_since(audit.started)
         keep = [e.id not in reviewed for e in examples]
         ranked, examples = ranked[keep], [e for e, k in zip(examples, keep) if k]
     if limit is not None:

@@ -136,12 +136,8 @@ class AuditDir(RunDir):
 def audited_rows(config: TrainConfig, split: str | None = None) -> pd.DataFrame:
     """The split to audit as columns text, label (sampled to ``max_train_rows`` with the config's seed)."""
     name = split or config.train_split
-    raw = data.read_splits(config.data)
-    if name not in raw:
-        raise data.DataError(f"{config.data}: no {name!r} split; found {sorted(raw)}")
-    rows = data.clean_split(raw[name], f"{config.data} [{name}]", config.text_column, config.label_column)
-    if config.max_train_rows is not None and config.max_train_rows < len(rows):
-        rows = rows.sample(n=config.max_train_rows, random_state=config.seed).reset_index(drop=True)
+    rows = data.read_split(config.data, name, text_column=config.text_column, label_column=config.label_column,
+                           max_rows=config.max_train_rows, seed=config.seed)
     if rows["label"].nunique() < 2:
         raise data.DataError(f"{config.data} [{name}]: an audit needs both labels present")
     return rows

@@ -114,22 +114,14 @@ def _probabilities(run: RunDir, texts: list[str]) -> np.ndarray:
     return p
 
 
-def scoring_rows(ref: str, split: str, max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
-    """The split's text and label, sampled to ``max_rows`` with ``seed``."""
-    splits = data.read_splits(ref)
-    if split not in splits:
-        raise data.DataError(f"{ref}: no {split!r} split; found {sorted(splits)}")
-    rows = data.clean_split(splits[split], f"{ref} [{split}]")
-    return rows if max_rows is None or max_rows >= len(rows) else rows.sample(n=max_rows, random_state=seed)
-
-
 def compare_runs(run_a: str | Path, run_b: str | Path, *, test_data: str | None = None, test_split: str | None = None,
                  max_rows: int | None = None, threshold: float = 0.5) -> RunComparison:
     """Compare two completed runs; the shared test texts default to run B's test split (the curated labels)."""
     a, b = RunDir(run_a), RunDir(run_b)
     config_a, config_b = _run_config(a), _run_config(b)
+    columns = {} if test_data else {"text_column": config_b.text_column, "label_column": config_b.label_column}
     test_data = test_data or config_b.data
-    test = scoring_rows(test_data, test_split or config_b.test_split, max_rows)
+    test = data.read_split(test_data, test_split or config_b.test_split, max_rows=max_rows, **columns)
     texts, labels = test["text"].tolist(), test["label"].tolist()
     p_a, p_b = _probabilities(a, texts), _probabilities(b, texts)
     changes = label_changes(labels_by_text(config_a.data, config_a.text_column, config_a.label_column),

@@ -93,6 +93,15 @@ def _head(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     return frame.sample(n=n, random_state=seed).reset_index(drop=True)
 
 
+def read_split(ref: str, split: str, *, text_column: str = "text", label_column: str = "label",
+               max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """One checked split as columns text, label, sampled to ``max_rows`` with ``seed``."""
+    raw = read_splits(ref)
+    if split not in raw:
+        raise DataError(f"{ref}: no {split!r} split; found {sorted(raw)}")
+    return _head(clean_split(raw[split], f"{ref} [{split}]", text_column, label_column), max_rows, seed)
+
+
 def load_training_data(ref: str, *, text_column: str = "text", label_column: str = "label",
                        train_split: str = "train", test_split: str = "test", validation_split: str | None = None,
                        validation_size: int = 200, max_train_rows: int | None = None,

@@ -68,6 +68,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LOCK_NAME = "scheduler.lock"
 DATA_LOCK_NAME = "data.lock"
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when present: the run list re-reads every run's config.yaml on each refresh."""
 JOB_FILE = "job.json"
 AUDIT = "audit"
 FORCE_AFTER_S = 30.0
@@ -296,15 +298,6 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
     return text
 
 
-def wandb_mode(environ: dict[str, str] | None = None) -> str:
-    """"online" when a wandb key or login is present, else "offline" (ft.train makes the same choice)."""
-    environ = os.environ if environ is None else environ
-    if environ.get("WANDB_MODE") in ("offline", "disabled"):
-        return environ["WANDB_MODE"]
-    has_login = environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").exists()
-    return "online" if has_login else "offline"
-
-
 # --- commands -------------------------------------------------------------------------------------
 
 
@@ -392,7 +385,7 @@ class RunInfo:
 
 def _read_config(run: RunDir) -> dict:
     try:
-        values = yaml.safe_load(run.config.read_text())
+        values = yaml.load(run.config.read_text(), Loader=YAML_LOADER)
     except (OSError, yaml.YAMLError):
         return {}
     return values if isinstance(values, dict) else {}
@@ -697,18 +690,20 @@ class JobManager:
             self._wake.clear()
 
     def _launch(self, info: RunInfo) -> None:
+        """Start the run's process; a run that cannot start is marked failed, so it never blocks the queue."""
         resume = bool(info.job.get("resume"))
-        argv = self.command(info.run_id, resume=resume)
         start_step = info.state.get("step", 0) if resume else 0
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         try:
+            argv = self.command(info.run_id, resume=resume)
             with info.dir.log.open("ab") as log:
                 log.write(f"=== {stamp} {'resume' if resume else 'start'}: {shlex.join(argv)}\n".encode())
                 log.flush()
                 child = subprocess.Popen(argv, cwd=ROOT, env=child_environment(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        except OSError as exc:
-            info.dir.write_state(status="failed", ended=time.time(), error=f"could not start: {exc}")
+        except Exception as exc:  # an unreadable job.json or config as much as a missing executable
+            info.dir.write_state(status="failed", ended=time.time(),
+                                 error=f"could not start: {type(exc).__name__}: {exc}")
             return
         self._children[info.run_id] = child
         self._update_job(info, pgid=child.pid, launched=time.time(), command=argv, start_step=start_step,

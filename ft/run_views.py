@@ -117,7 +117,7 @@ def files_version(info: RunInfo) -> tuple:
     def size(path: Path) -> int:
         return path.stat().st_size if path.exists() else -1
 
-    return (info.status, info.state.get("updated"), size(info.dir.metrics), size(info.dir.log),
+    return (info.status, size(info.dir.metrics), size(info.dir.log),
             tuple(info.dir.prediction_steps()), info.dir.eval.exists())
 
 

@@ -32,7 +32,6 @@ import torch
 from safetensors import safe_open
 
 from ft import data, jobs, models
-from ft.compare import scoring_rows
 from ft.detector import Detector, Scored, load_detector
 from ft.run_dir import RunDir
 from ft.run_views import TEST_COLUMNS, test_frame
@@ -61,13 +60,6 @@ class EmptyInput(ServingError):
     """Nothing to score: no model call is made."""
 
 
-def default_base_tokenizers() -> dict[str, str]:
-    """Tokenizer per base preset: the shared offline Qwen tokenizer for ``tiny`` when present."""
-    shared = SHARED / "tokenizers" / "qwen2.5"
-    return {"tiny": str(shared) if shared.is_dir() else models.PRESETS["qwen2.5-1.5b"],
-            "qwen2.5-1.5b": models.PRESETS["qwen2.5-1.5b"]}
-
-
 def default_example_data() -> str:
     """Where a base model alone takes its example prompts from: the offline copy, else the Hub dataset."""
     shared = SHARED / "data" / "safe-guard"
@@ -94,8 +86,7 @@ def no_test_metrics() -> pd.DataFrame:
 
 def completed_runs(runs_dir: Path) -> list[RunDir]:
     """Training runs whose state.json says "completed", newest first (audits have no adapter to load)."""
-    return [info.dir for info in jobs.list_runs(runs_dir)
-            if info.status == "completed" and info.state.get("kind") != "audit"]
+    return [info.dir for info in jobs.list_runs(runs_dir) if info.status == "completed" and info.kind == "train"]
 
 
 def run_choice(run: RunDir) -> DetectorChoice | None:
@@ -107,8 +98,8 @@ def run_choice(run: RunDir) -> DetectorChoice | None:
     return DetectorChoice(RUN_PREFIX + run.run_id, f"run {run.run_id} ({config.model}, fine-tuned)", config, run)
 
 
-def base_choice(preset: str, tokenizer: str, example_data: str) -> DetectorChoice:
-    config = TrainConfig(model=preset, tokenizer=tokenizer, data=example_data)
+def base_choice(preset: str, example_data: str) -> DetectorChoice:
+    config = TrainConfig(model=preset, tokenizer=models.default_tokenizer(preset), data=example_data)
     return DetectorChoice(BASE_PREFIX + preset, f"base model {preset} (no fine-tuning)", config)
 
 
@@ -207,10 +198,8 @@ class _Loaded:
 class DetectorService:
     """The one loaded detector of this process, shared by every request; thread-safe."""
 
-    def __init__(self, runs_dir: str | Path, base_tokenizers: dict[str, str] | None = None,
-                 example_data: str | None = None):
+    def __init__(self, runs_dir: str | Path, example_data: str | None = None):
         self.runs_dir = Path(runs_dir)
-        self.base_tokenizers = base_tokenizers or default_base_tokenizers()
         self.example_data = example_data or default_example_data()
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
@@ -220,8 +209,7 @@ class DetectorService:
     def choices(self) -> list[DetectorChoice]:
         """Completed runs (newest first), then the base presets."""
         runs = [c for c in (run_choice(r) for r in completed_runs(self.runs_dir)) if c is not None]
-        bases = [base_choice(p, self.base_tokenizers[p], self.example_data)
-                 for p in BASE_PRESETS if p in self.base_tokenizers]
+        bases = [base_choice(p, self.example_data) for p in BASE_PRESETS]
         return runs + bases
 
     def choice(self, key: str | None) -> DetectorChoice:
@@ -343,7 +331,8 @@ def _timed_score(detector: Detector, text: str, adapter: bool, max_new_tokens: i
 def sample_of_test_split(config: TrainConfig, n: int) -> pd.DataFrame:
     """``n`` rows (text, label) drawn with the config's seed from its data's test split."""
     try:
-        return scoring_rows(config.data, config.test_split, n, config.seed).reset_index(drop=True)
+        return data.read_split(config.data, config.test_split, text_column=config.text_column,
+                               label_column=config.label_column, max_rows=n, seed=config.seed).reset_index(drop=True)
     except data.DataError as exc:
         raise ServingError(f"No example prompts: {exc}") from None
 

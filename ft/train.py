@@ -289,13 +289,20 @@ def _training_arguments(config: TrainConfig, run: RunDir, quantised: bool):
     )
 
 
+def wandb_mode(environ: dict[str, str] | None = None) -> str:
+    """"online" when a wandb key or login is present, else "offline"; a WANDB_MODE of offline or disabled stays."""
+    environ = os.environ if environ is None else environ
+    if environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return environ["WANDB_MODE"]
+    has_login = environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").exists()
+    return "online" if has_login else "offline"
+
+
 def _tracker_environment(config: TrainConfig) -> None:
     """wandb goes offline when no key or login is present: a run must never wait on a network it lacks."""
     if config.tracker == "wandb":
         os.environ.setdefault("WANDB_PROJECT", config.project)
-        has_login = os.environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").exists()
-        if not has_login:
-            os.environ["WANDB_MODE"] = "offline"
+        os.environ["WANDB_MODE"] = wandb_mode()
 
 
 def _wandb_location() -> str | None:

@@ -42,6 +42,7 @@ def test_users_from_the_environment():
     ("alice", "expected 'name:hash'"),
     (f"alice:{hash_password('x')}:root", "role 'root'"),
     (f"al ice:{hash_password('x')}", "user name"),
+    (f"bob:{hash_password('x')}:admin\nbob:{hash_password('y')}", "listed twice: bob"),
 ])
 def test_malformed_users_are_named(tmp_path, line, message):
     path = tmp_path / "users.txt"
@@ -135,3 +136,6 @@ def test_only_requests_from_the_apps_own_address_are_same_origin():
     assert not same_origin("https://team-studio.hf.space.evil.example", ["team-studio.hf.space"])
     assert not same_origin("null", ["127.0.0.1:7860"])
     assert not same_origin("http://127.0.0.1:7860", [""])
+    assert not same_origin("http://127.0.0.1:abc", ["127.0.0.1:abc"])
+    assert not same_origin("http://[::1", ["127.0.0.1:7860"])
+    assert not same_origin("http://127.0.0.1:7860", ["127.0.0.1:99999"])

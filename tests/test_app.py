@@ -100,3 +100,10 @@ def test_build_app(tmp_path):
     blocks = app.build_app(app.open_studio(tmp_path))
     assert isinstance(blocks, gr.Blocks)
     assert "Curate" in [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
+
+
+def test_page_errors_show_quoted_text_as_text():
+    from ui.context import page_error
+
+    error = page_error('bad column <img src=x onerror="window.__x=1"> & more')
+    assert error.message == 'bad column &lt;img src=x onerror="window.__x=1"&gt; &amp; more'

@@ -245,6 +245,9 @@ def test_send_to_review_adds_or_flags(demo_store):
     assert store.page(ExampleFilter(flagged=True)).total == 2
     unlabelled = store.send_to_review("Unlabelled text from the detector", "bob")
     assert store.example(unlabelled).current_label is None
+    for bad, why in (("   ", "text is empty"), ("lone \ud800 surrogate", "not valid Unicode")):
+        with pytest.raises(ValueError, match=why):
+            store.send_to_review(bad, "bob")
 
 
 def test_snapshot_contract(demo_store):
@@ -280,6 +283,8 @@ def test_snapshot_hash_follows_labels(demo_store):
     assert first.manifest["content_hash"] != second.manifest["content_hash"]
     assert {s.id for s in store.list_snapshots()} == {first.id, second.id}
     (store.snapshots_dir / ".tmp-half-written").mkdir()
+    (store.snapshots_dir / "damaged").mkdir()
+    (store.snapshots_dir / "damaged" / "manifest.json").write_text("{not json")
     assert len(store.list_snapshots()) == 2
 
 

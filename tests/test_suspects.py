@@ -118,3 +118,21 @@ def test_a_skipped_suspect_moves_on_and_a_voted_one_gives_the_head(audited_store
     store.cast_vote(6, "ana", 1)
     assert next_suspect(store, audit, after_id=6) == 5, "the voted item left: the head"
     assert next_suspect(store, audit, issues_only=True, after_id=4) == 5
+
+
+def test_scores_of_an_audit_whose_top_text_is_not_stored_are_recorded_once(demo_store, tmp_path):
+    texts = ["a text the store has never seen", demo_store.example(1).text]
+    audit = read_audit(write_audit(tmp_path / "runs" / "audit-x", texts, [1, 0], started=time.time()))
+    assert record_audit_scores(demo_store, audit) == 2
+    demo_store.record_scores("some-run", [(texts[0], 0.5)])
+    assert record_audit_scores(demo_store, audit) == 0
+
+
+def test_an_audit_file_without_its_columns_is_refused_by_name(tmp_path):
+    folder = write_audit(tmp_path / "runs" / "audit-y", ["x"], [1], started=time.time())
+    pd.DataFrame({"text": ["x"]}).to_parquet(folder / "suspects.parquet")
+    with pytest.raises(ValueError, match=r"suspects.parquet lacks column\(s\) \['is_issue', 'label'"):
+        read_audit(folder)
+    (folder / "suspects.parquet").write_text("not parquet")
+    with pytest.raises(ValueError, match="cannot read suspects.parquet"):
+        read_audit(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,19 @@ from access.hub_login import HubUsers
 from access.paths import PathError, checked_reference
 from access.users import Users
 from curation.store import LabelStore
+
+
+def page_error(message: object) -> gr.Error:
+    """An error for the page and the API. Gradio renders an error's message as (sanitised) HTML, and messages
+    can quote dataset text or file contents, so the message is escaped to show as the text it is."""
+    return gr.Error(html.escape(str(message), quote=False), print_exception=False)
+
+
+def reviewer_name_state() -> gr.BrowserState:
+    """The reviewer name kept in the browser, one for the Curate and Detect tabs. A fixed secret, because
+    Gradio otherwise draws one per component and start, so neither tab could read the other's name and a
+    restart would forget it; the name is no secret."""
+    return gr.BrowserState("", storage_key="injection-studio-reviewer", secret="injection-studio-reviewer")
 
 
 @dataclass
@@ -54,11 +68,11 @@ class Studio:
     def require_admin(self, request: gr.Request | None, action: str) -> None:
         """Raise a page error unless the caller (page or API) may ``action``."""
         if not self.is_admin(request):
-            raise gr.Error(f"Only an admin can {action}; you are signed in as a reviewer.")
+            raise page_error(f"Only an admin can {action}; you are signed in as a reviewer.")
 
     def checked_reference(self, ref: str) -> str:
         """A typed path made absolute inside the allowed roots, or a Hub id; a page error otherwise."""
         try:
             return checked_reference(ref, self.roots)
         except PathError as error:
-            raise gr.Error(str(error)) from None
+            raise page_error(str(error)) from None

@@ -23,17 +23,12 @@ import pandas as pd
 from curation.store import LabelStore
 from ft.detect_io import BatchInputError, batch_texts, examples_table, verdict_table, write_csv
 from ft.serving import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
-from ui.context import Studio
+from ui.context import Studio, page_error, reviewer_name_state
 
 MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
 PRIVATE = {"api_visibility": "private"}
 CSV_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "injection-studio-detect"
-REVIEWER_STORAGE_KEY = "injection-studio-reviewer"  # the Curate tab's key: one name for both tabs
 SIDES = ("before", "after")
-
-
-def _error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc), print_exception=False)
 
 
 def _choice_pairs(service: DetectorService) -> list[tuple[str, str]]:
@@ -134,7 +129,7 @@ def build(studio: Studio) -> None:
     with gr.Accordion("Send to review (adds the text to the label store, or flags it if already there)", open=True):
         review_text = gr.Textbox(label="Text to send", interactive=False, lines=3, max_lines=10)
         candidate = gr.State(None)
-        saved_name = gr.BrowserState("", storage_key=REVIEWER_STORAGE_KEY)
+        saved_name = reviewer_name_state()
         with gr.Row():
             name_box = gr.Textbox(label="Your name", max_length=100, scale=1)
             send_injection = gr.Button("Send as injection", variant="stop")
@@ -174,7 +169,7 @@ def build(studio: Studio) -> None:
         try:
             return service.compare(detector, text).to_dict(threshold)
         except ServingError as exc:
-            raise _error(exc) from None
+            raise page_error(exc) from None
 
     def one_candidate(text: str, outcome: dict) -> tuple[str, dict]:
         after = outcome.get("after")
@@ -201,7 +196,7 @@ def build(studio: Studio) -> None:
             scored = service.score_batch(
                 detector, texts, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} prompts"))
         except (BatchInputError, ServingError) as exc:
-            raise _error(exc) from None
+            raise page_error(exc) from None
         shown, csv = batch_view(scored, threshold)
         return shown, csv, f"Scored {read_note}.", scored
 
@@ -224,7 +219,7 @@ def build(studio: Studio) -> None:
             try:
                 return send_candidate(studio.store, chosen, getattr(request, "username", None) or typed, label)
             except ValueError as exc:
-                raise _error(exc) from None
+                raise page_error(exc) from None
         return sender
 
     for button, label in ((send_injection, 1), (send_benign, 0), (send_flag, None)):

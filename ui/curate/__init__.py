@@ -15,7 +15,7 @@ import gradio as gr
 from curation.demo import demo_only
 from curation.filters import ExampleFilter
 from curation.store import LabelStore
-from ui.context import Studio
+from ui.context import Studio, reviewer_name_state
 from ui.curate.browse import ALL_SPLITS, Browse, browse_tab
 from ui.curate.common import Shared
 from ui.curate.importing import import_tab
@@ -31,7 +31,7 @@ def _top_of_tab() -> Shared:
     banner = gr.Markdown("**Demo dataset in use.** This small dataset ships with the app so that it works "
                          "offline on a fresh machine. Import your own data in *Import*, or start the app with "
                          "`--dataset PATH_OR_HUB_ID` on a fresh `--data-dir`.", visible=False)
-    saved_name = gr.BrowserState("", storage_key="injection-studio-reviewer")
+    saved_name = reviewer_name_state()
     current_id = gr.State(None)
     browse_filter = gr.State(ExampleFilter())
     with gr.Row():

@@ -13,6 +13,7 @@ from curation.store import LabelStore
 from ui.curate.common import Shared, frame
 from ui.curate.review import Review, review_view
 from ui.handler import Handler
+from ui.context import page_error
 
 PAGE_SIZE = 50
 LABEL_CHOICES = {"any": None, "injection": INJECTION, "benign": BENIGN}
@@ -132,7 +133,7 @@ def _wire_selection(store: LabelStore, panel: BrowsePanel, review: Review, tabs:
 
     def review_selected(example_id: int | None):
         if example_id is None:
-            raise gr.Error("Select a row in the table first.")
+            raise page_error("Select a row in the table first.")
         return *review_view(store, example_id), gr.Tabs(selected="review")
 
     panel.table.select(select_row, outputs=[panel.selected_id, panel.full_text])

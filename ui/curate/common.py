@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
+from ui.context import page_error
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def reviewer(request: gr.Request | None, typed: str | None) -> str:
     """The reviewer casting a vote: a name is required."""
     name = reviewer_name(request, typed)
     if not name:
-        raise gr.Error("Type your name in the Reviewer box first.")
+        raise page_error("Type your name in the Reviewer box first.")
     return name
 
 

@@ -12,7 +12,7 @@ from curation.demo import demo_only
 from curation.labels import BENIGN, INJECTION, guess_label, label_name
 from curation.sources import SourceError, prepare, read_source
 from curation.store import LabelStore
-from ui.context import Studio
+from ui.context import Studio, page_error
 from ui.curate.browse import ALL_SPLITS, Browse
 from ui.curate.common import Shared, frame, reviewer_name
 from ui.curate.review import Review
@@ -61,7 +61,7 @@ def _wire_read(studio: Studio, form: ImportForm) -> None:
              progress=gr.Progress()):
         target = uploaded or (source_text or "").strip()
         if not target:
-            raise gr.Error("Give a dataset id or path, or upload a file.")
+            raise page_error("Give a dataset id or path, or upload a file.")
         if not uploaded:
             target = studio.checked_reference(target)
         try:
@@ -87,7 +87,7 @@ def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Re
     """Step 2 imports with the edited mapping, then refreshes the banner, Browse and the review panel."""
     def write(result, mapping_table: pd.DataFrame, typed: str, request: gr.Request, progress=gr.Progress()):
         if result is None:
-            raise gr.Error("Read a dataset first.")
+            raise page_error("Read a dataset first.")
         chosen = {str(raw): guess_label(str(target)) for raw, _, target in mapping_table.itertuples(index=False)}
         try:
             prepared = prepare(result, chosen, progress=lambda f, d: progress(f, desc=d))

@@ -16,7 +16,7 @@ from curation.filters import ExampleFilter, Queue
 from curation.labels import BENIGN, INJECTION, LABEL_RULE, UNSURE, label_name
 from curation.store import Example, LabelStore
 from curation.suspects import list_audits, next_suspect, read_audit, record_audit_scores, suspects_queue
-from ui.context import Studio
+from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer, reviewer_name, when
 from ui.handler import Handler
 
@@ -113,7 +113,7 @@ def _load_audit(path: str | None):
     try:
         return read_audit(path)
     except (OSError, ValueError) as error:
-        raise gr.Error(f"Cannot read the audit: {error}") from None
+        raise page_error(f"Cannot read the audit: {error}") from None
 
 
 def _suspects_view(store: LabelStore, audit_path: str | None, example_id: int | None) -> tuple[str, pd.DataFrame]:
@@ -306,8 +306,8 @@ def _wire_votes(store: LabelStore, shared: Shared, panel: ReviewPanel) -> None:
             if example_id is not None and label is not None:
                 try:
                     store.cast_vote(example_id, name, label, note_text or "", adjudication)
-                except ValueError as error:
-                    raise gr.Error(str(error)) from None
+                except (ValueError, KeyError) as error:  # KeyError: no such example
+                    raise page_error(error.args[0] if error.args else error) from None
             shown = _next_id(store, chosen_queue, name, example_id, browse, audit_path)
             return (*review_view(store, shown), "", _counts(store, name),
                     *_suspects_update(store, chosen_queue, audit_path, shown))
@@ -326,7 +326,10 @@ def _wire_undo(store: LabelStore, shared: Shared, panel: ReviewPanel) -> None:
     """Undo retracts the reviewer's last vote and shows that item again."""
     def undo(example_id: int | None, typed: str, chosen_queue: str, audit_path: str | None, request: gr.Request):
         name = reviewer(request, typed)
-        retracted = store.undo_last_vote(name)
+        try:
+            retracted = store.undo_last_vote(name)
+        except ValueError as error:
+            raise page_error(error) from None
         if retracted is None:
             gr.Info("You have no vote to undo.")
         shown = retracted.example_id if retracted else example_id

@@ -12,7 +12,7 @@ import gradio as gr
 from curation.snapshots import push_to_hub
 from curation.store import LabelStore
 from ft.jobs import data_lock, runs_using
-from ui.context import Studio
+from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer_name
 
 
@@ -96,7 +96,7 @@ def _wire_push(studio: Studio, panel: SnapshotPanel) -> None:
         studio.require_admin(request, "push snapshots to the Hub")
         chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
         if chosen is None or not (repo_id or "").strip():
-            raise gr.Error("Choose a snapshot and a Hub dataset repo.")
+            raise page_error("Choose a snapshot and a Hub dataset repo.")
         try:
             return f"Pushed {chosen.id} to {push_to_hub(chosen, repo_id.strip())}"
         except Exception as error:  # network and Hub errors all end up in front of the user the same way
@@ -110,10 +110,11 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
     its data, so every run keeps the labels it was trained on. Picking another snapshot closes the question."""
     doomed = gr.State(None)
 
-    def ask(snapshot_id: str | None):
+    def ask(snapshot_id: str | None, request: gr.Request):
+        studio.require_admin(request, "delete snapshots")
         known = snapshot_id in {s.id for s in studio.store.list_snapshots()}
         if not known:
-            raise gr.Error("Choose a snapshot to delete.")
+            raise page_error("Choose a snapshot to delete.")
         question = (f"Delete snapshot `{snapshot_id}` and its files? This cannot be undone; "
                     "runs trained on it are kept.")
         return snapshot_id, question, gr.Row(visible=True)
@@ -122,15 +123,15 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
         studio.require_admin(request, "delete snapshots")
         chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
         if chosen is None:
-            raise gr.Error("Choose a snapshot to delete.")
+            raise page_error("Choose a snapshot to delete.")
         with data_lock(studio.runs_dir):
             users = runs_using(studio.runs_dir, chosen.path)
             if users:
-                raise gr.Error(f"{chosen.id} is the data of {', '.join(users)}: delete those runs first.")
+                raise page_error(f"{chosen.id} is the data of {', '.join(users)}: delete those runs first.")
             try:
                 studio.store.delete_snapshot(chosen.id, reviewer_name(request, typed) or "anonymous")
             except KeyError as error:
-                raise gr.Error(str(error.args[0])) from None
+                raise page_error(str(error.args[0])) from None
         return f"Deleted {chosen.id}.", gr.Row(visible=False), *snapshots_view(studio.store)
 
     def hide_question():

@@ -9,6 +9,7 @@ import gradio as gr
 from ft import run_views
 from ft.jobs import JobManager
 from ui.train.runs import offer_completed_runs
+from ui.context import page_error
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,12 @@ def wire_compare(manager: JobManager, form: CompareForm) -> None:
         from ft.compare import compare_runs, summary_text
 
         if not run_a or not run_b:
-            raise gr.Error("Pick two completed runs.")
+            raise page_error("Pick two completed runs.")
         try:
             done = compare_runs(manager.run_dir(run_a).path, manager.run_dir(run_b).path,
                                 max_rows=int(max_rows) if max_rows else None)
         except Exception as error:  # a missing adapter, unreadable data...: all shown the same way
-            raise gr.Error(f"Cannot compare: {type(error).__name__}: {error}") from None
+            raise page_error(f"Cannot compare: {type(error).__name__}: {error}") from None
         frames = (done.eval_metrics, done.same_text_metrics, done.verdicts)
         return summary_text(done), *(run_views.text_frame(f) for f in frames)
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import gradio as gr
 
 from ft.audit import AuditOptions
-from ft.jobs import ROOT, FormField, JobManager, config_from_form, form_fields, form_values, shell_command, wandb_mode
+from ft.jobs import ROOT, FormField, JobManager, config_from_form, form_fields, form_values, shell_command
+from ft.train import wandb_mode
 from ft.train import ConfigError, TrainConfig
-from ui.context import Studio
+from ui.context import Studio, page_error
 from ui.train.runs import RunList, offer_completed_runs
 
 TOP_SECTION = "Run"
@@ -136,11 +137,11 @@ def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
     """The Load button fills the form from a saved config (the list is reread on focus)."""
     def load_config(path):
         if not path:
-            raise gr.Error("Pick a saved config first.")
+            raise page_error("Pick a saved config first.")
         try:
             values = form_values(TrainConfig.from_yaml(path))
         except ConfigError as error:
-            raise gr.Error(str(error)) from None
+            raise page_error(str(error)) from None
         return [values[name] for name in form.names]
 
     form.saved.focus(lambda: gr.Dropdown(choices=_saved_configs(manager)), None, form.saved, show_progress="hidden")

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import gradio as gr
 
 from ft import run_views
-from ft.jobs import JobError, JobManager, log_tail, shell_command
+from ft.jobs import JobError, JobManager, RunInfo, log_tail, shell_command
 from ui.context import Studio
 from ui.handler import Handler
 
@@ -120,15 +120,19 @@ def run_charts() -> RunCharts:
     return RunCharts(loss, learning_rate, evaluations, test_report, predictions, log)
 
 
+def _list_view(runs: list[RunInfo], selected, known) -> tuple:
+    """The runs table, the picker (updated only when its runs or choice change) and the ids now known."""
+    ids = [r.run_id for r in runs]
+    chosen = selected if selected in ids else (ids[0] if ids else None)
+    update = gr.Dropdown(choices=ids, value=chosen) if ids != known or chosen != selected else gr.skip()
+    return run_views.runs_frame(runs), update, ids
+
+
 def run_list(manager: JobManager, table_component: gr.Dataframe, picker: gr.Dropdown,
              known_ids: gr.State) -> RunList:
     """The run list over these components, with the handler that refreshes them."""
     def table(selected, known):
-        runs = manager.runs()
-        ids = [r.run_id for r in runs]
-        chosen = selected if selected in ids else (ids[0] if ids else None)
-        update = gr.Dropdown(choices=ids, value=chosen) if ids != known or chosen != selected else gr.skip()
-        return run_views.runs_frame(runs), update, ids
+        return _list_view(manager.runs(), selected, known)
 
     return RunList(table_component, picker, known_ids,
                    Handler(table, [picker, known_ids], [table_component, picker, known_ids]))
@@ -143,12 +147,14 @@ def offer_completed_runs(manager: JobManager, picker: gr.Dropdown) -> None:
     picker.focus(completed_choices, None, picker, show_progress="hidden")
 
 
-def _run_view(manager: JobManager, run_id, version, force=False) -> list:
-    """The selected run's view (RunView's order); the charts are skipped while its files are unchanged."""
-    try:
-        info = manager.get(run_id) if run_id else None
-    except JobError:  # deleted meanwhile
-        info = None
+def _run_view(manager: JobManager, run_id, version, force=False, runs: list[RunInfo] | None = None) -> list:
+    """The selected run's view (RunView's order); the charts are skipped while its files are unchanged.
+
+    ``runs``: the runs as just read, when the caller has them (so one refresh reads the run folders once).
+    """
+    if runs is None:
+        runs = manager.runs() if run_id else []
+    info = next((r for r in runs if r.run_id == run_id), None)
     if info is None:
         return ["", "", None, None, None, None, None, "", None]
     now_version = run_views.files_version(info)
@@ -163,7 +169,8 @@ def _run_view(manager: JobManager, run_id, version, force=False) -> list:
 
 def refresh_on_timer(manager: JobManager, timer: gr.Timer, runs: RunList, view: RunView) -> None:
     def tick(selected, known, version):
-        return [*runs.refresh.fn(selected, known), *_run_view(manager, selected, version)]
+        now = manager.runs()
+        return [*_list_view(now, selected, known), *_run_view(manager, selected, version, runs=now)]
 
     timer.tick(tick, [runs.picker, runs.known_ids, view.version], [*runs.refresh.outputs, *view.outputs],
                show_progress="hidden")
