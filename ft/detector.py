@@ -93,7 +93,7 @@ class Detector:
 
     def _p_injection(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         body, head = decoder_and_head(self.model)
-        hidden = body(**batch, position_ids=_positions(batch["attention_mask"])).last_hidden_state
+        hidden = body(**batch, position_ids=_positions(batch["attention_mask"]), use_cache=False).last_hidden_state
         logits = head(hidden[:, -1]).float()
         yes = logits[:, self.yes_ids].logsumexp(-1)
         no = logits[:, self.no_ids].logsumexp(-1)

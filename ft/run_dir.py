@@ -63,9 +63,16 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
 
     def read_metrics(self) -> list[dict]:
+        """Every record; a line cut short (a run killed mid-write) is skipped."""
         if not self.metrics.exists():
             return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        records = []
+        for line in self.metrics.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return records
 
     def prediction_steps(self) -> list[int]:
         """Steps with a saved prediction table, ascending."""

@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -52,6 +53,36 @@ QUANTISATIONS = ("auto", "4bit", "8bit", "none")
 
 class ConfigError(ValueError):
     """A TrainConfig value is unusable; the message names the field."""
+
+
+_FIELD_KINDS = {"bool": ((bool,), "true or false"), "int": ((int,), "a whole number"),
+                "float": ((int, float), "a number"), "str": ((str,), "text"), "list[str]": ((list,), "a list")}
+
+
+def _typed(name: str, value, annotation: str):
+    """``value`` as the config field's type (``annotation`` as written), or a ConfigError naming the field.
+
+    YAML reads ``2e-4`` as a string and ``lm_head`` as a string where a list is meant: both are caught here,
+    before they reach a model or PEFT's module matching.
+    """
+    kind, optional = annotation.replace(" | None", ""), annotation.endswith("| None")
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{name} needs a value")
+    if kind == "float" and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    expected, wording = _FIELD_KINDS[kind]
+    if not isinstance(value, expected) or (isinstance(value, bool) and kind != "bool"):
+        raise ConfigError(f"{name} must be {wording}, got {value!r}")
+    if kind == "list[str]" and not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{name} must be a list of names, got {value!r}")
+    if kind == "float" and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    return value
 
 
 @dataclass
@@ -105,11 +136,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        fields = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
             raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        config = cls(**values)
+        config = cls(**{name: _typed(name, value, fields[name]) for name, value in values.items()})
         config.validate()
         return config
 
@@ -141,7 +172,7 @@ class TrainConfig:
             (0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}"),
             (0 < self.threshold < 1, f"threshold must be in (0, 1), got {self.threshold}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (self.prediction_samples >= 0, "prediction_samples must be >= 0"),
+            (self.prediction_samples >= 1, f"prediction_samples must be >= 1, got {self.prediction_samples}"),
             (self.validation_size > 0, f"validation_size must be > 0, got {self.validation_size}"),
             (self.max_train_rows is None or self.max_train_rows > 0,
              f"max_train_rows must be > 0 or empty (all rows), got {self.max_train_rows}"),
@@ -214,6 +245,9 @@ def _trainer_class():
             if not self.studio_config.answer_only_logits:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = answer_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # num_items_in_batch counts every process's tokens: scale back as Trainer.compute_loss does
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
             return (loss, None) if return_outputs else loss
 
         def get_train_dataloader(self):
@@ -391,10 +425,10 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
         config.model, tokenizer, quantisation=config.quantisation, lora_r=config.lora_r,
         lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         modules_to_save=tuple(config.modules_to_save), gradient_checkpointing=config.gradient_checkpointing)
-    quantised = models.resolve_quantisation(config.quantisation) != "none"
+    quantisation = models.resolve_quantisation(config.quantisation)
+    quantised = quantisation != "none"
     trainable, total = model.get_nb_trainable_parameters()
-    log.info("model %s (%s): %d trainable of %d parameters", config.model, models.resolve_quantisation(
-        config.quantisation), trainable, total)
+    log.info("model %s (%s): %d trainable of %d parameters", config.model, quantisation, trainable, total)
 
     detector = Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size)
     sample = frames["validation"].head(config.prediction_samples)

@@ -29,10 +29,23 @@ def write_config(path, config: TrainConfig):
     ({"batch_size": 0}, "batch_size must be a positive integer"),
     ({"tracker": "tensorboard"}, "tracker must be one of"),
     ({"quantisation": "2bit"}, "quantisation must be one of"),
+    ({"learning_rate": "fast"}, "learning_rate must be a number"),
+    ({"batch_size": "8"}, "batch_size must be a whole number"),
+    ({"modules_to_save": "lm_head"}, "modules_to_save must be a list"),
+    ({"epochs": None}, "epochs needs a value"),
+    ({"group_by_length": "no"}, "group_by_length must be true or false"),
+    ({"prediction_samples": 0}, "prediction_samples must be >= 1"),
 ])
 def test_bad_config_values_are_named(values, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_dict(values)
+
+
+def test_yaml_numbers_written_as_text_are_read_as_numbers(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("learning_rate: 2e-4\nmax_train_rows:\n")
+    config = TrainConfig.from_yaml(path)
+    assert config.learning_rate == 0.0002 and config.max_train_rows is None
 
 
 @pytest.mark.parametrize("frame, message", [
