@@ -53,7 +53,8 @@ def test_ranking_is_cleanlabs_issue_order_then_label_quality():
     labels[flipped] = 1 - labels[flipped]
     scored = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "label": labels, "p_injection": p, "fold": 0})
     ranked = ranked_suspects(scored)
-    issues = find_label_issues(labels, np.column_stack([1 - p, p]), return_indices_ranked_by="self_confidence")
+    issues = find_label_issues(labels, np.column_stack([1 - p, p]), return_indices_ranked_by="self_confidence",
+                              n_jobs=1)
     assert ranked["text"].head(len(issues)).tolist() == [f"t{i}" for i in issues]
     assert set(ranked["text"].head(3)) == {f"t{i}" for i in flipped}
     assert ranked["rank"].tolist() == list(range(1, 201))
