@@ -12,7 +12,8 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from access.hub_login import HubUsers
-from access.origin import SameOriginOnly
+from access.login_guard import LoginGuard
+from access.origin import SameOriginOnly, allowed_host_names
 from access.users import Users
 
 from curation import sources
@@ -20,11 +21,14 @@ from curation.demo import demo_only, load_demo_if_empty
 from curation.store import LabelStore
 from ui import curate, detect, train
 from ui.context import Studio
+from ui.endpoints import GuardedBlocks, check_endpoints
 
 SPACE_DATA_DIR = Path("/data")
 OFFLINE_SHARED = Path(__file__).resolve().parent.parent / "shared"
 """The offline data and tokenizer beside the repository on build machines: allowed by default when present."""
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
+SPACE_EMBEDDER = ("https://huggingface.co",)
+"""The site that shows a Space's page in a frame: the one other site allowed to frame this app."""
 CACHE_SWEEP = (3600, 24 * 3600)
 """Every hour, Gradio deletes the uploads and downloads it cached more than a day ago."""
 
@@ -56,6 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a folder typed paths may point into, besides the data directory (repeatable; "
                              "../shared beside the repository is allowed when present)")
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest file a page may upload")
+    parser.add_argument("--allowed-host", action="append", default=[],
+                        help="without sign-in on loopback, a host name the page may be reached at besides "
+                             "localhost, 127.0.0.1 and [::1] (repeatable); other names are refused, so a web "
+                             "page whose name re-resolves to this machine (DNS rebinding) cannot use the app")
     args = parser.parse_args(argv)
     args.data_dir = args.data_dir or default_data_dir()
     args.host = args.host or ("0.0.0.0" if ON_SPACE else "127.0.0.1")
@@ -72,9 +80,18 @@ def load_users(auth_file: Path | None) -> Users | HubUsers | None:
     return passwords or hub_accounts
 
 
-def access_options(users: Users | HubUsers | None) -> dict:
+def origin_guard(host: str, users: Users | HubUsers | None, allowed_hosts: list[str]) -> Middleware:
+    """Cross-site calls and framing refused in every mode; without sign-in on loopback, where every visitor
+    is an admin, also any request naming a host other than this machine's (DNS rebinding)."""
+    embedded_by = SPACE_EMBEDDER if ON_SPACE else ()
+    if users is None and is_loopback(host):
+        return Middleware(SameOriginOnly, allowed_hosts=allowed_host_names(allowed_hosts), embedded_by=embedded_by)
+    return Middleware(SameOriginOnly, embedded_by=embedded_by)
+
+
+def access_options(users: Users | HubUsers | None, guard: Middleware) -> dict:
     """launch() arguments that put sign-in in front of the page and the API alike, and refuse cross-site calls."""
-    app_kwargs = {"middleware": [Middleware(SameOriginOnly)]}
+    app_kwargs = {"middleware": [guard, Middleware(LoginGuard)]}
     if isinstance(users, HubUsers):
         return {"auth_dependency": users.user_of,
                 "app_kwargs": {**app_kwargs, "exception_handlers": {401: users.refused}}}
@@ -132,7 +149,8 @@ def access_note(host: str, users: Users | HubUsers | None) -> str:
 
 
 def build_app(studio: Studio) -> gr.Blocks:
-    with gr.Blocks(title="Injection Studio", delete_cache=CACHE_SWEEP) as app:
+    """The page; every endpoint is checked against the role table (ui/endpoints.py) on every call."""
+    with GuardedBlocks(studio.require, title="Injection Studio", delete_cache=CACHE_SWEEP) as app:
         gr.Markdown("# Injection Studio\nCurate the labels → fine-tune a detector → try it live → curate again.")
         with gr.Row(equal_height=True):
             gr.Markdown(studio.access_note, elem_id="access-note")
@@ -147,8 +165,9 @@ def build_app(studio: Studio) -> gr.Blocks:
             train.build(studio)
         with gr.Tab("Detect"):
             detect.build(studio)
-        app.load(studio.signed_in_line, None, signed_in, api_visibility="private")
+        app.load(studio.signed_in_line, None, signed_in, api_name="signed_in_line", api_visibility="private")
     app.queue(default_concurrency_limit=8)
+    check_endpoints(app)
     return app
 
 
@@ -157,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         users = load_users(args.auth)
         check_binding(args.host, users, args.public_without_auth)
+        guard = origin_guard(args.host, users, args.allowed_host)
         studio = open_studio(args.data_dir, args.dataset, users, allowed_roots(args.allow_path, args.dataset),
                              access_note(args.host, users))
     except (OSError, ValueError) as error:  # SourceError, UsersError, HubLoginError are ValueErrors
@@ -164,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     print(studio.access_note, flush=True)
     # run_history=False: Gradio would otherwise keep every call's inputs (dataset text, prompts) in the
     # browser's storage, or in a Hub bucket a user connects.
-    build_app(studio).launch(server_name=args.host, server_port=args.port, **access_options(users),
+    build_app(studio).launch(server_name=args.host, server_port=args.port, **access_options(users, guard),
                              head=curate.KEYBOARD_HEAD,
                              allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False, run_history=False,
                              max_file_size=int(args.max_upload_mb * 2**20))

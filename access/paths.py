@@ -28,8 +28,14 @@ def resolve_inside(path: str | Path, roots: list[Path]) -> Path:
     raise PathError(f"{path}: outside the allowed folders ({shown}); start the app with --allow-path to add one")
 
 
+DATA_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json", ".yaml", ".yml")
+
+
 def looks_like_path(ref: str) -> bool:
-    return ref.startswith(("/", ".", "~")) or "\\" in ref or ".." in ref or Path(ref).exists()
+    """Whether ``ref`` is meant as a path, decided from its spelling alone: asking the disk first would tell
+    a caller whether a path outside the allowed folders exists."""
+    return (ref.startswith(("/", ".", "~")) or "\\" in ref or ".." in ref
+            or Path(ref).suffix.lower() in DATA_SUFFIXES)
 
 
 def checked_reference(ref: str, roots: list[Path]) -> str:

@@ -3,15 +3,17 @@
 An entry is ``name:hash`` or ``name:hash:role``: one per line in a file, or
 separated by whitespace or ``;`` in the environment variable. ``hash`` is made
 by ``python -m access.users`` (scrypt, salted); plain passwords are refused, so
-a leaked users file does not leak passwords. Roles: ``reviewer`` (label and
-query: the default) and ``admin`` (also start, cancel and delete runs and
-snapshots).
+a leaked users file does not leak passwords. Roles: ``reviewer`` (the
+default), ``lead`` and ``admin``; what each may do is in ``access.roles``. A wrong password takes as long for an unknown name as for a
+known one, and repeated failures lock a name (or a client address) out for a
+while: see ``access.login_guard``.
 
     python -m access.users            # asks for a password twice, prints its hash
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import hashlib
 import hmac
@@ -19,13 +21,21 @@ import os
 import re
 import secrets
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-ROLES = ("reviewer", "admin")
+from access.login_guard import CONCURRENT_PASSWORD_CHECKS, NAME_FAILURE_LIMIT, FailureCounter
+from access.roles import ROLE_NAMES
+
+ROLES = ROLE_NAMES
 ENV_VAR = "STUDIO_USERS"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_NAME_KEY_CHARS = 65
+"""Characters of a typed name the failure limit keys on: longer than any valid name, and bounded in memory."""
 
 
 class UsersError(ValueError):
@@ -76,9 +86,9 @@ def _parse_entry(entry: str, where: str) -> User:
 
 
 class Users:
-    """The login table: authenticate for Gradio's ``auth=``, and roles for the handlers."""
+    """The login table: ``authenticate`` for Gradio's ``auth=``, and roles for the handlers."""
 
-    def __init__(self, users: list[User]):
+    def __init__(self, users: list[User], clock: Callable[[], float] = time.monotonic):
         if not users:
             raise UsersError("no users given")
         names = [u.name for u in users]
@@ -86,6 +96,9 @@ class Users:
         if twice:
             raise UsersError(f"listed twice: {', '.join(twice)}")
         self._by_name = {u.name: u for u in users}
+        self._unknown_name_hash = hash_password(secrets.token_urlsafe(16))
+        self._name_failures = FailureCounter(NAME_FAILURE_LIMIT, clock=clock)
+        self._password_checks = ThreadPoolExecutor(CONCURRENT_PASSWORD_CHECKS, thread_name_prefix="password-check")
 
     @classmethod
     def from_text(cls, text: str, source: str, separators: str = r"\n") -> "Users":
@@ -105,9 +118,25 @@ class Users:
         value = environ.get(ENV_VAR, "").strip()
         return cls.from_text(value, ENV_VAR, r"[\s;]+") if value else None
 
-    def authenticate(self, name: str, password: str) -> bool:
+    def password_matches(self, name: str, password: str) -> bool:
+        """Whether ``password`` is ``name``'s. An unknown name is checked against a hash of a random password,
+        so that it takes as long as a known one: the time of a refusal does not tell which names exist."""
         user = self._by_name.get(name)
-        return user is not None and verify_password(password, user.password_hash)
+        matches = verify_password(password, user.password_hash if user else self._unknown_name_hash)
+        return matches and user is not None
+
+    async def authenticate(self, name: str, password: str) -> bool:
+        """Gradio's ``auth=`` (a coroutine function, so Gradio awaits it rather than blocking its event loop).
+
+        Refuses at once (429) a name with too many failed sign-ins, else checks the password in a worker
+        thread, ``CONCURRENT_PASSWORD_CHECKS`` at once, so pages keep being answered during a burst."""
+        key = name[:_NAME_KEY_CHARS]
+        charged_at = self._name_failures.charge(key)
+        loop = asyncio.get_running_loop()
+        matches = await loop.run_in_executor(self._password_checks, self.password_matches, name, password)
+        if matches:
+            self._name_failures.refund(key, charged_at)
+        return matches
 
     def role(self, name: str | None) -> str | None:
         user = self._by_name.get(name or "")

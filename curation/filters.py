@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -14,9 +15,16 @@ class Queue(enum.Enum):
     DISAGREEMENTS = "disagreements"
 
 
+def _without_control_characters(search: str) -> str:
+    """``search`` with control characters and lone surrogates as spaces: FTS5 reads a NUL as the end of the
+    query (an unterminated string), SQLite cannot encode a surrogate, and the index splits words at both."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in search)
+
+
 def fts_query(search: str) -> str:
     """An FTS5 query matching every word of ``search``; quoting makes any user text a valid query."""
-    return " ".join('"' + word.replace('"', '""') + '"' for word in search.split())
+    words = _without_control_characters(search).split()
+    return " ".join('"' + word.replace('"', '""') + '"' for word in words)
 
 
 @dataclass(frozen=True)

@@ -157,22 +157,21 @@ def _dataset_card(snapshot: SnapshotInfo) -> str:
 
 
 def push_to_hub(snapshot: SnapshotInfo, repo_id: str, token: str | None = None, private: bool = True) -> str:
-    """Upload the snapshot as a Hub dataset in one commit (split files of older snapshots removed); its URL.
+    """Upload the snapshot as a Hub dataset in one commit; its URL.
 
+    The commit only adds (or replaces) this snapshot's files and the dataset card: it deletes nothing, since the
+    repo may hold files this studio did not write. Split files of an older snapshot that this one lacks stay,
+    but the card's ``data_files`` names only this snapshot's splits, so loaders read only those.
     Refuses to run without a token (argument or HF_TOKEN), so nothing is attempted offline by accident.
     """
     token = token or os.environ.get("HF_TOKEN")
     if not token:
         raise PermissionError("No Hugging Face token: set HF_TOKEN to push snapshots to the Hub.")
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
 
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    fresh = {p.name for p in snapshot.files}
-    stale = [CommitOperationDelete(name) for name in api.list_repo_files(repo_id, repo_type="dataset")
-             if name.endswith(".parquet") and name not in fresh]
     added = [CommitOperationAdd(p.name, p) for p in snapshot.files]
     card = CommitOperationAdd("README.md", _dataset_card(snapshot).encode())
-    api.create_commit(repo_id, [*stale, *added, card], commit_message=f"Snapshot {snapshot.id}",
-                      repo_type="dataset")
+    api.create_commit(repo_id, [*added, card], commit_message=f"Snapshot {snapshot.id}", repo_type="dataset")
     return f"https://huggingface.co/datasets/{repo_id}"

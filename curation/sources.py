@@ -6,12 +6,15 @@ label values to injection/benign); ``prepare`` applies a mapping and returns
 validated, deduplicated rows, or raises SourceError listing every problem with
 its file and row. Only prepared rows reach the store, so a file that fails
 validation writes nothing.
+
+Files are read by intake.read_columns, which refuses a file (or Hub split) over
+MAX_IMPORT_ROWS rows or MAX_IMPORT_CHARS characters before decoding it. A text
+over MAX_TEXT_CHARS is still read, so that prepare lists it with every other
+row problem; the file's total bounds the memory it takes.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import numbers
 import re
@@ -21,12 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from curation.labels import guess_label, text_hash
+from intake import Limits, TableError, read_arrow, read_columns
 
 MAX_TEXT_CHARS = 100_000
+MAX_IMPORT_ROWS = 250_000
+MAX_IMPORT_CHARS = 50_000_000
+"""Per file or Hub split, all the columns read together (the text is nearly all of it)."""
+MAX_LABEL_CHARS = 1_000
+"""Longest label or split value read."""
+MAX_IMPORT_LINE_BYTES = 16 * 2**20
+"""Longest CSV row or JSONL line: room for an over-long text, which prepare then reports with its row."""
+IMPORT_LIMITS = Limits(rows=MAX_IMPORT_ROWS, total_chars=MAX_IMPORT_CHARS, row_bytes=MAX_IMPORT_LINE_BYTES)
 MAX_PROBLEMS_SHOWN = 20
 FILE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 SPLIT_ORDER = ("train", "validation", "test")
@@ -125,56 +135,6 @@ def label_key(value: object) -> str:
     return str(value).strip()
 
 
-def _decoded(path: Path, name: str) -> str:
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SourceError([Problem(name, line, f"byte {exc.start} is not valid UTF-8 text", "line")]) from None
-
-
-def _read_csv(path: Path, name: str) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(io.StringIO(_decoded(path, name)), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise SourceError([Problem(name, None, f"not a readable CSV file ({exc})")]) from None
-    frame.index = range(1, len(frame) + 1)
-    return frame
-
-
-def _read_jsonl(path: Path, name: str) -> pd.DataFrame:
-    records, lines, problems = [], [], []
-    for number, line in enumerate(_decoded(path, name).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(name, number, f"not valid JSON ({exc.msg})", "line"))
-            continue
-        if not isinstance(record, dict):
-            problems.append(Problem(name, number, "not a JSON object", "line"))
-            continue
-        records.append(record)
-        lines.append(number)
-    if problems:
-        raise SourceError(problems)
-    return pd.DataFrame(records, index=lines, dtype=object)
-
-
-def _read_parquet(path: Path, name: str, columns: list[str]) -> pd.DataFrame:
-    try:
-        parquet = pq.ParquetFile(path)
-        present = parquet.schema_arrow.names
-        _check_columns(name, present, columns)
-        frame = parquet.read(columns=[c for c in [*columns, "split"] if c in present]).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
-        raise SourceError([Problem(name, None, f"not a readable parquet file ({exc})")]) from None
-    frame.index = range(1, len(frame) + 1)
-    return frame
-
-
 def _check_columns(name: str, present: list[str], needed: list[str]) -> None:
     missing = [c for c in needed if c not in present]
     if missing:
@@ -191,17 +151,27 @@ def _table(frame: pd.DataFrame, name: str, unit: str, text_column: str, label_co
         {"text": frame[text_column], "label": frame[label_column], "split": splits}, index=frame.index, dtype=object))
 
 
+def _cell_limits(text_column: str, label_column: str) -> dict[str, int]:
+    """Column -> most characters read from one of its cells (the text is bounded by the file's total alone)."""
+    cells = {text_column: MAX_IMPORT_CHARS}
+    cells.setdefault(label_column, MAX_LABEL_CHARS)
+    return cells
+
+
+def _source_error(error: TableError) -> SourceError:
+    return SourceError([Problem(error.file, issue.row, issue.message, issue.unit) for issue in error.issues])
+
+
 def _read_file(path: Path, name: str, text_column: str, label_column: str, split: str) -> RawTable:
     suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame = _read_parquet(path, name, [text_column, label_column])
-    elif suffix == ".csv":
-        frame = _read_csv(path, name)
-    elif suffix == ".jsonl":
-        frame = _read_jsonl(path, name)
-    else:
+    if suffix not in FILE_SUFFIXES:
         raise SourceError([Problem(name, None, f"unsupported file type {suffix or '(none)'!r}; "
                                                f"use {', '.join(FILE_SUFFIXES)}")])
+    try:
+        frame = read_columns(path, _cell_limits(text_column, label_column), {"split": MAX_LABEL_CHARS},
+                             limits=IMPORT_LIMITS, name=name)
+    except TableError as error:
+        raise _source_error(error) from None
     return _table(frame, name, "line" if suffix == ".jsonl" else "row", text_column, label_column, split)
 
 
@@ -227,12 +197,24 @@ def _read_hub(dataset_id: str, text_column: str, label_column: str) -> list[RawT
         raise SourceError([Problem(dataset_id, None, "is not a local file or folder, and could not be loaded "
                                                      "from the Hugging Face Hub "
                                                      f"({type(exc).__name__}: {exc})")]) from None
-    tables = []
-    for split in sorted(loaded, key=_split_rank):
-        frame = loaded[split].to_pandas()
-        frame.index = range(1, len(frame) + 1)
-        tables.append(_table(frame, f"{dataset_id} [{split}]", "row", text_column, label_column, split))
-    return tables
+    return [_hub_table(loaded[split], f"{dataset_id} [{split}]", text_column, label_column, split)
+            for split in sorted(loaded, key=_split_rank)]
+
+
+def _hub_table(dataset, name: str, text_column: str, label_column: str, split: str) -> RawTable:
+    """One split: its row count checked before anything is read, its characters before only the needed
+    columns are decoded."""
+    if dataset.num_rows > MAX_IMPORT_ROWS:
+        raise SourceError([Problem(name, None, f"{dataset.num_rows:,} rows; the limit is {MAX_IMPORT_ROWS:,}")])
+    _check_columns(name, dataset.column_names, [text_column, label_column])
+    columns = [c for c in dict.fromkeys([text_column, label_column, "split"]) if c in dataset.column_names]
+    try:
+        frame = read_arrow(dataset.select_columns(columns).with_format("arrow")[:],
+                           _cell_limits(text_column, label_column), {"split": MAX_LABEL_CHARS},
+                           limits=IMPORT_LIMITS, name=name)
+    except TableError as error:
+        raise _source_error(error) from None
+    return _table(frame, name, "row", text_column, label_column, split)
 
 
 def read_source(source: str | Path, *, text_column: str = "text", label_column: str = "label",

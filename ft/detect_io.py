@@ -1,8 +1,11 @@
 """Prompts in and tables out for the Detect tab: pasted lines or a file, verdict tables, safe CSV.
 
 - Inputs: pasted lines and/or one uploaded CSV, parquet or JSONL file with a
-  ``text`` column; at most ``MAX_BATCH_ROWS`` prompts. A file that is not UTF-8
-  is refused with the byte and its position, not read with guessed encoding.
+  ``text`` column; at most ``MAX_BATCH_ROWS`` prompts (the file is read no further
+  than one row past that), each at most ``MAX_BATCH_ROW_CHARS`` characters and
+  ``MAX_BATCH_CHARS`` in all, or the input is refused before it can fill memory
+  (intake.read_columns). A file that is not UTF-8 is refused with the byte and its
+  position, not read with guessed encoding.
 - The verdict table is rebuilt from stored scores at any threshold, so moving
   the threshold never calls the model. Rows are sorted by disagreement
   (|P after - P before|, largest first); ``row`` is the prompt's input position.
@@ -13,21 +16,25 @@
 from __future__ import annotations
 
 import hashlib
-import io
-import json
-import os
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from ft.serving import ExamplePrompt, verdict
+from intake import Limits, NotUtf8, TableError, read_columns
 
 MAX_BATCH_ROWS = 1000
+MAX_BATCH_ROW_CHARS = 20_000
+MAX_BATCH_CHARS = 2_000_000
+FILE_LIMITS = Limits(rows=MAX_BATCH_ROWS + 1, total_chars=MAX_BATCH_CHARS, keep_first_rows=True)
+"""One row past MAX_BATCH_ROWS is read, to tell that the file holds more than are scored."""
 TABLE_TEXT_CHARS = 300
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_NAME = "detect-results.csv"
-CSV_MAX_AGE_S = 24 * 3600
+CSV_MAX_AGE_S = 3600
+MAX_CSV_FILES = 32
+"""Exports kept at once (one per session, the newest): with the batch caps, at most a few hundred MB."""
 EXAMPLE_COLUMNS = ["#", "why", "label", "text"]
 
 
@@ -36,58 +43,68 @@ class BatchInputError(ValueError):
 
 
 def texts_from_lines(pasted: str | None) -> list[str]:
-    """One prompt per non-blank line."""
-    return [line for line in (pasted or "").splitlines() if line.strip()]
+    """One prompt per non-blank line; BatchInputError when the text or a line is over its limit."""
+    pasted = pasted or ""
+    if len(pasted) > MAX_BATCH_CHARS:
+        raise BatchInputError(f"The pasted text is {len(pasted):,} characters long; the limit is {MAX_BATCH_CHARS:,}.")
+    texts = []
+    for number, line in enumerate(pasted.splitlines(), 1):
+        if len(line) > MAX_BATCH_ROW_CHARS:
+            raise BatchInputError(f"Pasted line {number:,} is {len(line):,} characters long; "
+                                  f"the limit is {MAX_BATCH_ROW_CHARS:,}.")
+        if line.strip():
+            texts.append(line)
+    return texts
 
 
-def _utf8(path: Path) -> str:
-    raw = path.read_bytes()
+def _file_values(path: Path) -> list:
+    """The ``text`` values of the file's first MAX_BATCH_ROWS + 1 rows, blanks and missing ones included."""
     try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise BatchInputError(f"{path.name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at position "
-                              f"{exc.start:,}); save it as UTF-8 and upload it again.") from None
+        frame = read_columns(path, {"text": MAX_BATCH_ROW_CHARS}, limits=FILE_LIMITS)
+    except NotUtf8 as exc:
+        raise BatchInputError(f"{path.name} is not UTF-8 text (byte 0x{exc.byte:02x} at position {exc.position:,}); "
+                              "save it as UTF-8 and upload it again.") from None
+    except TableError as exc:
+        raise BatchInputError(str(exc)) from None
+    return frame["text"].tolist()
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(io.StringIO(_utf8(path)), dtype=str, keep_default_na=False)
-    if suffix in (".jsonl", ".ndjson"):
-        return pd.DataFrame([json.loads(line) for line in _utf8(path).splitlines() if line.strip()])
-    raise BatchInputError(f"{path.name}: unsupported file type {suffix!r} (use CSV, parquet or JSONL).")
+def _non_blank(values: list) -> list[str]:
+    return [text for text in (str(v) for v in values if pd.notna(v)) if text.strip()]
 
 
 def texts_from_file(path: str | Path) -> list[str]:
-    """The non-blank values of the file's ``text`` column, in file order."""
-    path = Path(path)
-    try:
-        table = _read_table(path)
-    except BatchInputError:
-        raise
-    except Exception as exc:  # pandas, pyarrow and json raise many types for a malformed file
-        raise BatchInputError(f"{path.name} cannot be read ({type(exc).__name__}: {exc}).") from None
-    if "text" not in table.columns:
-        raise BatchInputError(f"{path.name} has no 'text' column (columns: {', '.join(map(str, table.columns))}).")
-    texts = table["text"].dropna()
-    return [t for t in texts.astype(str) if t.strip()]
+    """The non-blank values of the file's ``text`` column, in file order, from its first MAX_BATCH_ROWS + 1 rows."""
+    return _non_blank(_file_values(Path(path)))
 
 
 def batch_texts(pasted: str | None, path: str | Path | None) -> tuple[list[str], str]:
-    """Pasted lines then the file's texts, capped at MAX_BATCH_ROWS, and a note saying what was read."""
+    """Pasted lines then the file's texts, capped at MAX_BATCH_ROWS, and a note saying what was read.
+
+    BatchInputError when the input cannot be read or is over a character limit (together at most MAX_BATCH_CHARS).
+    """
     texts = texts_from_lines(pasted)
     parts = [f"{len(texts)} pasted line(s)"] if texts else []
     if path:
-        from_file = texts_from_file(path)
+        path = Path(path)
+        values = _file_values(path)
+        from_file = _non_blank(values)
+        _check_total(texts, from_file, path.name)
         texts += from_file
-        parts.append(f"{len(from_file)} row(s) from {Path(path).name}")
+        more = f" (read up to its row {len(values):,}; it holds more)" if len(values) > MAX_BATCH_ROWS else ""
+        parts.append(f"{len(from_file)} row(s) from {path.name}{more}")
     note = " + ".join(parts)
     if len(texts) > MAX_BATCH_ROWS:
         note += f"; only the first {MAX_BATCH_ROWS:,} of {len(texts):,} are scored"
         texts = texts[:MAX_BATCH_ROWS]
     return texts, note
+
+
+def _check_total(pasted: list[str], from_file: list[str], file: str) -> None:
+    chars = sum(map(len, pasted)) + sum(map(len, from_file))
+    if chars > MAX_BATCH_CHARS:
+        raise BatchInputError(f"The pasted lines and {file} hold {chars:,} characters together; "
+                              f"the limit is {MAX_BATCH_CHARS:,}.")
 
 
 def _cut(text: str, chars: int | None) -> str:
@@ -124,34 +141,40 @@ def csv_text(table: pd.DataFrame) -> str:
     return table.map(escape_formula).to_csv(index=False)
 
 
-def remove_stale_csvs(folder: Path, max_age_s: float) -> None:
-    """Delete result CSVs not written or served for ``max_age_s``, and empty folders (Gradio's own cache sweep
-    may have taken the file), so downloads do not pile up."""
+def remove_stale_csvs(folder: Path, max_age_s: float, keep: int) -> None:
+    """Delete result CSVs not written for ``max_age_s``, then the oldest beyond the newest ``keep``, and empty
+    folders (Gradio's own cache sweep may have taken a file), so exports cannot fill the disk."""
     cutoff = time.time() - max_age_s
-    for entry in folder.glob("*"):
-        csv = entry / CSV_NAME
+    written = []
+    for csv in folder.glob(f"*/{CSV_NAME}"):
         try:
-            if csv.exists() and csv.stat().st_mtime < cutoff:
-                csv.unlink()
+            written.append((csv.stat().st_mtime, csv))
+        except OSError:
+            continue
+    written.sort(reverse=True)
+    for rank, (mtime, csv) in enumerate(written):
+        if mtime < cutoff or rank >= keep:
+            csv.unlink(missing_ok=True)
+    for entry in folder.glob("*"):
+        try:
             if entry.is_dir() and not any(entry.iterdir()):
                 entry.rmdir()
         except OSError:
             continue
 
 
-def write_csv(table: pd.DataFrame, folder: str | Path, max_age_s: float = CSV_MAX_AGE_S) -> Path:
-    """The table as ``folder/<content hash>/detect-results.csv`` (same content, same file); older CSVs go."""
+def write_session_csv(table: pd.DataFrame, folder: str | Path, session: str, max_age_s: float = CSV_MAX_AGE_S,
+                      keep: int = MAX_CSV_FILES) -> Path:
+    """The table as ``folder/<session key>/detect-results.csv``: one file per browser session (a new export
+    replaces the session's last one), at most ``keep`` in all, none older than ``max_age_s``. The session
+    id comes from the client, so the folder is named by its hash, never by the id itself."""
     folder = Path(folder)
-    remove_stale_csvs(folder, max_age_s)
-    content = csv_text(table)
-    target = folder / hashlib.sha256(content.encode()).hexdigest()[:16] / CSV_NAME
-    try:
-        os.utime(target)
-    except FileNotFoundError:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(content, encoding="utf-8")
-        tmp.replace(target)
+    target = folder / hashlib.sha256(session.encode()).hexdigest()[:16] / CSV_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(csv_text(table), encoding="utf-8")
+    tmp.replace(target)
+    remove_stale_csvs(folder, max_age_s, keep)
     return target
 
 

@@ -24,6 +24,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,6 +242,14 @@ class DetectorService:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+    @contextmanager
+    def exclusive(self):
+        """Hold the model lock with no model loaded, for work that loads models of its own (Compare runs):
+        the process then never holds two models, and such work waits its turn like any request."""
+        with self._lock:
+            self.unload()
+            yield
 
     def _ensure(self, key: str | None) -> _Loaded:
         if self._loaded is not None and self._loaded.choice.key == key:

@@ -25,8 +25,8 @@ def test_users_file_roles_and_login(tmp_path):
     path = tmp_path / "users.txt"
     path.write_text(f"# the team\nalice:{hash_password('a-pw')}:admin\nbob:{hash_password('b-pw')}\n")
     users = Users.from_file(path)
-    assert users.authenticate("alice", "a-pw") and users.authenticate("bob", "b-pw")
-    assert not users.authenticate("bob", "a-pw") and not users.authenticate("carol", "x")
+    assert users.password_matches("alice", "a-pw") and users.password_matches("bob", "b-pw")
+    assert not users.password_matches("bob", "a-pw") and not users.password_matches("carol", "x")
     assert users.is_admin("alice") and users.role("bob") == "reviewer" and not users.is_admin(None)
 
 

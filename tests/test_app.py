@@ -43,7 +43,7 @@ def test_hub_accounts_or_passwords_but_not_both(tmp_path, monkeypatch):
         monkeypatch.setenv(name, value)
     hub = app.load_users(None)
     assert hub.names() == ["ann", "bob"] and hub.is_admin("ann")
-    assert set(app.access_options(hub)) == {"auth_dependency", "app_kwargs"}
+    assert set(app.access_options(hub, app.origin_guard("0.0.0.0", hub, []))) == {"auth_dependency", "app_kwargs"}
     assert "Hugging Face" in app.access_note("0.0.0.0", hub)
     app.check_binding("0.0.0.0", hub, False)
     path = tmp_path / "users.txt"

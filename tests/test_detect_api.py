@@ -51,18 +51,20 @@ def page_function(demo, api_name: str):
     return next(fn.fn for fn in demo.fns.values() if fn.api_name == api_name)
 
 
-def test_only_detect_and_detect_batch_are_public_from_this_tab(demo, client):
+def test_only_detect_and_the_batch_endpoints_are_public_from_this_tab(demo, client):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/detect", "/detect_batch"} <= set(endpoints)
     assert [p["parameter_name"] for p in endpoints["/detect"]["parameters"]] == ["text", "detector", "threshold"]
     assert [p["parameter_name"] for p in endpoints["/detect_batch"]["parameters"]] == [
         "lines", "file", "detector", "threshold"]
     tab_fns = [fn for fn in demo.fns.values() if fn.fn is not None and fn.fn.__module__ == "ui.detect"]
-    assert {fn.api_name for fn in tab_fns if fn.api_visibility == "public"} == {"detect", "detect_batch"}
+    assert {fn.api_name for fn in tab_fns if fn.api_visibility == "public"} == {
+        "detect", "detect_batch", "detect_batch_csv"}
+    assert [p["parameter_name"] for p in endpoints["/detect_batch_csv"]["parameters"]] == ["threshold"]
 
 
 def test_the_api_returns_what_the_page_function_returns(demo, client):
-    page = page_function(demo, "detect")(TEXTS[0], RUN, 0.5)
+    page, _ = page_function(demo, "detect")(TEXTS[0], RUN, 0.5)
     api = client.predict(TEXTS[0], RUN, 0.5, api_name="/detect")
     for side in ("before", "after"):
         assert api[side]["p_injection"] == pytest.approx(page[side]["p_injection"], abs=1e-6)
@@ -85,8 +87,7 @@ def test_batch_via_the_api_equals_single_prompts_and_its_csv_is_escaped(client, 
     upload = tmp_path / "prompts.jsonl"
     upload.write_text("".join(pd.DataFrame({"text": TEXTS[2:]}).to_json(orient="records", lines=True)),
                       encoding="utf-8")
-    table, csv_path, note = client.predict("\n".join(TEXTS[:2]), handle_file(str(upload)), RUN, 0.5,
-                                           api_name="/detect_batch")
+    table, note = client.predict("\n".join(TEXTS[:2]), handle_file(str(upload)), RUN, 0.5, api_name="/detect_batch")
     assert note == "Scored 2 pasted line(s) + 2 row(s) from prompts.jsonl."
     rows = pd.DataFrame(table["data"], columns=table["headers"]).set_index("row")
     assert sorted(rows.index) == [0, 1, 2, 3]
@@ -97,7 +98,7 @@ def test_batch_via_the_api_equals_single_prompts_and_its_csv_is_escaped(client, 
         assert rows.at[row, "p_before"] == pytest.approx(single["before"]["p_injection"], abs=1e-4)
         assert rows.at[row, "p_after"] == pytest.approx(single["after"]["p_injection"], abs=1e-4)
         assert rows.at[row, "text"] == text
-    downloaded = pd.read_csv(csv_path, keep_default_na=False).set_index("row")
+    downloaded = pd.read_csv(client.predict(0.5, api_name="/detect_batch_csv"), keep_default_na=False).set_index("row")
     assert downloaded.at[2, "text"] == "'" + TEXTS[2]
     assert downloaded.at[3, "text"] == TEXTS[3]
 
@@ -113,8 +114,7 @@ def test_moving_the_threshold_never_calls_the_model(monkeypatch, studio):
     assert low[1] == "0.4000" and low[3] == "3 ms" and low[-1] == ""
     scores = pd.DataFrame({"text": ["a", "b"], "p_before": [0.4, 0.1], "p_after": [0.7, 0.2],
                            "truncated": [False, False]})
-    table, download = batch_view(scores, 0.65)
-    assert table["verdict_after"].tolist() == ["injection", "benign"] and download.endswith("detect-results.csv")
+    assert batch_view(scores, 0.65)["verdict_after"].tolist() == ["injection", "benign"]
 
 
 def test_send_to_review_adds_or_flags_and_records_the_score(studio):

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import DATA_DIR
 from curation import sources
-from curation.sources import MAX_TEXT_CHARS, SourceError, prepare, read_source
+from curation.sources import MAX_IMPORT_ROWS, MAX_TEXT_CHARS, SourceError, prepare, read_source
+from test_intake import MAX_GROWTH_MB, dictionary_bomb, new_key_per_line, peak_growth
 
 
 def write_jsonl(path, records):
@@ -186,3 +187,42 @@ def test_progress_is_reported(tmp_path):
     sources.load(DATA_DIR, progress=lambda fraction, what: seen.append((fraction, what)))
     assert seen[0][0] == 0.0 and seen[-1][0] == 1.0
     assert any("train.parquet" in what for _, what in seen)
+
+
+@pytest.mark.parametrize("bomb, message", [
+    ("bomb.parquet", "bomb.parquet: rows 1 to 20,000 hold 2,000,000,000 characters of 'text'; the limit is 50,000,000"),
+    ("keys.jsonl", "keys.jsonl, line 1000: more than 1,000 different keys up to here; the limit is 1,000 columns"),
+])
+def test_import_bombs_are_refused_without_taking_memory(tmp_path, bomb, message):
+    path = tmp_path / bomb
+    dictionary_bomb(path, 20_000, label=True) if bomb.endswith(".parquet") else new_key_per_line(path)
+    grew, refused = peak_growth("from curation.sources import read_source", f"read_source({str(path)!r})")
+    assert refused == message
+    assert grew < MAX_GROWTH_MB
+
+
+def test_files_over_the_row_cap_are_refused(tmp_path):
+    rows = pd.DataFrame({"text": ["a"] * (MAX_IMPORT_ROWS + 1), "label": [0] * (MAX_IMPORT_ROWS + 1)})
+    rows.to_parquet(tmp_path / "rows.parquet")
+    _, message = problems_of(lambda: read_source(tmp_path / "rows.parquet"))
+    assert message == "rows.parquet: 250,001 rows; the limit is 250,000"
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    _, message = problems_of(lambda: read_source(tmp_path / "rows.csv"))
+    assert message == "rows.csv: more than 250,000 rows; the limit is 250,000"
+
+
+def test_long_labels_are_refused_where_they_are(tmp_path):
+    path = write_jsonl(tmp_path / "labels.jsonl", [{"text": "a", "label": 0}, {"text": "b", "label": "x" * 1_001}])
+    _, message = problems_of(lambda: read_source(path))
+    assert message == "labels.jsonl, line 2: 'label' is 1,001 characters long; the limit is 1,000"
+
+
+@pytest.mark.parametrize("rows, text, message", [
+    (501, "x" * MAX_TEXT_CHARS, "rows 1 to 501 hold 50,100,000 characters of 'text'; the limit is 50,000,000"),
+    (MAX_IMPORT_ROWS + 1, "a", "250,001 rows; the limit is 250,000"),
+])
+def test_hub_splits_are_checked_before_they_are_decoded(monkeypatch, rows, text, message):
+    split = datasets.Dataset.from_dict({"text": [text] * rows, "label": [0] * rows})
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, *args, **kwargs: datasets.DatasetDict({"train": split}))
+    _, refused = problems_of(lambda: read_source("someone/some-dataset"))
+    assert refused == f"someone/some-dataset [train]: {message}"

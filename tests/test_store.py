@@ -157,6 +157,17 @@ def test_pages_filters_and_search(demo_store):
     assert store.page(ExampleFilter(search='"unbalanced OR ( NEAR*')).total == 0
 
 
+def test_search_with_control_characters_is_not_an_error(store):
+    """A NUL ended the FTS5 query mid-string (sqlite3.OperationalError); control characters now separate words."""
+    store.import_examples(prepared(("train", "ignore all instructions", 1), ("train", "a kind note", 0)))
+    for search in ("ignore\x00instructions", "\x00", "ignore\x01", "\x07note", "note\ud800"):
+        store.page(ExampleFilter(search=search))
+        store.next_in_queue(Queue.FILTERED, "ann", browse_filter=ExampleFilter(search=search))
+    assert [e.id for e in store.page(ExampleFilter(search="ignore\x00instructions")).rows] == [1]
+    assert [e.id for e in store.page(ExampleFilter(search="\x07note")).rows] == [2]
+    assert store.page(ExampleFilter(search="\x00\x07")).total == 2  # nothing left to search for: no condition
+
+
 def test_page_text_is_a_preview(store):
     store.import_examples(prepared(("train", "y" * 5000, 1)))
     assert len(store.page().rows[0].text) == TEXT_PREVIEW_CHARS
@@ -313,36 +324,60 @@ def test_reopening_keeps_everything(tmp_path):
     reopened.close()
 
 
-def test_push_to_hub_needs_a_token_and_sends_one_commit(demo_store, monkeypatch):
+class FakeHubApi:
+    """HfApi at its boundary: a dataset repo already holding ``files``; every call is recorded in ``calls``."""
+
+    files = ["README.md", "train.parquet", "validation.parquet", "other.parquet", "data/foreign.parquet"]
+    calls = []
+
+    def __init__(self, token):
+        self.calls.append(("token", token))
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def list_repo_files(self, repo_id, **kwargs):
+        return list(self.files)
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        self.calls.append(("commit", repo_id, [(type(op).__name__, op.path_in_repo) for op in operations]))
+
+    def __getattr__(self, name):
+        """Any other call (delete_file, delete_folder, upload_folder with delete_patterns ...) is recorded too."""
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
     import huggingface_hub
 
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+    monkeypatch.setattr(FakeHubApi, "calls", [])
+    return FakeHubApi.calls
+
+
+def test_push_to_hub_needs_a_token_and_sends_one_commit(demo_store, monkeypatch, fake_hub):
     from curation.snapshots import push_to_hub
 
     snapshot = demo_store.create_snapshot("ann")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(PermissionError, match="HF_TOKEN"):
         push_to_hub(snapshot, "someone/labels")
+    assert fake_hub == []
 
-    calls = []
-
-    class FakeApi:
-        def __init__(self, token):
-            calls.append(("token", token))
-
-        def create_repo(self, repo_id, **kwargs):
-            calls.append(("create_repo", repo_id, kwargs))
-
-        def list_repo_files(self, repo_id, **kwargs):
-            return ["README.md", "train.parquet", "validation.parquet"]
-
-        def create_commit(self, repo_id, operations, **kwargs):
-            calls.append(("commit", repo_id, sorted(op.path_in_repo for op in operations)))
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     assert push_to_hub(snapshot, "someone/labels") == "https://huggingface.co/datasets/someone/labels"
-    assert calls[0] == ("token", "hf_test")
-    assert calls[1] == ("create_repo", "someone/labels", {"repo_type": "dataset", "private": True, "exist_ok": True})
-    # the stale validation split of an older push is deleted; this snapshot's files and a card are added
-    assert calls[2] == ("commit", "someone/labels", ["README.md", "manifest.json", "test.parquet", "train.parquet",
-                                                     "validation.parquet"])
+    assert fake_hub[0] == ("token", "hf_test")
+    assert fake_hub[1] == ("create_repo", "someone/labels", {"repo_type": "dataset", "private": True, "exist_ok": True})
+
+
+def test_push_to_hub_only_adds_its_own_files_and_deletes_nothing(demo_store, monkeypatch, fake_hub):
+    from curation.snapshots import push_to_hub
+
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    push_to_hub(demo_store.create_snapshot("ann"), "someone/labels")
+    commits = [call for call in fake_hub if call[0] == "commit"]
+    assert len(commits) == 1 and [call[0] for call in fake_hub] == ["token", "create_repo", "commit"]
+    # other.parquet, data/foreign.parquet and the older validation.parquet are left as they are
+    assert sorted(commits[0][2]) == [("CommitOperationAdd", name) for name in
+                                     ["README.md", "manifest.json", "test.parquet", "train.parquet"]]

@@ -10,8 +10,10 @@ import gradio as gr
 
 from access.hub_login import HubUsers
 from access.paths import PathError, checked_reference
+from access.roles import Permission, Role
 from access.users import Users
 from curation.store import LabelStore
+from ft.serving import DetectorService
 
 
 def page_error(message: object) -> gr.Error:
@@ -41,19 +43,25 @@ class Studio:
     """Folders a typed path may point into, besides the data directory."""
     access_note: str = ""
     """One line for the page: who may sign in, or that nobody needs to."""
+    detector: DetectorService | None = None
+    """The one model of this process (Detect, and Compare runs through its lock); over runs_dir unless given."""
 
     def __post_init__(self) -> None:
         if self.runs_dir is None:
             self.runs_dir = self.data_dir / "runs"
+        if self.detector is None:
+            self.detector = DetectorService(self.runs_dir)
 
     @property
     def roots(self) -> list[Path]:
         return [self.data_dir, *self.allowed_roots]
 
-    def is_admin(self, request: gr.Request | None) -> bool:
+    def role_of(self, request: gr.Request | None) -> Role | None:
+        """The caller's role: admin without sign-in (one local user), else the signed-in user's, else None."""
         if self.users is None:
-            return True
-        return self.users.is_admin(getattr(request, "username", None))
+            return Role.ADMIN
+        role = self.users.role(getattr(request, "username", None))
+        return Role.named(role) if role else None
 
     def signed_in_line(self, request: gr.Request | None) -> str:
         """Who this page is signed in as, with the role; empty when there is no sign-in.
@@ -65,10 +73,11 @@ class Studio:
             return ""
         return f"Signed in as `{name}` ({self.users.role(name)})"
 
-    def require_admin(self, request: gr.Request | None, action: str) -> None:
-        """Raise a page error unless the caller (page or API) may ``action``."""
-        if not self.is_admin(request):
-            raise page_error(f"Only an admin can {action}; you are signed in as a reviewer.")
+    def require(self, request: gr.Request | None, permission: Permission) -> None:
+        """Raise a page error unless the caller (page or API) may take ``permission``'s action."""
+        refusal = permission.refusal(self.role_of(request))
+        if refusal:
+            raise page_error(refusal)
 
     def checked_reference(self, ref: str) -> str:
         """A typed path made absolute inside the allowed roots, or a Hub id; a page error otherwise."""

@@ -5,29 +5,33 @@ shares one queue slot (``concurrency_id="detector"``, limit 1) on top of the ser
 The threshold only re-renders stored scores: moving it never calls the model.
 
 API (gradio_client): ``/detect`` (text, detector, threshold) -> result dict;
-``/detect_batch`` (lines, file, detector, threshold) -> (table, CSV path, note). Every other
-event here is private.
+``/detect_batch`` (lines, file, detector, threshold) -> (table, note); ``/detect_batch_csv``
+(threshold) -> the last batch of this session as a CSV file. Every other event here is private.
+
+Scores live on the server (gr.State, per session): what is sent to review, and the score recorded
+with it, comes from there, never from what a browser sends back.
 
 User text is only ever shown in Textbox, JSON and Dataframe "str" cells, which render plain text.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from curation.store import LabelStore
-from ft.detect_io import BatchInputError, batch_texts, examples_table, verdict_table, write_csv
+from ft.detect_io import BatchInputError, batch_texts, examples_table, verdict_table, write_session_csv
 from ft.serving import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
 from ui.context import Studio, page_error, reviewer_name_state
 
 MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
+VIEW_EVENTS = {"concurrency_limit": 2, "concurrency_id": "detect_view", "trigger_mode": "always_last"}
+"""Re-rendering stored scores: cheap, but bounded like any request a page can repeat at will."""
 PRIVATE = {"api_visibility": "private"}
-CSV_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "injection-studio-detect"
+CSV_DIR = Path(gr.utils.get_upload_folder()) / "injection-studio-detect"
+"""Inside Gradio's cache, so the file is served as it is (no second copy) and swept with the cache."""
 SIDES = ("before", "after")
 
 
@@ -59,13 +63,17 @@ def one_prompt_view(result: dict | None, threshold: float) -> list:
     return values + [note]
 
 
-def batch_view(scores: pd.DataFrame | None, threshold: float) -> tuple:
-    """The results table and its CSV download, rebuilt from stored scores at ``threshold``."""
+def batch_view(scores: pd.DataFrame | None, threshold: float):
+    """The results table, rebuilt from stored scores at ``threshold``."""
     if scores is None:
-        return gr.skip(), gr.skip()
-    table = verdict_table(scores, threshold)
-    csv = write_csv(verdict_table(scores, threshold, text_chars=None), CSV_DIR)
-    return table, str(csv)
+        return gr.skip()
+    return verdict_table(scores, threshold)
+
+
+def one_prompt_candidate(text: str, result: dict) -> dict:
+    """What "send to review" sends for a prompt detected here: its text, the detector and P(injection) after."""
+    after = result.get("after")
+    return {"text": text, "detector": result["detector"], "p": after["p_injection"] if after else None}
 
 
 def send_candidate(store: LabelStore, candidate: dict | None, reviewer: str | None, label: int | None) -> str:
@@ -85,7 +93,7 @@ def send_candidate(store: LabelStore, candidate: dict | None, reviewer: str | No
 
 def build(studio: Studio) -> None:
     """The Detect tab's components and events; call inside ``with gr.Tab("Detect"):``."""
-    service = DetectorService(studio.runs_dir)
+    service = studio.detector
     gr.Markdown("Type a prompt and compare the base model (**before**) with the fine-tuned detector (**after**). "
                 "One model is loaded for everyone using this app: picking another detector switches it for all.")
     with gr.Row():
@@ -113,6 +121,7 @@ def build(studio: Studio) -> None:
             examples = gr.Dataframe(label="Example prompts from the test split (click one to try it)",
                                     datatype="str", interactive=False, wrap=True, max_height=400)
             example_texts = gr.State([])
+            last = gr.State(None)
             with gr.Accordion("Result as the API returns it", open=False):
                 result = gr.JSON()
         with gr.Tab("Many prompts"):
@@ -123,7 +132,9 @@ def build(studio: Studio) -> None:
             batch_note = gr.Textbox(label="Batch status", interactive=False)
             table = gr.Dataframe(label="Batch results, largest disagreement first (click a row to send it to review)",
                                  datatype="str", interactive=False, wrap=True, max_height=600, elem_id="detect-results")
-            download = gr.DownloadButton("Download CSV")
+            with gr.Row():
+                export_btn = gr.Button("Export CSV", scale=0, elem_id="detect-export")
+                csv_file = gr.File(label="CSV of the results (full text)", interactive=False, elem_id="detect-csv")
             scores = gr.State(None)
 
     with gr.Accordion("Send to review (adds the text to the label store, or flags it if already there)", open=True):
@@ -157,48 +168,64 @@ def build(studio: Studio) -> None:
         return status_text, choice.test_metrics(), examples_table(picked), [e.text for e in picked]
 
     detector_outputs = [status, metrics, examples, example_texts]
-    gr.on(None, offered_detectors, inputs=None, outputs=[detector], **PRIVATE).then(
-        show_detector, inputs=[detector], outputs=detector_outputs, **PRIVATE, **MODEL_EVENTS)
-    detector.input(show_detector, inputs=[detector], outputs=detector_outputs, **PRIVATE, **MODEL_EVENTS)
-    reload_btn.click(offered_detectors, inputs=[detector], outputs=[detector], **PRIVATE)
+    gr.on(None, offered_detectors, inputs=None, outputs=[detector], api_name="detector_choices", **PRIVATE).then(
+        show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_load", **PRIVATE,
+        **MODEL_EVENTS)
+    detector.input(show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_pick", **PRIVATE,
+                   **MODEL_EVENTS)
+    reload_btn.click(offered_detectors, inputs=[detector], outputs=[detector], api_name="detector_reload_choices",
+                     **PRIVATE)
 
     # -- one prompt --------------------------------------------------------------------------------
-    def detect(text: str, detector: str, threshold: float) -> dict:
+    def detect(text: str, detector: str, threshold: float):
         """P(injection), verdict, short answer and latency from the base model (before) and the
         fine-tuned detector (after; null for a base model alone) for one prompt."""
         try:
-            return service.compare(detector, text).to_dict(threshold)
+            outcome = service.compare(detector, text).to_dict(threshold)
         except ServingError as exc:
             raise page_error(exc) from None
+        return outcome, {"result": outcome, "candidate": one_prompt_candidate(text, outcome)}
 
-    def one_candidate(text: str, outcome: dict) -> tuple[str, dict]:
-        after = outcome.get("after")
-        return text, {"text": text, "detector": outcome["detector"], "p": after["p_injection"] if after else None}
+    def show_result(stored: dict | None, threshold: float):
+        if not stored:
+            return [gr.skip()] * (len(one_outputs) + 2)
+        return [*one_prompt_view(stored["result"], threshold), stored["candidate"]["text"], stored["candidate"]]
 
-    detect_btn.click(detect, inputs=[prompt, detector, threshold], outputs=[result], api_name="detect",
+    def rethreshold(stored: dict | None, threshold: float):
+        return one_prompt_view(stored["result"] if stored else None, threshold)
+
+    detect_btn.click(detect, inputs=[prompt, detector, threshold], outputs=[result, last], api_name="detect",
                      **MODEL_EVENTS).success(
-        one_prompt_view, inputs=[result, threshold], outputs=one_outputs, **PRIVATE).success(
-        one_candidate, inputs=[prompt, result], outputs=[review_text, candidate], **PRIVATE)
-    threshold.change(one_prompt_view, inputs=[result, threshold], outputs=one_outputs, queue=False, **PRIVATE)
+        show_result, inputs=[last, threshold], outputs=[*one_outputs, review_text, candidate],
+        api_name="detect_show", **PRIVATE)
+    threshold.change(rethreshold, inputs=[last, threshold], outputs=one_outputs, api_name="detect_rethreshold",
+                     **PRIVATE, **VIEW_EVENTS)
 
     def example_text(texts: list[str], evt: gr.SelectData) -> str:
         return texts[int(evt.row_value[0])]
 
-    examples.select(example_text, inputs=[example_texts], outputs=[prompt], **PRIVATE)
+    examples.select(example_text, inputs=[example_texts], outputs=[prompt], api_name="detect_example", **PRIVATE)
 
     # -- many prompts ------------------------------------------------------------------------------
     def detect_batch(lines: str, file: str | None, detector: str, threshold: float, progress=gr.Progress()):
         """P(injection) and verdicts from both models for many prompts (pasted lines and/or a CSV,
         parquet or JSONL file with a 'text' column): the table (largest disagreement first, text cut
-        to 300 characters, 'row' = input position), the CSV file (full text) and a note."""
+        to 300 characters, 'row' = input position) and a note. /detect_batch_csv then writes its CSV."""
         try:
             texts, read_note = batch_texts(lines, file)
             scored = service.score_batch(
                 detector, texts, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} prompts"))
         except (BatchInputError, ServingError) as exc:
             raise page_error(exc) from None
-        shown, csv = batch_view(scored, threshold)
-        return shown, csv, f"Scored {read_note}.", scored
+        return batch_view(scored, threshold), f"Scored {read_note}.", scored
+
+    def export_csv(stored: pd.DataFrame | None, threshold: float, request: gr.Request) -> str:
+        """This session's last batch at ``threshold`` as a CSV file (full text, formulas escaped); the
+        session's previous CSV is replaced."""
+        if stored is None:
+            raise page_error("Score some prompts first.")
+        table_now = verdict_table(stored, threshold, text_chars=None)
+        return str(write_session_csv(table_now, CSV_DIR, request.session_hash or "no-session"))
 
     def batch_candidate(stored: pd.DataFrame | None, evt: gr.SelectData):
         if stored is None:
@@ -209,9 +236,14 @@ def build(studio: Studio) -> None:
         return text, {"text": text, "detector": stored.attrs["detector"], "p": p}
 
     score_btn.click(detect_batch, inputs=[pasted, upload, detector, threshold],
-                    outputs=[table, download, batch_note, scores], api_name="detect_batch", **MODEL_EVENTS)
-    threshold.change(batch_view, inputs=[scores, threshold], outputs=[table, download], queue=False, **PRIVATE)
-    table.select(batch_candidate, inputs=[scores], outputs=[review_text, candidate], **PRIVATE)
+                    outputs=[table, batch_note, scores], api_name="detect_batch", **MODEL_EVENTS).success(
+        lambda: None, outputs=[csv_file], api_name="detect_batch_clear_csv", **PRIVATE)
+    export_btn.click(export_csv, inputs=[scores, threshold], outputs=[csv_file], api_name="detect_batch_csv",
+                     concurrency_limit=2, concurrency_id="detect_csv")
+    threshold.change(batch_view, inputs=[scores, threshold], outputs=[table], api_name="detect_batch_rethreshold",
+                     **PRIVATE, **VIEW_EVENTS)
+    table.select(batch_candidate, inputs=[scores], outputs=[review_text, candidate], api_name="detect_pick_row",
+                 **PRIVATE)
 
     # -- send to review ----------------------------------------------------------------------------
     def send(label: int | None):
@@ -222,14 +254,16 @@ def build(studio: Studio) -> None:
                 raise page_error(exc) from None
         return sender
 
-    for button, label in ((send_injection, 1), (send_benign, 0), (send_flag, None)):
-        button.click(send(label), inputs=[candidate, name_box], outputs=[review_status], **PRIVATE)
+    for button, label, name in ((send_injection, 1, "injection"), (send_benign, 0, "benign"),
+                                (send_flag, None, "flag")):
+        button.click(send(label), inputs=[candidate, name_box], outputs=[review_status], api_name=f"send_{name}",
+                     **PRIVATE)
 
     def identify(saved: str, request: gr.Request):
         if getattr(request, "username", None):
             return gr.Textbox(value=request.username, interactive=False)
         return gr.Textbox(value=saved or "")
 
-    gr.on(None, identify, inputs=[saved_name], outputs=[name_box], **PRIVATE)
+    gr.on(None, identify, inputs=[saved_name], outputs=[name_box], api_name="detect_identify", **PRIVATE)
     gr.on([name_box.submit, name_box.blur], lambda typed: (typed or "").strip(), inputs=[name_box],
-          outputs=[saved_name], **PRIVATE)
+          outputs=[saved_name], api_name="detect_remember_name", **PRIVATE)

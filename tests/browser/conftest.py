@@ -107,6 +107,21 @@ def start_module_app(tmp_path_factory):
     yield from _app_starter(tmp_path_factory)
 
 
+TEAM = {"boss": ("boss-pw", "admin"), "lee": ("lee-pw", "lead"), "rev": ("rev-pw", "reviewer")}
+"""Password sign-in users of ``team_app``: name -> (password, role)."""
+
+
+@pytest.fixture(scope="module")
+def team_app(start_module_app, tmp_path_factory) -> RunningApp:
+    """The app with password sign-in for TEAM, shared by the tests of one module."""
+    from access.users import hash_password
+
+    users = tmp_path_factory.mktemp("users") / "users.txt"
+    users.write_text("".join(f"{name}:{hash_password(password)}:{role}\n" for name, (password, role) in TEAM.items()),
+                     encoding="utf-8")
+    return start_module_app("--auth", str(users))
+
+
 @pytest.fixture
 def running_app(start_app, tmp_path_factory) -> RunningApp:
     """The app on a fresh data directory (so on the demo dataset); the tests' temp folders may be typed in."""

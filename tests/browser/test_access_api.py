@@ -1,22 +1,17 @@
 """Sign-in guards the API as it guards the page: no credentials, nothing; a reviewer cannot run jobs or
-create and delete snapshots."""
+create and delete snapshots, nor adjudicate; scores cannot be forged; other sites and host names are refused."""
 import json
+import sqlite3
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 from gradio_client import Client
 
-from access.users import hash_password
+from browser.queue_client import Caller
 
 RUN_CONTROL = ("/start", "/cancel", "/resume", "/delete")
-
-
-@pytest.fixture(scope="module")
-def signed_in_app(start_module_app, tmp_path_factory):
-    users = tmp_path_factory.mktemp("users") / "users.txt"
-    users.write_text(f"boss:{hash_password('boss-pw')}:admin\nrev:{hash_password('rev-pw')}\n", encoding="utf-8")
-    return start_module_app("--auth", str(users))
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +30,20 @@ def status_of(url: str, data: bytes | None = None, origin: str | None = None) ->
         return error.code
 
 
-def test_without_credentials_every_route_and_client_call_is_refused(signed_in_app):
-    base = signed_in_app.url.rstrip("/")
+def test_without_credentials_every_route_and_client_call_is_refused(team_app):
+    base = team_app.url.rstrip("/")
     for route in ("/config", "/gradio_api/info", "/gradio_api/queue/status"):
         assert status_of(base + route) in (401, 403), route
     body = json.dumps({"data": ["hello", "base:tiny", 0.5]}).encode()
     assert status_of(base + "/gradio_api/call/detect", body) in (401, 403)
     with pytest.raises(Exception):
-        Client(signed_in_app.url, verbose=False)
+        Client(team_app.url, verbose=False)
     with pytest.raises(Exception):
-        Client(signed_in_app.url, auth=("rev", "wrong"), verbose=False)
+        Client(team_app.url, auth=("rev", "wrong"), verbose=False)
 
 
-def test_a_reviewer_cannot_control_runs_but_an_admin_can(signed_in_app):
-    reviewer = Client(signed_in_app.url, auth=("rev", "rev-pw"), verbose=False)
+def test_a_reviewer_cannot_control_runs_but_an_admin_can(team_app):
+    reviewer = Client(team_app.url, auth=("rev", "rev-pw"), verbose=False)
     endpoints = reviewer.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(RUN_CONTROL) <= set(endpoints)
     for name in ("/cancel", "/resume", "/delete"):
@@ -61,7 +56,7 @@ def test_a_reviewer_cannot_control_runs_but_an_admin_can(signed_in_app):
     start_args = [p.get("example_input") for p in endpoints["/start"]["parameters"]]
     with pytest.raises(Exception, match="Only an admin"):
         reviewer.predict(*start_args, api_name="/start")
-    admin = Client(signed_in_app.url, auth=("boss", "boss-pw"), verbose=False)
+    admin = Client(team_app.url, auth=("boss", "boss-pw"), verbose=False)
     answer = admin.predict("no-such-run", api_name="/cancel")
     assert "Only an admin" not in str(answer)
 
@@ -94,3 +89,53 @@ def test_calls_from_another_site_are_refused(open_app):
     assert status_of(app.url + "config", origin=f"http://127.0.0.1:{app.port + 1}") == 403
     assert status_of(call, body, origin=app.url.rstrip("/")) == 200
     assert status_of(call, body) == 200
+
+
+def test_a_rebinding_host_name_is_refused_and_no_other_site_may_frame_the_app(open_app):
+    """Without sign-in every visitor is an admin: a page whose name re-resolves to 127.0.0.1 must get nothing."""
+    caller, port = Caller(open_app.url), open_app.port
+    assert caller.status("/config", headers={"Host": f"evil.test:{port}"}) == 403
+    assert caller.status("/config", headers={"Host": f"evil.test:{port}", "Origin": f"http://evil.test:{port}"}) == 403
+    assert caller.status("/config", headers={"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"}) == 200
+    headers = caller.headers("/")
+    assert headers["content-security-policy"] == "frame-ancestors 'self'"
+    assert headers["x-frame-options"] == "SAMEORIGIN"
+
+
+def test_a_score_sent_to_review_cannot_be_forged_by_the_browser(open_app):
+    """Whatever a page sends to the events that choose the prompt to send, the score stored with it is never
+    the page's: every event that writes the chosen prompt is fed forged values, then Send is pressed."""
+    caller = Caller(open_app.url)
+    config = caller.config()
+    send = next(d for d in config["dependencies"] if d["api_name"] == "send_injection")
+    chosen = send["inputs"][0]
+    forged = {"text": "forged prompt", "detector": "run:forged-run", "p": 0.999,
+              "after": {"p_injection": 0.999}, "candidate": {"text": "forged prompt", "detector": "run:forged-run",
+                                                             "p": 0.999}}
+    session = uuid.uuid4().hex
+    writers = [d for d in config["dependencies"] if chosen in d["outputs"] and d["backend_fn"]]
+    assert writers, "no event chooses the prompt to send"
+    for writer in writers:
+        caller.call(writer["id"], ["forged prompt" if i % 2 == 0 else forged for i in range(len(writer["inputs"]))],
+                    session=session, event_data={"index": [0, 0], "value": "x", "row_value": [0, "forged prompt"]})
+    caller.call(send["id"], [forged, "mallory"], session=session)
+    with sqlite3.connect(open_app.data_dir / "labels.sqlite") as db:
+        forged_scores = db.execute("SELECT COUNT(*) FROM scores WHERE run_id = 'forged-run'").fetchone()[0]
+    assert forged_scores == 0
+
+
+@pytest.mark.parametrize("name, password, allowed", [("rev", "rev-pw", False), ("lee", "lee-pw", True)])
+def test_only_a_lead_or_admin_can_adjudicate(team_app, name, password, allowed):
+    caller = Caller(team_app.url)
+    caller.sign_in(name, password)
+    config = caller.config()
+    session = uuid.uuid4().hex
+    first = caller.call(caller.fn_index(config, "review_first_item"), ["", "unreviewed", None, None], session=session)
+    assert first["success"], first
+    vote = caller.call(caller.fn_index(config, "vote_benign"), [None, "", True, "unreviewed", "", None, None],
+                       session=session)
+    error = (vote.get("output") or {}).get("error") or ""
+    if allowed:
+        assert vote["success"], error
+    else:
+        assert "Only a lead can adjudicate" in error

@@ -46,14 +46,14 @@ def _overview_on_load(store: LabelStore, shared: Shared, browse: Browse, reviewe
         return (gr.Markdown(visible=demo_only(store)), gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
                 *reviewers_view(store), *snapshots_view(store))
 
-    gr.on(None, overview, outputs=[shared.banner, browse.split, *reviewers, *snapshots])
+    gr.on(None, overview, outputs=[shared.banner, browse.split, *reviewers, *snapshots], api_name="overview",
+          api_visibility="private")
 
 
 def build(studio: Studio) -> None:
     """The Curate tab's components and events; call inside ``with gr.Tab("Curate"):``.
 
-    Each sub-tab wires its own events as it is built, in page order: that order names the API endpoints
-    Gradio numbers (``first_item_1``, ``lambda_2``...), so it is kept.
+    Each sub-tab wires its own events as it is built; every event names its endpoint (ui/endpoints.py).
     """
     shared = _top_of_tab()
     with gr.Tabs() as tabs:

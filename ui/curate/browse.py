@@ -117,11 +117,12 @@ def _wire_pages(store: LabelStore, shared: Shared, panel: BrowsePanel) -> Handle
         return *_browse_page(store, chosen, 0), chosen
 
     first_page = Handler(browse, list(panel.filters), [*panel.page_outputs, shared.browse_filter])
-    gr.on(None, first_page.fn, inputs=first_page.inputs, outputs=first_page.outputs, trigger_mode="always_last")
+    gr.on(None, first_page.fn, inputs=first_page.inputs, outputs=first_page.outputs, trigger_mode="always_last",
+          api_name="browse")
     panel.prev_btn.click(lambda f, p: _browse_page(store, f, p - 1), [shared.browse_filter, panel.page],
-                         panel.page_outputs)
+                         panel.page_outputs, api_name="browse_previous")
     panel.next_btn.click(lambda f, p: _browse_page(store, f, p + 1), [shared.browse_filter, panel.page],
-                         panel.page_outputs)
+                         panel.page_outputs, api_name="browse_next")
     return first_page
 
 
@@ -136,8 +137,10 @@ def _wire_selection(store: LabelStore, panel: BrowsePanel, review: Review, tabs:
             raise page_error("Select a row in the table first.")
         return *review_view(store, example_id), gr.Tabs(selected="review")
 
-    panel.table.select(select_row, outputs=[panel.selected_id, panel.full_text])
-    panel.review_this.click(review_selected, inputs=[panel.selected_id], outputs=[*review.outputs, tabs])
+    panel.table.select(select_row, outputs=[panel.selected_id, panel.full_text], api_name="browse_select_row",
+                       api_visibility="private")
+    panel.review_this.click(review_selected, inputs=[panel.selected_id], outputs=[*review.outputs, tabs],
+                            api_name="browse_open_in_review", api_visibility="private")
 
 
 def browse_tab(store: LabelStore, shared: Shared, review: Review, tabs: gr.Tabs) -> Browse:

@@ -80,7 +80,8 @@ def _wire_read(studio: Studio, form: ImportForm) -> None:
 
     form.preview_btn.click(read, inputs=[form.source, form.upload, form.text_column, form.label_column,
                                          form.single_split],
-                           outputs=[form.import_status, form.mapping, form.preview, form.import_btn])
+                           outputs=[form.import_status, form.mapping, form.preview, form.import_btn],
+                           api_name="import_read")
 
 
 def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Review, browse: Browse) -> None:
@@ -105,11 +106,13 @@ def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Re
         return (gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]), gr.Markdown(visible=demo_only(store)),
                 gr.Button(interactive=False))
 
+    private = {"api_visibility": "private"}
     form.import_btn.click(write, inputs=[form.preview, form.mapping, shared.reviewer_box],
-                          outputs=[form.import_status]).then(
-        after_import, outputs=[browse.split, shared.banner, form.import_btn]).then(
-        *browse.first_page).then(
-        *review.first_item)
+                          outputs=[form.import_status], api_name="import_write").then(
+        after_import, outputs=[browse.split, shared.banner, form.import_btn], api_name="import_refresh",
+        **private).then(
+        *browse.first_page, api_name="browse_after_import", **private).then(
+        *review.first_item, api_name="review_first_item_after_import", **private)
 
 
 def import_tab(studio: Studio, shared: Shared, review: Review, browse: Browse) -> None:

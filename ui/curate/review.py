@@ -16,6 +16,7 @@ from curation.filters import ExampleFilter, Queue
 from curation.labels import BENIGN, INJECTION, LABEL_RULE, UNSURE, label_name
 from curation.store import Example, LabelStore
 from curation.suspects import list_audits, next_suspect, read_audit, record_audit_scores, suspects_queue
+from access.roles import ADJUDICATE
 from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer, reviewer_name, when
 from ui.handler import Handler
@@ -23,6 +24,7 @@ from ui.handler import Handler
 SUSPECTS = "suspects"
 """The review queue walking a label audit's suspects in rank order (beside the store's own queues)."""
 TOP_SUSPECTS = 20
+PRIVATE = {"api_visibility": "private"}
 
 KEYBOARD_HEAD = """
 <script>
@@ -107,19 +109,23 @@ def _audit_choices(studio: Studio) -> list[tuple[str, str]]:
     return choices
 
 
-def _load_audit(path: str | None):
+def _load_audit(studio: Studio, path: str | None):
+    """The audit at ``path``, which must be one of this app's audits (a page may send any path)."""
     if not path:
         return None
+    if path not in {str(p) for p in list_audits(studio.runs_dir)}:
+        raise page_error("Pick one of the label audits listed.")
     try:
         return read_audit(path)
     except (OSError, ValueError) as error:
         raise page_error(f"Cannot read the audit: {error}") from None
 
 
-def _suspects_view(store: LabelStore, audit_path: str | None, example_id: int | None) -> tuple[str, pd.DataFrame]:
+def _suspects_view(studio: Studio, audit_path: str | None, example_id: int | None) -> tuple[str, pd.DataFrame]:
     """(a line on the audit, the queue and the shown item; the top of the queue as a table)."""
+    store = studio.store
     columns = ["rank", "example", "audit P(injection)", "audited label", "current label", "issue", "text"]
-    audit = _load_audit(audit_path)
+    audit = _load_audit(studio, audit_path)
     if audit is None:
         return "Pick a completed label audit.", frame(columns, [])
     queue = suspects_queue(store, audit)
@@ -141,19 +147,19 @@ def _suspects_view(store: LabelStore, audit_path: str | None, example_id: int | 
     return "\n".join(lines), frame(columns, rows)
 
 
-def _suspects_update(store: LabelStore, chosen_queue: str, audit_path: str | None, example_id: int | None):
+def _suspects_update(studio: Studio, chosen_queue: str, audit_path: str | None, example_id: int | None):
     """The suspects view for the shown item; left as it is unless the suspects queue is chosen."""
     if chosen_queue != SUSPECTS:
         return gr.skip(), gr.skip()
-    return _suspects_view(store, audit_path, example_id)
+    return _suspects_view(studio, audit_path, example_id)
 
 
-def _next_id(store: LabelStore, chosen_queue: str, name: str, after_id: int | None, browse: ExampleFilter,
+def _next_id(studio: Studio, chosen_queue: str, name: str, after_id: int | None, browse: ExampleFilter,
              audit_path: str | None) -> int | None:
     if chosen_queue == SUSPECTS:
-        audit = _load_audit(audit_path)
-        return next_suspect(store, audit, after_id=after_id) if audit else None
-    return store.next_in_queue(Queue(chosen_queue), name or "anonymous", after_id, browse)
+        audit = _load_audit(studio, audit_path)
+        return next_suspect(studio.store, audit, after_id=after_id) if audit else None
+    return studio.store.next_in_queue(Queue(chosen_queue), name or "anonymous", after_id, browse)
 
 
 # -- components ----------------------------------------------------------------------------------------
@@ -250,14 +256,14 @@ def _review_panel(current_id: gr.State) -> ReviewPanel:
 # -- events --------------------------------------------------------------------------------------------
 
 
-def _first_item(store: LabelStore, shared: Shared, panel: ReviewPanel) -> Handler:
+def _first_item(studio: Studio, shared: Shared, panel: ReviewPanel) -> Handler:
     """Show the chosen queue's first item, with the counts and the suspects view."""
     def first_item(typed: str, chosen_queue: str, browse: ExampleFilter, audit_path: str | None,
                    request: gr.Request):
         name = reviewer_name(request, typed)
-        example_id = _next_id(store, chosen_queue, name, None, browse, audit_path)
-        return (*review_view(store, example_id), _counts(store, name),
-                *_suspects_update(store, chosen_queue, audit_path, example_id))
+        example_id = _next_id(studio, chosen_queue, name, None, browse, audit_path)
+        return (*review_view(studio.store, example_id), _counts(studio.store, name),
+                *_suspects_update(studio, chosen_queue, audit_path, example_id))
 
     return Handler(first_item, [shared.reviewer_box, panel.queue, shared.browse_filter, panel.suspects.audit_picker],
                    [*panel.outputs, shared.counts, *panel.suspects.outputs])
@@ -270,7 +276,8 @@ def _identify_then_show_first_item(shared: Shared, first_item: Handler) -> None:
             return gr.Textbox(value=request.username, interactive=False, label="Reviewer (from your login)")
         return gr.Textbox(value=saved or "")
 
-    gr.on(None, identify, inputs=[shared.saved_name], outputs=[shared.reviewer_box]).then(*first_item)
+    gr.on(None, identify, inputs=[shared.saved_name], outputs=[shared.reviewer_box], api_name="curate_identify",
+          api_visibility="private").then(*first_item, api_name="review_first_item")
 
 
 def _wire_suspects_queue(studio: Studio, panel: ReviewPanel, first_item: Handler) -> None:
@@ -282,50 +289,58 @@ def _wire_suspects_queue(studio: Studio, panel: ReviewPanel, first_item: Handler
         return gr.Column(visible=shown), gr.Dropdown(choices=_audit_choices(studio)) if shown else gr.skip()
 
     def pick_audit(audit_path: str | None):
-        audit = _load_audit(audit_path)
+        audit = _load_audit(studio, audit_path)
         if audit is not None:
             record_audit_scores(studio.store, audit)  # once: it records nothing when this audit's scores are in
 
-    panel.queue.change(show_suspects_box, panel.queue, [suspects.box, suspects.audit_picker]).then(*first_item)
+    panel.queue.change(show_suspects_box, panel.queue, [suspects.box, suspects.audit_picker],
+                       api_name="review_queue_chosen", **PRIVATE).then(
+        *first_item, api_name="review_first_item_of_queue", **PRIVATE)
     suspects.audit_picker.focus(lambda: gr.Dropdown(choices=_audit_choices(studio)), None, suspects.audit_picker,
-                                show_progress="hidden")
-    suspects.audit_picker.input(pick_audit, suspects.audit_picker, None).then(*first_item)
+                                show_progress="hidden", api_name="review_audit_choices", **PRIVATE)
+    suspects.audit_picker.input(pick_audit, suspects.audit_picker, None, api_name="review_audit_chosen",
+                                **PRIVATE).then(*first_item, api_name="review_first_item_of_audit", **PRIVATE)
 
 
 def _remember_reviewer_name(shared: Shared) -> None:
     gr.on([shared.reviewer_box.submit, shared.reviewer_box.blur], lambda name: (name or "").strip(),
-          inputs=[shared.reviewer_box], outputs=[shared.saved_name])
+          inputs=[shared.reviewer_box], outputs=[shared.saved_name], api_name="curate_remember_name", **PRIVATE)
 
 
-def _wire_votes(store: LabelStore, shared: Shared, panel: ReviewPanel) -> None:
-    """Each vote button (Skip votes nothing) moves on to the queue's next item."""
+def _wire_votes(studio: Studio, shared: Shared, panel: ReviewPanel) -> None:
+    """Each vote button (Skip votes nothing) moves on to the queue's next item; adjudicating takes a lead."""
+    store = studio.store
+
     def vote_with(label: int | None):
         def vote(example_id: int | None, note_text: str, adjudication: bool, chosen_queue: str, typed: str,
                  browse: ExampleFilter, audit_path: str | None, request: gr.Request):
             name = reviewer(request, typed)
             if example_id is not None and label is not None:
+                if adjudication:
+                    studio.require(request, ADJUDICATE)
                 try:
                     store.cast_vote(example_id, name, label, note_text or "", adjudication)
                 except (ValueError, KeyError) as error:  # KeyError: no such example
                     raise page_error(error.args[0] if error.args else error) from None
-            shown = _next_id(store, chosen_queue, name, example_id, browse, audit_path)
+            shown = _next_id(studio, chosen_queue, name, example_id, browse, audit_path)
             return (*review_view(store, shown), "", _counts(store, name),
-                    *_suspects_update(store, chosen_queue, audit_path, shown))
+                    *_suspects_update(studio, chosen_queue, audit_path, shown))
         return vote
 
     buttons = panel.buttons
     inputs = [panel.current_id, panel.note, panel.adjudicate, panel.queue, shared.reviewer_box, shared.browse_filter,
               panel.suspects.audit_picker]
     outputs = [*panel.outputs, panel.note, shared.counts, *panel.suspects.outputs]
-    for button, label in ((buttons.injection, INJECTION), (buttons.benign, BENIGN), (buttons.unsure, UNSURE),
-                          (buttons.skip, None)):
-        button.click(vote_with(label), inputs=inputs, outputs=outputs)
+    for button, label, name in ((buttons.injection, INJECTION, "injection"), (buttons.benign, BENIGN, "benign"),
+                                (buttons.unsure, UNSURE, "unsure"), (buttons.skip, None, "skip")):
+        button.click(vote_with(label), inputs=inputs, outputs=outputs, api_name=f"vote_{name}")
 
 
-def _wire_undo(store: LabelStore, shared: Shared, panel: ReviewPanel) -> None:
+def _wire_undo(studio: Studio, shared: Shared, panel: ReviewPanel) -> None:
     """Undo retracts the reviewer's last vote and shows that item again."""
     def undo(example_id: int | None, typed: str, chosen_queue: str, audit_path: str | None, request: gr.Request):
         name = reviewer(request, typed)
+        store = studio.store
         try:
             retracted = store.undo_last_vote(name)
         except ValueError as error:
@@ -334,21 +349,21 @@ def _wire_undo(store: LabelStore, shared: Shared, panel: ReviewPanel) -> None:
             gr.Info("You have no vote to undo.")
         shown = retracted.example_id if retracted else example_id
         return (*review_view(store, shown), _counts(store, name),
-                *_suspects_update(store, chosen_queue, audit_path, shown))
+                *_suspects_update(studio, chosen_queue, audit_path, shown))
 
     panel.buttons.undo.click(undo, inputs=[panel.current_id, shared.reviewer_box, panel.queue,
                                            panel.suspects.audit_picker],
-                             outputs=[*panel.outputs, shared.counts, *panel.suspects.outputs])
+                             outputs=[*panel.outputs, shared.counts, *panel.suspects.outputs], api_name="vote_undo")
 
 
 def review_tab(studio: Studio, shared: Shared) -> Review:
     """The Review sub-tab and its events; what Browse and Import need of it."""
     with gr.Tab("Review", id="review"):
         panel = _review_panel(shared.current_id)
-    first_item = _first_item(studio.store, shared, panel)
+    first_item = _first_item(studio, shared, panel)
     _identify_then_show_first_item(shared, first_item)
     _wire_suspects_queue(studio, panel, first_item)
     _remember_reviewer_name(shared)
-    _wire_votes(studio.store, shared, panel)
-    _wire_undo(studio.store, shared, panel)
+    _wire_votes(studio, shared, panel)
+    _wire_undo(studio, shared, panel)
     return Review(panel.outputs, first_item)

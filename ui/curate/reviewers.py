@@ -47,5 +47,5 @@ def reviewers_tab(store: LabelStore) -> list:
         pairs = gr.Dataframe(label="Pairs of reviewers", datatype="str", interactive=False)
         recent = gr.Dataframe(label="Recent changes (audit log)", datatype="str", interactive=False, wrap=True)
     outputs = [counts, agreement, pairs, recent]
-    gr.on([refresh.click, tab.select], lambda: reviewers_view(store), outputs=outputs)
+    gr.on([refresh.click, tab.select], lambda: reviewers_view(store), outputs=outputs, api_name="reviewers_view")
     return outputs

@@ -82,18 +82,16 @@ def _snapshot_panel() -> SnapshotPanel:
 
 def _wire_create(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
     def snapshot(typed: str, request: gr.Request):
-        studio.require_admin(request, "create snapshots")
         made = studio.store.create_snapshot(reviewer_name(request, typed) or "anonymous")
         return (_snapshot_summary(made.manifest), [str(p) for p in made.files],
                 *snapshots_view(studio.store, made.id))
 
     panel.create_btn.click(snapshot, inputs=[shared.reviewer_box],
-                           outputs=[panel.manifest, panel.files, *panel.outputs])
+                           outputs=[panel.manifest, panel.files, *panel.outputs], api_name="snapshot")
 
 
 def _wire_push(studio: Studio, panel: SnapshotPanel) -> None:
-    def push(snapshot_id: str | None, repo_id: str, request: gr.Request):
-        studio.require_admin(request, "push snapshots to the Hub")
+    def push(snapshot_id: str | None, repo_id: str):
         chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
         if chosen is None or not (repo_id or "").strip():
             raise page_error("Choose a snapshot and a Hub dataset repo.")
@@ -102,7 +100,7 @@ def _wire_push(studio: Studio, panel: SnapshotPanel) -> None:
         except Exception as error:  # network and Hub errors all end up in front of the user the same way
             return f"Push failed: {type(error).__name__}: {error}"
 
-    panel.push_btn.click(push, inputs=[panel.chosen, panel.hub_repo], outputs=[panel.status])
+    panel.push_btn.click(push, inputs=[panel.chosen, panel.hub_repo], outputs=[panel.status], api_name="push_snapshot")
 
 
 def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
@@ -110,8 +108,7 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
     its data, so every run keeps the labels it was trained on. Picking another snapshot closes the question."""
     doomed = gr.State(None)
 
-    def ask(snapshot_id: str | None, request: gr.Request):
-        studio.require_admin(request, "delete snapshots")
+    def ask(snapshot_id: str | None):
         known = snapshot_id in {s.id for s in studio.store.list_snapshots()}
         if not known:
             raise page_error("Choose a snapshot to delete.")
@@ -120,7 +117,6 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
         return snapshot_id, question, gr.Row(visible=True)
 
     def delete_snapshot(snapshot_id: str | None, typed: str, request: gr.Request):
-        studio.require_admin(request, "delete snapshots")
         chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
         if chosen is None:
             raise page_error("Choose a snapshot to delete.")
@@ -138,18 +134,19 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
         return gr.Row(visible=False)
 
     private = {"api_visibility": "private"}
-    panel.delete_btn.click(ask, panel.chosen, [doomed, panel.confirm_text, panel.confirm_row], **private)
-    for closing in (panel.keep_btn.click, panel.chosen.change):
-        closing(hide_question, None, panel.confirm_row, **private)
+    panel.delete_btn.click(ask, panel.chosen, [doomed, panel.confirm_text, panel.confirm_row],
+                           api_name="delete_snapshot_ask", **private)
+    for closing, name in ((panel.keep_btn.click, "keep"), (panel.chosen.change, "close")):
+        closing(hide_question, None, panel.confirm_row, api_name=f"delete_snapshot_{name}", **private)
     panel.confirm_btn.click(delete_snapshot, inputs=[doomed, shared.reviewer_box],
-                            outputs=[panel.status, panel.confirm_row, *panel.outputs])
+                            outputs=[panel.status, panel.confirm_row, *panel.outputs], api_name="delete_snapshot")
 
 
 def snapshots_tab(studio: Studio, shared: Shared) -> list:
     """The Snapshots sub-tab and its events; returns what snapshots_view fills."""
     panel = _snapshot_panel()
     panel.tab.select(lambda chosen: snapshots_view(studio.store, chosen), inputs=[panel.chosen],
-                     outputs=panel.outputs)
+                     outputs=panel.outputs, api_name="snapshots_view")
     _wire_create(studio, shared, panel)
     _wire_push(studio, panel)
     _wire_delete(studio, shared, panel)

@@ -27,8 +27,8 @@ def build(studio: Studio) -> JobManager:
     """The Train tab's components and events; call inside ``with gr.Tab("Train"):``.
 
     Starts the job scheduler for ``studio.runs_dir`` (it launches only if no other app holds the lock).
-    The whole layout comes first, then the events: the timer and the run list feed several parts, and the
-    events' order names the API endpoints Gradio numbers (``completed_choices_1``, ``lambda_8``...).
+    The whole layout comes first, then the events: the timer and the run list feed several parts. Every
+    event names its endpoint (ui/endpoints.py).
     """
     manager = JobManager(studio.runs_dir)
     manager.start()
@@ -49,8 +49,8 @@ def build(studio: Studio) -> JobManager:
     refresh_on_timer(manager, timer, runs, view)
     wire_saved_configs(manager, form)
     wire_audit(studio, manager, form, runs)
-    wire_compare(manager, compare)
+    wire_compare(studio, manager, compare)
     wire_start(studio, manager, form, runs)
     wire_run_picking(manager, runs, view)
-    wire_run_actions(studio, manager, runs, selected)
+    wire_run_actions(manager, runs, selected)
     return manager

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import gradio as gr
 
 from ft import run_views
+from ft.compare import compare_runs, summary_text
 from ft.jobs import JobManager
+from ui.context import Studio, page_error
 from ui.train.runs import offer_completed_runs
-from ui.context import page_error
 
 
 @dataclass(frozen=True)
@@ -48,20 +49,22 @@ def compare_form() -> CompareForm:
     return CompareForm(run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts)
 
 
-def wire_compare(manager: JobManager, form: CompareForm) -> None:
+def wire_compare(studio: Studio, manager: JobManager, form: CompareForm) -> None:
+    """Compare loads two adapters in turn, inside the detector's lock with the live model put down, so the
+    app never holds more than one model; it shares the Detect tab's queue slot."""
     def compare(run_a, run_b, max_rows):
-        from ft.compare import compare_runs, summary_text
-
         if not run_a or not run_b:
             raise page_error("Pick two completed runs.")
         try:
-            done = compare_runs(manager.run_dir(run_a).path, manager.run_dir(run_b).path,
-                                max_rows=int(max_rows) if max_rows else None)
+            with studio.detector.exclusive():
+                done = compare_runs(manager.run_dir(run_a).path, manager.run_dir(run_b).path,
+                                    max_rows=int(max_rows) if max_rows else None)
         except Exception as error:  # a missing adapter, unreadable data...: all shown the same way
             raise page_error(f"Cannot compare: {type(error).__name__}: {error}") from None
         frames = (done.eval_metrics, done.same_text_metrics, done.verdicts)
         return summary_text(done), *(run_views.text_frame(f) for f in frames)
 
-    offer_completed_runs(manager, form.run_a)
-    offer_completed_runs(manager, form.run_b)
-    form.compare_btn.click(compare, [form.run_a, form.run_b, form.max_rows], form.outputs)
+    offer_completed_runs(manager, form.run_a, "compare_a_choices")
+    offer_completed_runs(manager, form.run_b, "compare_b_choices")
+    form.compare_btn.click(compare, [form.run_a, form.run_b, form.max_rows], form.outputs, api_name="compare_runs",
+                           concurrency_limit=1, concurrency_id="detector")

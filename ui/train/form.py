@@ -36,7 +36,8 @@ def _field_input(field: FormField, studio: Studio):
     common = {"label": field.name, "info": field.help}
     if field.name == "data":
         data = gr.Dropdown(_data_choices(studio), value=field.default, allow_custom_value=True, **common)
-        data.focus(lambda: gr.Dropdown(choices=_data_choices(studio)), None, data, show_progress="hidden")
+        data.focus(lambda: gr.Dropdown(choices=_data_choices(studio)), None, data, show_progress="hidden",
+                   api_name="data_choices", api_visibility="private")
         return data
     if field.name == "tracker":
         common["info"] = f"{field.help}. wandb here runs {wandb_mode()}."
@@ -125,12 +126,13 @@ def new_run_form(studio: Studio, manager: JobManager) -> NewRunForm:
 
 
 def _form_config(studio: Studio, manager: JobManager, form: NewRunForm, values) -> TrainConfig:
-    """The form's values as a config, its typed paths checked against the allowed folders."""
-    config = config_from_form(dict(zip(form.names, values)), manager.runs_dir)
+    """The form's values as a config, its typed paths checked against the allowed folders first (so that
+    no answer tells whether a path outside them exists)."""
+    by_name = dict(zip(form.names, values))
     for name in ("data", "model", "tokenizer"):
-        if getattr(config, name):
-            setattr(config, name, studio.checked_reference(getattr(config, name)))
-    return config
+        if isinstance(by_name.get(name), str) and by_name[name].strip():
+            by_name[name] = studio.checked_reference(by_name[name])
+    return config_from_form(by_name, manager.runs_dir)
 
 
 def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
@@ -138,22 +140,24 @@ def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
     def load_config(path):
         if not path:
             raise page_error("Pick a saved config first.")
+        if path not in {saved for _, saved in _saved_configs(manager)}:
+            raise page_error("Pick one of the saved configs listed.")
         try:
             values = form_values(TrainConfig.from_yaml(path))
         except ConfigError as error:
             raise page_error(str(error)) from None
         return [values[name] for name in form.names]
 
-    form.saved.focus(lambda: gr.Dropdown(choices=_saved_configs(manager)), None, form.saved, show_progress="hidden")
-    form.load_btn.click(load_config, form.saved, form.inputs)
+    form.saved.focus(lambda: gr.Dropdown(choices=_saved_configs(manager)), None, form.saved, show_progress="hidden",
+                     api_name="saved_configs", api_visibility="private")
+    form.load_btn.click(load_config, form.saved, form.inputs, api_name="load_config", api_visibility="private")
 
 
 def wire_audit(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunList) -> None:
     """The audit's start button queues a label audit of the form's config (admins only)."""
     audit = form.audit
 
-    def start_audit(request: gr.Request, known, folds, seed, in_sample, *values):
-        studio.require_admin(request, "start audits")
+    def start_audit(known, folds, seed, in_sample, *values):
         seed = (seed or "").strip()
         if seed and not seed.lstrip("-").isdigit():
             return f"Refused: seed must be a whole number or empty, got {seed!r}", gr.skip(), gr.skip(), gr.skip()
@@ -166,8 +170,8 @@ def wire_audit(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
         return f"Queued audit {run_id}:\n{shell_command(manager.command(run_id))}", *runs.refresh.fn(run_id, known)
 
     audit.start_btn.click(start_audit, [runs.known_ids, audit.folds, audit.seed, audit.in_sample_run, *form.inputs],
-                          [form.command_box, *runs.refresh.outputs])
-    offer_completed_runs(manager, audit.in_sample_run)
+                          [form.command_box, *runs.refresh.outputs], api_name="start_audit")
+    offer_completed_runs(manager, audit.in_sample_run, "audit_run_choices")
 
 
 def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunList) -> None:
@@ -180,14 +184,14 @@ def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
         run_id = planned if planned and not manager.run_dir(planned).path.exists() else manager.new_run_id(config)
         return run_id, shell_command(manager.command(run_id))
 
-    def start(request: gr.Request, planned, known, *values):
-        studio.require_admin(request, "start runs")
+    def start(planned, known, *values):
         try:
             run_id = manager.submit(_form_config(studio, manager, form, values), planned)
         except ConfigError as error:
             return None, f"Refused: {error}", gr.skip(), gr.skip(), gr.skip()
         return None, f"Queued {run_id}:\n{shell_command(manager.command(run_id))}", *runs.refresh.fn(run_id, known)
 
-    form.show_btn.click(show_command, [form.planned_id, *form.inputs], [form.planned_id, form.command_box])
+    form.show_btn.click(show_command, [form.planned_id, *form.inputs], [form.planned_id, form.command_box],
+                        api_name="show_command")
     form.start_btn.click(start, [form.planned_id, runs.known_ids, *form.inputs],
-                         [form.planned_id, form.command_box, *runs.refresh.outputs])
+                         [form.planned_id, form.command_box, *runs.refresh.outputs], api_name="start")

@@ -11,10 +11,10 @@ import gradio as gr
 
 from ft import run_views
 from ft.jobs import JobError, JobManager, RunInfo, log_tail, shell_command
-from ui.context import Studio
 from ui.handler import Handler
 
 REFRESH_S = 2.0
+PRIVATE = {"api_visibility": "private"}
 PREDICTION_WIDTHS = ["40%", "8%", "13%", "13%", "13%", "13%"]
 CPU_NOTE = ("\n\nNo GPU here: the `tiny` preset trains end to end on the CPU; real QLoRA training of "
             "Qwen2.5-1.5B needs a GPU (on Hugging Face, a GPU Space).")
@@ -79,8 +79,9 @@ def runs_table(manager: JobManager) -> gr.Dataframe:
     gpus = f"{manager.gpus} GPU(s)" if manager.gpus else "CPU"
     gr.Markdown(f"### Runs\nRuns wait in a queue and train one at a time on this machine ({gpus}); "
                 "they go on when the page is closed." + ("" if manager.gpus else CPU_NOTE))
-    return gr.Dataframe(lambda: run_views.runs_frame(manager.runs()), datatype="str", interactive=False,
-                        wrap=True, max_height=320, elem_id="train-runs")
+    table = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=320, elem_id="train-runs")
+    gr.on(None, lambda: run_views.runs_frame(manager.runs()), outputs=table, api_name="runs_table")
+    return table
 
 
 def selected_run() -> SelectedRun:
@@ -138,13 +139,13 @@ def run_list(manager: JobManager, table_component: gr.Dataframe, picker: gr.Drop
                    Handler(table, [picker, known_ids], [table_component, picker, known_ids]))
 
 
-def offer_completed_runs(manager: JobManager, picker: gr.Dropdown) -> None:
+def offer_completed_runs(manager: JobManager, picker: gr.Dropdown, api_name: str) -> None:
     """Fill ``picker`` with the completed runs whenever it gets the focus."""
     def completed_choices():
         ids = run_views.completed_runs(manager.runs())
         return gr.Dropdown(choices=ids)
 
-    picker.focus(completed_choices, None, picker, show_progress="hidden")
+    picker.focus(completed_choices, None, picker, show_progress="hidden", api_name=api_name, **PRIVATE)
 
 
 def _run_view(manager: JobManager, run_id, version, force=False, runs: list[RunInfo] | None = None) -> list:
@@ -173,7 +174,7 @@ def refresh_on_timer(manager: JobManager, timer: gr.Timer, runs: RunList, view: 
         return [*_list_view(now, selected, known), *_run_view(manager, selected, version, runs=now)]
 
     timer.tick(tick, [runs.picker, runs.known_ids, view.version], [*runs.refresh.outputs, *view.outputs],
-               show_progress="hidden")
+               show_progress="hidden", api_name="train_refresh", **PRIVATE)
 
 
 def wire_run_picking(manager: JobManager, runs: RunList, view: RunView) -> None:
@@ -182,12 +183,11 @@ def wire_run_picking(manager: JobManager, runs: RunList, view: RunView) -> None:
         return event.row_value[0]
 
     runs.picker.change(lambda run_id: _run_view(manager, run_id, None, force=True), runs.picker, view.outputs,
-                       show_progress="hidden")
-    runs.table.select(picked_row, None, runs.picker, show_progress="hidden")
+                       show_progress="hidden", api_name="run_view", **PRIVATE)
+    runs.table.select(picked_row, None, runs.picker, show_progress="hidden", api_name="run_pick_row", **PRIVATE)
 
 
-def _act(studio: Studio, action, run_id, request: gr.Request | None) -> str:
-    studio.require_admin(request, f"{action.__name__} runs")
+def _act(action, run_id) -> str:
     if not run_id:
         return "Pick a run first."
     try:
@@ -196,19 +196,22 @@ def _act(studio: Studio, action, run_id, request: gr.Request | None) -> str:
         return str(error)
 
 
-def wire_run_actions(studio: Studio, manager: JobManager, runs: RunList, selected: SelectedRun) -> None:
-    """Cancel, resume, and delete after a confirmation; admins only."""
-    def cancel(run_id, request: gr.Request):
-        return _act(studio, manager.cancel, run_id, request)
+def wire_run_actions(manager: JobManager, runs: RunList, selected: SelectedRun) -> None:
+    """Cancel, resume, and delete after a confirmation (admins only: ui/endpoints.py)."""
+    def cancel(run_id):
+        return _act(manager.cancel, run_id)
 
-    def resume(run_id, request: gr.Request):
-        return _act(studio, manager.resume, run_id, request)
+    def resume(run_id):
+        return _act(manager.resume, run_id)
 
-    def delete(run_id, request: gr.Request):
-        return _act(studio, manager.delete, run_id, request), gr.Row(visible=False)
+    def delete(run_id):
+        return _act(manager.delete, run_id), gr.Row(visible=False)
 
-    selected.cancel_btn.click(cancel, runs.picker, selected.action_box)
-    selected.resume_btn.click(resume, runs.picker, selected.action_box)
-    selected.delete_btn.click(lambda: gr.Row(visible=True), None, selected.confirm_row)
-    selected.keep_btn.click(lambda: gr.Row(visible=False), None, selected.confirm_row)
-    selected.confirm_btn.click(delete, runs.picker, [selected.action_box, selected.confirm_row]).then(*runs.refresh)
+    selected.cancel_btn.click(cancel, runs.picker, selected.action_box, api_name="cancel")
+    selected.resume_btn.click(resume, runs.picker, selected.action_box, api_name="resume")
+    selected.delete_btn.click(lambda: gr.Row(visible=True), None, selected.confirm_row, api_name="delete_ask",
+                              **PRIVATE)
+    selected.keep_btn.click(lambda: gr.Row(visible=False), None, selected.confirm_row, api_name="delete_keep",
+                            **PRIVATE)
+    selected.confirm_btn.click(delete, runs.picker, [selected.action_box, selected.confirm_row],
+                               api_name="delete").then(*runs.refresh, api_name="runs_table_after_delete", **PRIVATE)
