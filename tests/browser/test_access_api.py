@@ -139,3 +139,21 @@ def test_only_a_lead_or_admin_can_adjudicate(team_app, name, password, allowed):
         assert vote["success"], error
     else:
         assert "Only a lead can adjudicate" in error
+
+
+def test_a_typed_path_is_confined_before_anything_looks_at_the_disk(team_app):
+    """No answer may tell whether a path outside the allowed folders exists: an existing file and a missing
+    one get the same refusal."""
+    caller = Caller(team_app.url)
+    caller.sign_in("boss", "boss-pw")
+    config = caller.config()
+    show = next(d for d in config["dependencies"] if d["api_name"] == "show_command")
+    props = {c["id"]: c.get("props", {}) for c in config["components"]}
+    data_at = next(i for i, c in enumerate(show["inputs"]) if props[c].get("label") == "data")
+    answers = []
+    for path in ("/etc/hostname", "/no/such/folder/data.parquet"):
+        values = [props[c].get("value") for c in show["inputs"]]
+        values[data_at] = path
+        answers.append((caller.call(show["id"], values).get("output") or {}).get("error") or "")
+    assert all("outside the allowed folders" in a for a in answers), answers
+    assert "no such file" not in " ".join(answers)
