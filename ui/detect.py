@@ -33,6 +33,8 @@ PRIVATE = {"api_visibility": "private"}
 CSV_DIR = Path(gr.utils.get_upload_folder()) / "injection-studio-detect"
 """Inside Gradio's cache, so the file is served as it is (no second copy) and swept with the cache."""
 SIDES = ("before", "after")
+NOT_LOADED = ("Nothing is loaded until you pick a detector or press Detect: loading a model takes seconds "
+              "to minutes on a CPU.")
 
 
 def _choice_pairs(service: DetectorService) -> list[tuple[str, str]]:
@@ -102,7 +104,7 @@ def build(studio: Studio) -> None:
         reload_btn = gr.Button("Reload run list", size="sm", scale=0)
         threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold",
                               info="P(injection) at or above it is an injection", scale=3)
-    status = gr.Textbox(label="Detector status", interactive=False)
+    status = gr.Textbox(label="Detector status", interactive=False, value=NOT_LOADED)
     with gr.Accordion("Test metrics of this run (eval.json)", open=True):
         metrics = gr.Dataframe(datatype="str", interactive=False)
 
@@ -168,9 +170,7 @@ def build(studio: Studio) -> None:
         return status_text, choice.test_metrics(), examples_table(picked), [e.text for e in picked]
 
     detector_outputs = [status, metrics, examples, example_texts]
-    gr.on(None, offered_detectors, inputs=None, outputs=[detector], api_name="detector_choices", **PRIVATE).then(
-        show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_load", **PRIVATE,
-        **MODEL_EVENTS)
+    gr.on(None, offered_detectors, inputs=None, outputs=[detector], api_name="detector_choices", **PRIVATE)
     detector.input(show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_pick", **PRIVATE,
                    **MODEL_EVENTS)
     reload_btn.click(offered_detectors, inputs=[detector], outputs=[detector], api_name="detector_reload_choices",

@@ -76,7 +76,6 @@ ENDPOINTS: dict[str, Permission] = {
     "runs_table": anyone("see the runs"),
     # Detect
     "detector_choices": anyone("see the detectors"),
-    "detector_load": anyone("query the detector"),
     "detector_pick": anyone("query the detector"),
     "detector_reload_choices": anyone("see the detectors"),
     "detect": anyone("query the detector"),

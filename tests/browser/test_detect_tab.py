@@ -22,6 +22,9 @@ def test_detect_one_prompt_threshold_batch_download_and_review(page, start_app, 
     app = start_app(data_dir=trained_data_dir())
     page.goto(app.url)
     page.get_by_role("tab", name="Detect").click()
+    expect(page.get_by_label("Detector status")).to_have_value(re.compile("^Nothing is loaded until"))
+    page.get_by_role("combobox", name="Detector").click()
+    page.get_by_role("option", name=re.compile(f"^run {re.escape(RUN_ID)} ")).click()
     expect(page.get_by_label("Detector status")).to_have_value(re.compile(f"Loaded run {RUN_ID} "), timeout=90_000)
 
     # one prompt: both answers and scores

@@ -112,7 +112,7 @@ def _audit_form() -> AuditForm:
 def new_run_form(studio: Studio, manager: JobManager) -> NewRunForm:
     gr.Markdown("### New run")
     with gr.Row(equal_height=True):
-        saved = gr.Dropdown(_saved_configs(manager), label="Start from a saved config (optional)", scale=3,
+        saved = gr.Dropdown(_saved_configs(manager), value=None, label="Start from a saved config (optional)", scale=3,
                             elem_id="train-saved-config")
         load_btn = gr.Button("Load", size="sm", scale=1, elem_id="train-load-config")
     names, inputs = _config_inputs(studio)

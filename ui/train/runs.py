@@ -79,7 +79,8 @@ def runs_table(manager: JobManager) -> gr.Dataframe:
     gpus = f"{manager.gpus} GPU(s)" if manager.gpus else "CPU"
     gr.Markdown(f"### Runs\nRuns wait in a queue and train one at a time on this machine ({gpus}); "
                 "they go on when the page is closed." + ("" if manager.gpus else CPU_NOTE))
-    table = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=320, elem_id="train-runs")
+    table = gr.Dataframe(headers=run_views.RUN_COLUMNS, datatype="str", interactive=False, wrap=True, max_height=320,
+                         elem_id="train-runs")
     gr.on(None, lambda: run_views.runs_frame(manager.runs()), outputs=table, api_name="runs_table")
     return table
 
@@ -110,10 +111,13 @@ def run_charts() -> RunCharts:
         learning_rate = gr.LinePlot(x="step", y=run_views.CURVE_COLUMNS["learning_rate"], title="Learning rate",
                                     height=260, elem_id="train-lr")
     evaluations = gr.Dataframe(label="Validation sample, per prediction table", datatype="str",
+                               headers=run_views.EVALUATION_COLUMNS,
                                interactive=False, elem_id="train-evaluations")
     test_report = gr.Dataframe(label="Test split, before and after (eval.json)", datatype="str",
+                               headers=["model", *run_views.TEST_COLUMNS],
                                interactive=False, elem_id="train-test")
     predictions = gr.Dataframe(label="Predictions: train start (before) beside the latest table (after)",
+                               headers=run_views.PREDICTION_COLUMNS,
                                datatype="str", interactive=False, wrap=True, max_height=500, latex_delimiters=[],
                                column_widths=PREDICTION_WIDTHS, elem_id="train-predictions")
     log = gr.Textbox(label="Log (last lines)", interactive=False, lines=12, max_lines=30, autoscroll=True,
