@@ -52,11 +52,14 @@ def queue_audit(page, data):
         field(page, name).fill(value)
     page.get_by_text("Label audit", exact=True).click()
     expect(page.locator("#train-audit-folds input")).to_have_value("2")
-    page.locator("#train-audit-seed textarea, #train-audit-seed input").first.fill("x")
+    seed = page.locator("#train-audit-seed textarea, #train-audit-seed input").first
+    seed.fill("x")
+    seed.press("Tab")  # the page sends a box's value once it has taken the input: leave the box first
     page.locator("#train-audit-start").click()
     command = page.locator("#train-command textarea")
     expect(command).to_have_value("Refused: seed must be a whole number or empty, got 'x'")
-    page.locator("#train-audit-seed textarea, #train-audit-seed input").first.fill("")
+    seed.fill("")
+    seed.press("Tab")
     page.locator("#train-audit-start").click()
     expect(command).to_have_value(re.compile(r"^Queued audit \S+:\n.*-m ft\.audit --config \S+ --audit-id \S+ "
                                              r"--folds 2 --eval-rows", re.S))  # no --seed: the config's
