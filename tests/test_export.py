@@ -16,7 +16,7 @@ from access.roles import Role
 from detect_run import RUN_ID, trained_data_dir
 from ft import exported, models, score
 from ft.detector import Detector, load_detector
-from ft.export import ExportError, export_adapter_zip, export_merged, main as export_main, push
+from ft.export import ExportError, export_adapter_zip, export_merged, main as export_main, merge_note, push
 from ft.run_dir import RunDir
 from ft.serving import DetectorService
 from ft.train import TrainConfig
@@ -203,3 +203,29 @@ def test_score_refuses_a_bad_file_with_one_clear_line(adapter_folder, tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("error: bad.csv") and message in err and err.count("\n") == 1
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_run_trained_on_a_4bit_base_says_it_was_merged_into_the_full_precision_base(run, tmp_path):
+    copy = RunDir(tmp_path / "qlora")
+    copy.path.mkdir()
+    config = TrainConfig.from_yaml(run.config)
+    config.quantisation = "auto"
+    copy.config.write_text(config.to_yaml())
+    copy.log.write_text("2026-01-01 00:00:00,000 ft.train INFO model qwen2.5-1.5b (4bit): 18464768 trainable of "
+                        "1562179072 parameters\n")
+    assert merge_note(copy).startswith("Run qlora trained on a 4bit base (QLoRA): the adapter was merged into the "
+                                       "full-precision base")
+    assert "merged into the base model" in merge_note(run)
+
+
+def test_a_hub_repo_is_offered_once_downloaded(adapter_folder, monkeypatch):
+    monkeypatch.setattr("ft.serving.download", lambda repo_id: adapter_folder)
+    service = DetectorService(trained_data_dir() / "runs")
+    assert service.add_detector("someone/detector") == "hub:someone/detector"
+    assert service.choice("hub:someone/detector").label.startswith("exported someone/detector (tiny, adapter")
+
+
+def test_score_takes_a_run_by_key_with_its_own_threshold(run_detector):
+    detector, threshold = score.detector_from(f"run:{RUN_ID}", trained_data_dir() / "runs")
+    assert threshold == 0.5
+    assert np.abs(detector.probabilities(TEXTS) - run_detector.probabilities(TEXTS)).max() == 0
