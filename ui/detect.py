@@ -6,7 +6,9 @@ The threshold only re-renders stored scores: moving it never calls the model.
 
 API (gradio_client): ``/detect`` (text, detector, threshold) -> result dict;
 ``/detect_batch`` (lines, file, detector, threshold) -> (table, note); ``/detect_batch_csv``
-(threshold) -> the last batch of this session as a CSV file. Every other event here is private.
+(threshold) -> the last batch of this session as a CSV file; ``/detector_add`` (ref) offers an exported
+detector (a folder inside the allowed ones, or a Hub repo id) under the key it returns in the Detector
+choices (``export:<folder>`` / ``hub:<repo id>``). Every other event here is private.
 
 Scores live on the server (gr.State, per session): what is sent to review, and the score recorded
 with it, comes from there, never from what a browser sends back.

@@ -72,7 +72,7 @@ def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel:
             if merged:
                 with _holding_no_model(studio, merged):
                     folder = export_merged(run, studio.data_dir / "exports")
-                lines += [f"Merged weights: {folder}", merge_note(run)]
+                lines += [f"Merged weights: {folder.resolve()}", merge_note(run)]
         except (ExportError, OSError) as error:
             raise page_error(error) from None
         return str(archive), "\n".join(lines)
