@@ -6,6 +6,7 @@ stays a cell or a string for a plain-text component; errors and logs go through 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ft.jobs import RunInfo, redact
+from ft.run_dir import RunDir
 
 RUN_COLUMNS = ["run", "name", "model", "data", "status", "step", "best val F1", "started", "duration"]
 CURVE_COLUMNS = {"loss": "loss", "learning_rate": "learning rate"}
@@ -135,12 +137,27 @@ def evaluations_frame(info: RunInfo) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EVALUATION_COLUMNS, dtype=str)
 
 
-def test_frame(info: RunInfo) -> pd.DataFrame:
-    """eval.json's before and after test metrics, one row each; empty until the run completes."""
-    report = info.dir.read_eval() or {}
+def metrics_frame(report: dict) -> pd.DataFrame:
+    """An eval.json-shaped report's before and after metrics, one row each (none for an empty report)."""
     rows = [[side] + [_cell(report[side].get(c)) for c in TEST_COLUMNS] for side in ("before", "after")
             if side in report]
     return pd.DataFrame(rows, columns=["model"] + TEST_COLUMNS, dtype=str)
+
+
+def test_frame(info: RunInfo) -> pd.DataFrame:
+    """eval.json's before and after test metrics, one row each; empty until the run completes."""
+    return metrics_frame(info.dir.read_eval() or {})
+
+
+def read_evals(run: RunDir) -> dict[str, dict]:
+    """Every ``evals/<name>.json`` of the run by name, sorted; an unreadable file is skipped."""
+    reports = {}
+    for path in sorted(run.evals.glob("*.json")) if run.evals.is_dir() else []:
+        try:
+            reports[path.stem] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return reports
 
 
 def prediction_steps(info: RunInfo) -> tuple[int | None, int | None]:

@@ -10,9 +10,11 @@
   paste costs a few hundred tokens' worth of work and scores exactly as the
   full text would.
 - Detectors are chosen by key, from the list this module builds: a completed
-  run (``run:<run_id>``, a folder under ``runs_dir``) or a base preset
-  (``base:<preset>``). Nothing else reaches the loader, so a key can never name
-  an arbitrary path.
+  run (``run:<run_id>``, a folder under ``runs_dir``), a base preset
+  (``base:<preset>``), or an exported detector added by an explicit
+  ``add_detector`` call once the caller has confined its path
+  (``export:<folder>``, ``hub:<repo id>``; see ft/exported.py). Nothing else
+  reaches the loader, so a key can never name an arbitrary path.
 
 No Gradio here; ``ui/detect.py`` is a thin page over ``DetectorService``.
 """
@@ -34,13 +36,14 @@ from safetensors import safe_open
 
 from ft import data, jobs, models
 from ft.detector import Detector, Scored, load_detector
+from ft.exported import ExportedError, described_config, download, load_exported, read_description
 from ft.run_dir import RunDir
-from ft.run_views import TEST_COLUMNS, test_frame
+from ft.run_views import TEST_COLUMNS, metrics_frame, test_frame
 from ft.train import ConfigError, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-RUN_PREFIX, BASE_PREFIX = "run:", "base:"
+RUN_PREFIX, BASE_PREFIX, EXPORT_PREFIX, HUB_PREFIX = "run:", "base:", "export:", "hub:"
 BASE_PRESETS = tuple(models.PRESETS)
 ANSWER_TOKENS = 8
 MAX_PROMPT_CHARS = 2_000_000
@@ -75,10 +78,16 @@ class DetectorChoice:
     label: str
     config: TrainConfig
     run: RunDir | None = None
+    exported: Path | None = None
+    """The folder of an exported detector (ft/exported.py), a Hub repo's once downloaded."""
+    exported_metrics: dict | None = None
 
     def test_metrics(self) -> pd.DataFrame:
-        """The run's before/after test metrics (eval.json) as the Train tab shows them; no rows for a base model."""
-        return test_frame(jobs.read_run(self.run)) if self.run is not None else no_test_metrics()
+        """The before/after test metrics (a run's eval.json, an export's copy of it) as the Train tab shows them;
+        no rows for a base model."""
+        if self.run is not None:
+            return test_frame(jobs.read_run(self.run))
+        return metrics_frame(self.exported_metrics) if self.exported_metrics else no_test_metrics()
 
 
 def no_test_metrics() -> pd.DataFrame:
@@ -102,6 +111,19 @@ def run_choice(run: RunDir) -> DetectorChoice | None:
 def base_choice(preset: str, example_data: str) -> DetectorChoice:
     config = TrainConfig(model=preset, tokenizer=models.default_tokenizer(preset), data=example_data)
     return DetectorChoice(BASE_PREFIX + preset, f"base model {preset} (no fine-tuning)", config)
+
+
+def exported_choice(key: str, folder: Path, shown_as: str) -> DetectorChoice:
+    """An exported detector's folder as a choice; ServingError when it is not one."""
+    try:
+        described = read_description(folder)
+        config = described_config(described)
+    except ExportedError as exc:
+        raise ServingError(str(exc)) from None
+    how = ("merged: one model, with no adapter to switch off, so it shows as 'before'"
+           if described["kind"] == "merged" else "adapter on its base")
+    return DetectorChoice(key, f"exported {shown_as} ({config.model}, {how})", config,
+                          exported=folder, exported_metrics=described.get("test_metrics"))
 
 
 def check_adapter(run: RunDir) -> None:
@@ -204,14 +226,15 @@ class DetectorService:
         self.example_data = example_data or default_example_data()
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
+        self._added: dict[str, DetectorChoice] = {}
 
     # -- what can be picked ------------------------------------------------------------------------
 
     def choices(self) -> list[DetectorChoice]:
-        """Completed runs (newest first), then the base presets."""
+        """Completed runs (newest first), the exported detectors added, then the base presets."""
         runs = [c for c in (run_choice(r) for r in completed_runs(self.runs_dir)) if c is not None]
         bases = [base_choice(p, self.example_data) for p in BASE_PRESETS]
-        return runs + bases
+        return runs + list(self._added.values()) + bases
 
     def choice(self, key: str | None) -> DetectorChoice:
         for offered in self.choices():
@@ -222,6 +245,26 @@ class DetectorService:
     def default_key(self) -> str | None:
         offered = self.choices()
         return offered[0].key if offered else None
+
+    def add_detector(self, ref: str) -> str:
+        """Offer an exported detector from now on, for every user; its key.
+
+        ``ref`` is an absolute folder path that the caller has already confined to the allowed folders
+        (``export:<folder>``), or a Hub model repo id, downloaded here (``hub:<repo id>``). The folder must
+        hold a detector.json: nothing is loaded until the key is picked.
+        """
+        if Path(ref).is_absolute():
+            key, folder = EXPORT_PREFIX + ref, Path(ref)
+        else:
+            key = HUB_PREFIX + ref
+            try:
+                folder = download(ref)
+            except ExportedError as exc:
+                raise ServingError(str(exc)) from None
+        choice = exported_choice(key, folder, Path(ref).name if folder == Path(ref) else ref)
+        with self._lock:
+            self._added[key] = choice
+        return key
 
     @property
     def loaded_key(self) -> str | None:
@@ -264,6 +307,8 @@ class DetectorService:
     @staticmethod
     def _load_detector(choice: DetectorChoice) -> Detector:
         try:
+            if choice.exported is not None:
+                return load_exported(choice.exported)
             return load_detector(choice.config, choice.run.adapter if choice.run is not None else None)
         except Exception as exc:  # from_pretrained and PEFT raise many types for a missing or bad checkpoint
             first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]

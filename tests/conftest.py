@@ -71,3 +71,35 @@ def demo_store(store):
 
     load_demo_if_empty(store)
     return store
+
+
+class FakeHubApi:
+    """HfApi at its boundary: a repo already holding ``files``; every call is recorded in ``calls``."""
+
+    files = ["README.md", "train.parquet", "validation.parquet", "other.parquet", "data/foreign.parquet"]
+    calls = []
+
+    def __init__(self, token):
+        self.calls.append(("token", token))
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def list_repo_files(self, repo_id, **kwargs):
+        return list(self.files)
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        self.calls.append(("commit", repo_id, [(type(op).__name__, op.path_in_repo) for op in operations]))
+
+    def __getattr__(self, name):
+        """Any other call (delete_file, delete_folder, upload_folder with delete_patterns ...) is recorded too."""
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
+    monkeypatch.setattr(FakeHubApi, "calls", [])
+    return FakeHubApi.calls

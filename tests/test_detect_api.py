@@ -59,7 +59,7 @@ def test_only_detect_and_the_batch_endpoints_are_public_from_this_tab(demo, clie
         "lines", "file", "detector", "threshold"]
     tab_fns = [fn for fn in demo.fns.values() if fn.fn is not None and fn.fn.__module__ == "ui.detect"]
     assert {fn.api_name for fn in tab_fns if fn.api_visibility == "public"} == {
-        "detect", "detect_batch", "detect_batch_csv"}
+        "detect", "detect_batch", "detect_batch_csv", "detector_add"}
     assert [p["parameter_name"] for p in endpoints["/detect_batch_csv"]["parameters"]] == ["threshold"]
 
 

@@ -324,38 +324,6 @@ def test_reopening_keeps_everything(tmp_path):
     reopened.close()
 
 
-class FakeHubApi:
-    """HfApi at its boundary: a dataset repo already holding ``files``; every call is recorded in ``calls``."""
-
-    files = ["README.md", "train.parquet", "validation.parquet", "other.parquet", "data/foreign.parquet"]
-    calls = []
-
-    def __init__(self, token):
-        self.calls.append(("token", token))
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def list_repo_files(self, repo_id, **kwargs):
-        return list(self.files)
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        self.calls.append(("commit", repo_id, [(type(op).__name__, op.path_in_repo) for op in operations]))
-
-    def __getattr__(self, name):
-        """Any other call (delete_file, delete_folder, upload_folder with delete_patterns ...) is recorded too."""
-        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
-
-
-@pytest.fixture
-def fake_hub(monkeypatch):
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
-    monkeypatch.setattr(FakeHubApi, "calls", [])
-    return FakeHubApi.calls
-
-
 def test_push_to_hub_needs_a_token_and_sends_one_commit(demo_store, monkeypatch, fake_hub):
     from curation.snapshots import push_to_hub
 

@@ -6,7 +6,9 @@ The threshold only re-renders stored scores: moving it never calls the model.
 
 API (gradio_client): ``/detect`` (text, detector, threshold) -> result dict;
 ``/detect_batch`` (lines, file, detector, threshold) -> (table, note); ``/detect_batch_csv``
-(threshold) -> the last batch of this session as a CSV file. Every other event here is private.
+(threshold) -> the last batch of this session as a CSV file; ``/detector_add`` (ref) offers an exported
+detector (a folder inside the allowed ones, or a Hub repo id) under the key it returns in the Detector
+choices (``export:<folder>`` / ``hub:<repo id>``). Every other event here is private.
 
 Scores live on the server (gr.State, per session): what is sent to review, and the score recorded
 with it, comes from there, never from what a browser sends back.
@@ -42,6 +44,8 @@ def _choice_pairs(service: DetectorService) -> list[tuple[str, str]]:
 
 
 def detector_summary(choice: DetectorChoice) -> str:
+    if choice.exported is not None:
+        return f"Loaded {choice.label}; the test metrics it was exported with are below."
     if choice.run is None:
         return (f"Loaded {choice.label}. Only the 'before' side is shown: pick a completed run to compare "
                 "with a fine-tuned adapter.")
@@ -104,6 +108,10 @@ def build(studio: Studio) -> None:
         reload_btn = gr.Button("Reload run list", size="sm", scale=0)
         threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold",
                               info="P(injection) at or above it is an injection", scale=3)
+    with gr.Row():
+        exported_ref = gr.Textbox(label="Exported detector (folder or Hub id)", scale=4, elem_id="detect-exported",
+                                  placeholder="a folder from Train → Export (unzipped), or owner/name on the Hub")
+        add_btn = gr.Button("Load exported detector (folder or Hub id)", size="sm", scale=1)
     status = gr.Textbox(label="Detector status", interactive=False, value=NOT_LOADED)
     with gr.Accordion("Test metrics of this run (eval.json)", open=True):
         metrics = gr.Dataframe(datatype="str", interactive=False)
@@ -125,7 +133,7 @@ def build(studio: Studio) -> None:
             example_texts = gr.State([])
             last = gr.State(None)
             with gr.Accordion("Result as the API returns it", open=False):
-                result = gr.JSON()
+                result = gr.JSON(elem_id="detect-result")
         with gr.Tab("Many prompts"):
             pasted = gr.Textbox(label="Prompts, one per line", lines=6, max_lines=20)
             upload = gr.File(label="Prompts file (CSV, parquet or JSONL with a 'text' column)",
@@ -175,6 +183,19 @@ def build(studio: Studio) -> None:
                    **MODEL_EVENTS)
     reload_btn.click(offered_detectors, inputs=[detector], outputs=[detector], api_name="detector_reload_choices",
                      **PRIVATE)
+
+    def add_exported(ref: str):
+        """Offer an exported detector (a folder inside the allowed ones, or a Hub model repo) and pick it."""
+        try:
+            key = service.add_detector(studio.checked_reference(ref or ""))
+        except ServingError as exc:
+            raise page_error(exc) from None
+        return gr.Dropdown(choices=_choice_pairs(service), value=key)
+
+    add_btn.click(add_exported, inputs=[exported_ref], outputs=[detector], api_name="detector_add",
+                  **MODEL_EVENTS).success(
+        show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_load_added", **PRIVATE,
+        **MODEL_EVENTS)
 
     # -- one prompt --------------------------------------------------------------------------------
     def detect(text: str, detector: str, threshold: float):

@@ -16,6 +16,7 @@ import gradio as gr
 from ft.jobs import JobManager
 from ui.context import Studio
 from ui.train.compare import compare_form, wire_compare
+from ui.train.export import export_panel, wire_export
 from ui.train.form import new_run_form, wire_audit, wire_saved_configs, wire_start
 from ui.train.runs import (REFRESH_S, RunView, refresh_on_timer, run_charts, run_list, runs_table, selected_run,
                            wire_run_actions, wire_run_picking)
@@ -38,6 +39,7 @@ def build(studio: Studio) -> JobManager:
             form = new_run_form(studio, manager)
         with gr.Column(scale=1):
             selected = selected_run()
+            export = export_panel()
     charts = run_charts()
     compare = compare_form()
     known_ids = gr.State([])
@@ -53,4 +55,5 @@ def build(studio: Studio) -> JobManager:
     wire_start(studio, manager, form, runs)
     wire_run_picking(manager, runs, view)
     wire_run_actions(manager, runs, selected)
+    wire_export(studio, manager, selected.picker, export)
     return manager

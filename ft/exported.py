@@ -1,0 +1,102 @@
+"""An exported detector: a folder (or a Hub model repo) that scores prompts outside the app.
+
+    detector.json                 what the app needs besides the weights (see ``describe``)
+    adapter_config.json           } kind "adapter": the run's LoRA adapter, loaded with PEFT on its base
+    adapter_model.safetensors     }
+    config.json, model*.safetensors   kind "merged": the adapter merged into the base, plain transformers
+    tokenizer files, chat_template.jinja
+    README.md                     the model card
+
+``detector.json`` holds the prompt (system line and question), the yes/no token ids whose
+probabilities P(injection) sums, the threshold, the base model, the training config and the test
+metrics. Loading never runs code from the folder (no ``trust_remote_code``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import transformers
+from peft import PeftModel
+
+from ft import models, prompt
+from ft.detector import Detector
+from ft.train import TrainConfig
+
+DETECTOR_FILE = "detector.json"
+FORMAT = "injection-studio-detector"
+KINDS = ("adapter", "merged")
+
+
+class ExportedError(ValueError):
+    """A folder or repo is not a usable exported detector; the message says why, in one line."""
+
+
+def describe(config: TrainConfig, tokenizer, kind: str, metrics: dict | None, base_quantisation: str) -> dict:
+    """The detector.json of an export of a run trained with ``config``."""
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "kind": kind,
+        "base_model": models.resolve_model_id(config.model),
+        "trained_on_quantisation": base_quantisation,
+        "prompt": {"system": prompt.SYSTEM_LINE, "question": prompt.QUESTION},
+        "yes_token_ids": prompt.answer_token_ids(tokenizer, prompt.YES),
+        "no_token_ids": prompt.answer_token_ids(tokenizer, prompt.NO),
+        "max_length": config.max_length,
+        "threshold": config.threshold,
+        "test_metrics": metrics,
+        "config": dataclasses.asdict(config),
+    }
+
+
+def read_description(folder: str | Path) -> dict:
+    """The folder's detector.json, checked to be one this app wrote; ExportedError otherwise."""
+    path = Path(folder) / DETECTOR_FILE
+    try:
+        described = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportedError(f"{folder} is not an exported detector: it has no {DETECTOR_FILE}.") from None
+    except (OSError, ValueError) as exc:
+        raise ExportedError(f"{path} cannot be read: {exc}") from None
+    if not isinstance(described, dict) or described.get("format") != FORMAT or described.get("kind") not in KINDS:
+        raise ExportedError(f"{path} is not an Injection Studio detector description.")
+    return described
+
+
+def described_config(described: dict) -> TrainConfig:
+    """The training config an export carries, for its max length, threshold and test data."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    saved = {k: v for k, v in (described.get("config") or {}).items() if k in fields}
+    try:
+        return TrainConfig.from_dict({**saved, "model": described["base_model"]})
+    except (ValueError, KeyError) as exc:
+        raise ExportedError(f"the exported detector's config is unusable: {exc}") from None
+
+
+def load_exported(folder: str | Path) -> Detector:
+    """A Detector for an exported folder: the adapter on its base model, or the merged model alone."""
+    folder = Path(folder)
+    described = read_description(folder)
+    config = described_config(described)
+    tokenizer = models.load_tokenizer(str(folder))
+    if described["kind"] == "merged":
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=models.compute_dtype()).eval()
+    else:
+        base = models.load_base(config.model, tokenizer, config.quantisation)
+        model = PeftModel.from_pretrained(base, str(folder)).eval()
+    return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size)
+
+
+def download(repo_id: str) -> Path:
+    """A Hub model repo's files in the local cache (safetensors, JSON and tokenizer files only)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="model",
+                                      allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]))
+    except Exception as exc:  # offline, missing, private: the Hub client raises many types
+        raise ExportedError(f"Cannot fetch {repo_id} from the Hub: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
