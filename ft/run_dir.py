@@ -9,6 +9,7 @@
     checkpoints/         Trainer checkpoints (resume_from_checkpoint reads them)
     adapter/             the final LoRA adapter and tokenizer
     eval.json            before/after metrics on the test split
+    evals/<name>.json    before/after metrics on other datasets (python -m ft.evaluate)
 
 The app never holds a pipe to a run: it reads these files, so a run survives
 the browser tab, and an app restart finds every run again.
@@ -42,6 +43,7 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
     adapter = property(lambda self: self.path / "adapter")
     eval = property(lambda self: self.path / "eval.json")
+    evals = property(lambda self: self.path / "evals")
 
     def read_state(self) -> dict:
         try:
