@@ -7,7 +7,13 @@
   hidden states and the LM head sees one vector per row.
 - Batches are sorted by length and left-padded, with position ids taken from
   the attention mask, so a row scores the same alone or in any batch.
-- The visible answer is a short greedy generation, made only when asked.
+- The visible answer is a short greedy continuation of the scoring pass,
+  made only when asked: the scoring forward keeps its KV cache and a few
+  one-token steps follow, so no prompt is run through the model twice
+  (``generate()`` would prefill it again). The top next token of the scoring
+  pass (``Scored.first_token``) comes free.
+- ``bf16`` runs the forward passes under bf16 autocast (on a CPU with
+  AVX512-BF16 or AMX, about 2-3x faster than fp32; weights stay fp32).
 - "Before" is the same loaded model inside ``disable_adapter()``: no second
   copy of the base in memory.
 """
@@ -28,12 +34,13 @@ from ft.models import decoder_and_head
 
 
 @contextlib.contextmanager
-def _evaluating(model):
-    """eval() and inference_mode() for the block, then the model's previous mode back."""
+def _evaluating(model, bf16: bool = False):
+    """eval(), inference_mode() (and bf16 autocast when asked) for the block, then the model's previous mode back."""
     was_training = model.training
     model.eval()
+    device_type = next(model.parameters()).device.type
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             yield
     finally:
         model.train(was_training)
@@ -55,21 +62,27 @@ def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class Scored:
-    """One text's detector output; ``answer`` is None unless answers were asked for."""
+    """One text's detector output; ``answer`` is None unless answers were asked for.
+
+    ``first_token`` is the most likely next token at the answer position, decoded: the first
+    token a greedy answer would start with, read off the scoring pass at no cost.
+    """
 
     p_injection: float
     answer: str | None
     truncated: bool
+    first_token: str = ""
 
 
 class Detector:
     """Scores texts with a causal LM, with or without its LoRA adapter."""
 
-    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16):
+    def __init__(self, model, tokenizer, max_length: int = 512, batch_size: int = 16, bf16: bool = False):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
+        self.bf16 = bf16
         self.yes_ids = prompt.answer_token_ids(tokenizer, prompt.YES)
         self.no_ids = prompt.answer_token_ids(tokenizer, prompt.NO)
 
@@ -91,33 +104,65 @@ class Detector:
             idx = order[start : start + self.batch_size]
             yield idx, _left_padded([encoded[i] for i in idx], self.tokenizer.pad_token_id, self._device())
 
-    def _p_injection(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _stop_ids(self) -> torch.Tensor:
+        """Token ids that end an answer: the tokenizer's eos and the model's generation eos ids."""
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids = {self.tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
+        return torch.tensor(sorted(i for i in ids if i is not None), device=self._device())
+
+    def _score_batch(self, batch: dict[str, torch.Tensor], answer_tokens: int) -> tuple:
+        """P(injection), the top next-token id and (when ``answer_tokens``) the greedy answer of each row.
+
+        The answer continues from the scoring pass's KV cache, one token per step for every row
+        at once; a row that reached an end-of-turn token pads the rest.
+        """
         body, head = decoder_and_head(self.model)
-        hidden = body(**batch, position_ids=_positions(batch["attention_mask"]), use_cache=False).last_hidden_state
-        logits = head(hidden[:, -1]).float()
+        positions = _positions(batch["attention_mask"])
+        out = body(**batch, position_ids=positions, use_cache=answer_tokens > 1)
+        logits = head(out.last_hidden_state[:, -1]).float()
         yes = logits[:, self.yes_ids].logsumexp(-1)
         no = logits[:, self.no_ids].logsumexp(-1)
-        return torch.sigmoid(yes - no)
+        top = logits.argmax(-1)
+        if not answer_tokens:
+            return torch.sigmoid(yes - no), top, None
+        stop, pad = self._stop_ids(), self.tokenizer.pad_token_id
+        said, done = [top], torch.isin(top, stop)
+        mask, cache, position = batch["attention_mask"], out.past_key_values, positions[:, -1:]
+        for _ in range(answer_tokens - 1):
+            if bool(done.all()):
+                break
+            mask, position = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1), position + 1
+            out = body(input_ids=said[-1][:, None], attention_mask=mask, position_ids=position,
+                       past_key_values=cache, use_cache=True)
+            cache = out.past_key_values
+            step = torch.where(done, pad, head(out.last_hidden_state[:, -1]).argmax(-1))
+            said.append(step)
+            done = done | torch.isin(step, stop)
+        return torch.sigmoid(yes - no), top, self._decoded(torch.stack(said, dim=1), stop)
 
-    def _answers(self, batch: dict[str, torch.Tensor], max_new_tokens: int) -> list[str]:
-        out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        new = out[:, batch["input_ids"].shape[1]:]
-        return self.tokenizer.batch_decode(new, skip_special_tokens=True)
+    def _decoded(self, tokens: torch.Tensor, stop: torch.Tensor) -> list[str]:
+        """Each row's answer text, cut at its first end-of-turn token."""
+        texts = []
+        for row in tokens.tolist():
+            ends = [i for i, t in enumerate(row) if t in stop.tolist()]
+            texts.append(self.tokenizer.decode(row[: ends[0]] if ends else row, skip_special_tokens=True).strip())
+        return texts
 
     def score(self, texts: list[str], *, adapter: bool = True, answers: bool = False,
               max_new_tokens: int = 4) -> list[Scored]:
         """P(injection) for each text (and the greedy answer when ``answers``), in input order."""
         encoded, cut = collate.encode_prompts(self.tokenizer, list(texts), self.max_length)
         p = np.zeros(len(encoded))
+        top = np.zeros(len(encoded), dtype=np.int64)
         said: list[str | None] = [None] * len(encoded)
-        with _evaluating(self.model), self._adapter(adapter):
+        with _evaluating(self.model, self.bf16), self._adapter(adapter):
             for idx, batch in self._batches(encoded):
-                p[idx] = self._p_injection(batch).cpu().numpy()
-                if answers:
-                    for i, a in zip(idx, self._answers(batch, max_new_tokens)):
-                        said[i] = a.strip()
-        return [Scored(float(pi), a, c) for pi, a, c in zip(p, said, cut)]
+                p_batch, top_batch, answered = self._score_batch(batch, max_new_tokens if answers else 0)
+                p[idx], top[idx] = p_batch.cpu().numpy(), top_batch.cpu().numpy()
+                for i, a in zip(idx, answered or []):
+                    said[i] = a
+        firsts = [self.tokenizer.decode([t]).strip() for t in top]
+        return [Scored(float(pi), a, c, f) for pi, a, c, f in zip(p, said, cut, firsts)]
 
     def probabilities(self, texts: list[str], *, adapter: bool = True) -> np.ndarray:
         return np.array([s.p_injection for s in self.score(texts, adapter=adapter)])
@@ -156,4 +201,5 @@ def load_detector(config, adapter_dir=None) -> Detector:
     tokenizer = models.load_tokenizer(str(adapter_dir) if saved else
                                       config.tokenizer or models.default_tokenizer(config.model))
     model = models.load_for_inference(config.model, tokenizer, adapter_dir, config.quantisation)
-    return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size)
+    return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size,
+                    bf16=models.uses_bf16(config.precision))

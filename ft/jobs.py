@@ -61,7 +61,7 @@ import yaml
 
 from ft.audit import AuditOptions, audit_command
 from ft.run_dir import TERMINAL, RunDir
-from ft.train import QUANTISATIONS, TRACKERS, ConfigError, TrainConfig, new_run_id
+from ft.train import PRECISIONS, QUANTISATIONS, TEST_ANSWERS, TRACKERS, ConfigError, TrainConfig, new_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 """The project root: the child's working directory, so ``-m ft.train`` imports this checkout."""
@@ -92,7 +92,7 @@ class JobError(RuntimeError):
 
 FIELD_HELP: dict[str, dict[str, str]] = {
     "Run": {
-        "model": "Preset (tiny, qwen2.5-1.5b), Hub model id or local folder",
+        "model": "Preset (smollm2-135m, qwen2.5-1.5b, tiny), Hub model id or local folder",
         "data": "Curation snapshot or dataset: folder of <split>.parquet files, one file, or a Hub id",
         "tracker": "Where the curves and prediction tables also go: wandb, trackio, or none",
         "run_name": "Name shown in the runs table and the tracker; part of the run id",
@@ -105,6 +105,8 @@ FIELD_HELP: dict[str, dict[str, str]] = {
         "lora_dropout": "Dropout on the LoRA input, in [0, 1)",
         "modules_to_save": "Modules trained in full beside LoRA, comma-separated (tiny: embed_tokens, lm_head)",
         "gradient_checkpointing": "Recompute activations in the backward pass: less memory, slower",
+        "lora_layers": "LoRA on the top N decoder layers only (empty = all): backward stops below them, faster",
+        "precision": "auto = bf16 on a GPU that has it, else fp32; bf16 = bf16 autocast on CPU too (fast with AVX512-BF16/AMX)",
     },
     "Data": {
         "text_column": "Column holding the text",
@@ -140,6 +142,7 @@ FIELD_HELP: dict[str, dict[str, str]] = {
         "prediction_samples": "Validation rows in the before/after prediction tables",
         "predictions_every_steps": "Also write a prediction table every this many steps (0 = epoch ends only)",
         "eval_batch_size": "Batch size when scoring",
+        "test_answers": "Test answer text: generate = a greedy generation per row; first_token = the top next token of the scoring pass (free)",
         "threshold": "P(injection) at or above which a text counts as an injection",
     },
 }
@@ -173,6 +176,8 @@ def _field_choices() -> dict[str, tuple[tuple[str, ...], bool]]:
     return {
         "model": (tuple(PRESETS), True),
         "quantisation": (QUANTISATIONS, False),
+        "precision": (PRECISIONS, False),
+        "test_answers": (TEST_ANSWERS, False),
         "tracker": (TRACKERS, False),
         "lr_scheduler": (tuple(s.value for s in SchedulerType), False),
         "optim": (("auto", *(o.value for o in OptimizerNames)), False),

@@ -49,9 +49,16 @@ def end_of_turn_id(tokenizer) -> int:
 
 
 def answer_token_ids(tokenizer, word: str) -> list[int]:
-    """First-token ids of every spelling of ``word`` ("yes" -> yes, Yes, " yes", YES...)."""
+    """Token ids of every spelling of ``word`` ("yes" -> yes, Yes, " yes", YES...) that is one whole token.
+
+    A spelling the tokenizer splits is left out rather than represented by its first piece:
+    SmolLM2 splits "YES" into "Y" + "ES", and "Y" starts many words that are not a yes.
+    """
     spellings = {v.format(w=word, W=word.capitalize(), WW=word.upper()) for v in _ANSWER_VARIANTS}
-    ids = {tokenizer.encode(s, add_special_tokens=False)[0] for s in spellings}
+    encoded = [tokenizer.encode(s, add_special_tokens=False) for s in spellings]
+    ids = {e[0] for e in encoded if len(e) == 1}
+    if not ids:
+        raise ValueError(f"the tokenizer has no single token for any spelling of {word!r}")
     return sorted(ids)
 
 

@@ -20,6 +20,9 @@ RUN_COLUMNS = ["run", "name", "model", "data", "status", "step", "best val F1", 
 CURVE_COLUMNS = {"loss": "loss", "learning_rate": "learning rate"}
 EVALUATION_COLUMNS = ["step", "epoch", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate"]
 TEST_COLUMNS = ["n", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate", "answer_accuracy"]
+EVAL_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc", "recall_at_1pct_fpr", "brier", "ece"]
+EVALS_COLUMNS = ["eval", "data", "split", "n", "model", *EVAL_METRICS]
+EVAL_GROUP_COLUMNS = ["column", "group", "n", "model", *EVAL_METRICS, "flagged"]
 PREDICTION_COLUMNS = ["text", "label", "before answer", "before P(injection)", "after answer", "after P(injection)"]
 
 
@@ -158,6 +161,23 @@ def read_evals(run: RunDir) -> dict[str, dict]:
         except (OSError, json.JSONDecodeError):
             continue
     return reports
+
+
+def evals_frame(run: RunDir) -> pd.DataFrame:
+    """The run's evaluations on other datasets (``python -m ft.evaluate``): a before and an after row each."""
+    rows = [[name, report.get("data", ""), report.get("split", ""), _cell(report[side].get("n")), side]
+            + [_cell(report[side].get(c)) for c in EVAL_METRICS]
+            for name, report in read_evals(run).items() for side in ("before", "after") if side in report]
+    return pd.DataFrame(rows, columns=EVALS_COLUMNS, dtype=str)
+
+
+def eval_groups_frame(run: RunDir, name: str) -> pd.DataFrame:
+    """One evaluation broken down by its data's ``source``/``category`` groups: before and after rows."""
+    groups = read_evals(run).get(name, {}).get("groups", {})
+    rows = [[column, group, _cell(sides[side].get("n")), side] + [_cell(sides[side].get(c)) for c in EVAL_METRICS]
+            + [_cell(sides[side].get("flagged"))]
+            for column, by_group in groups.items() for group, sides in by_group.items() for side in sides]
+    return pd.DataFrame(rows, columns=EVAL_GROUP_COLUMNS, dtype=str)
 
 
 def prediction_steps(info: RunInfo) -> tuple[int | None, int | None]:

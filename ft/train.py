@@ -21,7 +21,10 @@ Trade-offs
 - The validation sample is carved from train when the data has no validation
   split, so the run trains on slightly fewer rows than the split holds.
 - Test metrics threshold P(injection) at ``threshold``; the answer text is a
-  separate greedy generation, reported as its parse rate.
+  separate greedy generation (``test_answers: generate``) or the top next token
+  of the scoring pass (``first_token``, free), reported as its parse rate.
+- The base model's ("before") test scores are cached across runs
+  (``ft.score_cache``): the first run on a base and test split pays for them.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ log = logging.getLogger("ft.train")
 
 TRACKERS = ("none", "wandb", "trackio")
 QUANTISATIONS = ("auto", "4bit", "8bit", "none")
+PRECISIONS = ("auto", "bf16", "fp32")
+TEST_ANSWERS = ("generate", "first_token")
 
 
 class ConfigError(ValueError):
@@ -96,6 +101,8 @@ class TrainConfig:
     lora_dropout: float = 0.05
     modules_to_save: list[str] = field(default_factory=list)
     gradient_checkpointing: bool = True
+    lora_layers: int | None = None
+    precision: str = "auto"
     # data
     data: str = "../shared/data/safe-guard"
     text_column: str = "text"
@@ -131,6 +138,7 @@ class TrainConfig:
     prediction_samples: int = 100
     predictions_every_steps: int = 0
     eval_batch_size: int = 32
+    test_answers: str = "generate"
     threshold: float = 0.5
     runs_dir: str = "runs"
 
@@ -179,6 +187,10 @@ class TrainConfig:
             (self.max_test_rows is None or self.max_test_rows > 0,
              f"max_test_rows must be > 0 or empty (all rows), got {self.max_test_rows}"),
             (self.quantisation in QUANTISATIONS, f"quantisation must be one of {QUANTISATIONS}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (self.test_answers in TEST_ANSWERS, f"test_answers must be one of {TEST_ANSWERS}, got {self.test_answers!r}"),
+            (self.lora_layers is None or self.lora_layers > 0,
+             f"lora_layers must be > 0 or empty (every layer), got {self.lora_layers}"),
             (self.tracker in TRACKERS, f"tracker must be one of {TRACKERS}, got {self.tracker!r}"),
             (self.max_length >= 64, f"max_length must be at least 64 tokens, got {self.max_length}"),
             (bool(str(self.data).strip()), "data is empty"),
@@ -288,7 +300,7 @@ def _training_arguments(config: TrainConfig, run: RunDir, quantised: bool):
     import torch
     import transformers
 
-    from ft.models import compute_dtype
+    from ft.models import uses_bf16
 
     cuda = torch.cuda.is_available()
     extra = {"trackio_static_space_id": False, "project": config.project} if config.tracker == "trackio" else {}
@@ -305,7 +317,7 @@ def _training_arguments(config: TrainConfig, run: RunDir, quantised: bool):
         lr_scheduler_type=config.lr_scheduler,
         max_grad_norm=config.max_grad_norm,
         optim=_optimiser(config, quantised),
-        bf16=cuda and compute_dtype() == torch.bfloat16,
+        bf16=uses_bf16(config.precision),
         use_cpu=not cuda,
         logging_steps=config.logging_steps,
         logging_first_step=True,
@@ -347,18 +359,35 @@ def _wandb_location() -> str | None:
     return wandb.run.url or wandb.run.dir
 
 
-def evaluate_before_after(detector, test, threshold: float) -> dict:
-    """Test metrics for the base model (adapter off) and the fine-tuned one (adapter on)."""
+def spoken_answers(scored, test_answers: str) -> list[str]:
+    """The answer text each row is judged by: the generated answer, or the scoring pass's top token."""
+    return [s.answer if test_answers == "generate" else s.first_token for s in scored]
+
+
+def score_before_after(detector, base_identity: str, texts: list[str], test_answers: str = "generate") -> dict:
+    """{"before": scores, "after": scores} for ``texts``, with seconds spent and whether "before" was cached."""
+    from ft.score_cache import base_scores
+
+    started = time.perf_counter()
+    before, cached = base_scores(detector, base_identity, texts, answers=test_answers)
+    before_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    after = detector.score(texts, adapter=True, answers=test_answers == "generate")
+    return {"before": (before, before_seconds, cached), "after": (after, time.perf_counter() - started, False)}
+
+
+def evaluate_before_after(detector, test, threshold: float, base_identity: str,
+                          test_answers: str = "generate") -> dict:
+    """Test metrics for the base model (adapter off, cached) and the fine-tuned one (adapter on)."""
     from ft.detector import classification_metrics
 
-    texts, labels = test["text"].tolist(), test["label"].tolist()
+    labels = test["label"].tolist()
     report = {}
-    for name, adapter in (("before", False), ("after", True)):
-        started = time.perf_counter()
-        scored = detector.score(texts, adapter=adapter, answers=True)
+    for name, (scored, seconds, cached) in score_before_after(detector, base_identity, test["text"].tolist(),
+                                                              test_answers).items():
         report[name] = classification_metrics(labels, [s.p_injection for s in scored],
-                                              [s.answer for s in scored], threshold)
-        report[name]["seconds"] = round(time.perf_counter() - started, 2)
+                                              spoken_answers(scored, test_answers), threshold)
+        report[name].update(seconds=round(seconds, 2), cached=cached, answers=test_answers)
     return report
 
 
@@ -424,13 +453,15 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     model = models.load_for_training(
         config.model, tokenizer, quantisation=config.quantisation, lora_r=config.lora_r,
         lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        modules_to_save=tuple(config.modules_to_save), gradient_checkpointing=config.gradient_checkpointing)
+        modules_to_save=tuple(config.modules_to_save), gradient_checkpointing=config.gradient_checkpointing,
+        lora_layers=config.lora_layers)
     quantisation = models.resolve_quantisation(config.quantisation)
     quantised = quantisation != "none"
     trainable, total = model.get_nb_trainable_parameters()
     log.info("model %s (%s): %d trainable of %d parameters", config.model, quantisation, trainable, total)
 
-    detector = Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size)
+    detector = Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size,
+                        bf16=models.uses_bf16(config.precision))
     sample = frames["validation"].head(config.prediction_samples)
     predictions = PredictionLogger(detector, sample, run, config.tracker, config.predictions_every_steps,
                                    config.threshold)
@@ -455,7 +486,9 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
         return "completed"
     model.save_pretrained(run.adapter)
     tokenizer.save_pretrained(run.adapter)
-    report = evaluate_before_after(detector, frames["test"], config.threshold)
+    report = evaluate_before_after(detector, frames["test"], config.threshold,
+                                   models.base_identity(config.model, tokenizer, config.quantisation),
+                                   config.test_answers)
     report["test_rows"] = len(frames["test"])
     run.eval.write_text(json.dumps(report, indent=1))
     log.info("test before: acc %.3f auc %s | after: acc %.3f auc %s", report["before"]["accuracy"],

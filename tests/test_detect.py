@@ -53,7 +53,7 @@ def test_choices_are_completed_runs_then_base_presets(tmp_path):
     fake_run(runs, "busy", status="running")
     fake_run(runs, "unreadable", config="model: [")
     service = DetectorService(runs)
-    assert [c.key for c in service.choices()] == ["run:done", "base:qwen2.5-1.5b", "base:tiny"]
+    assert [c.key for c in service.choices()] == ["run:done", "base:qwen2.5-1.5b", "base:smollm2-135m", "base:tiny"]
     assert service.default_key() == "run:done"
     for bad in ("run:busy", "run:../done", "run:/etc", "base:gpt2", None):
         with pytest.raises(ServingError, match="No detector"):

@@ -107,3 +107,19 @@ def test_metrics_on_a_hand_made_example():
     assert m["confusion"] == {"tn": 1, "fp": 1, "fn": 1, "tp": 1}
     assert m["roc_auc"] == 0.75
     assert m["answer_parse_rate"] == 0.75
+
+
+def test_answers_continue_the_scoring_pass_as_greedy_generate_would(lora_model, tokenizer, safe_guard_train):
+    texts = safe_guard_train["text"].head(6).tolist()
+    detector = Detector(lora_model, tokenizer, max_length=200, batch_size=3)
+    answers = [s.answer for s in detector.score(texts, answers=True, max_new_tokens=5)]
+    lora_model.eval()
+    expected = []
+    with torch.inference_mode():
+        for text in texts:
+            ids = collate.encode_prompts(tokenizer, [text], 200)[0][0]
+            out = lora_model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                                      max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            expected.append(tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip())
+    lora_model.train()
+    assert answers == expected
