@@ -12,7 +12,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from access.hub_login import HubUsers
-from access.login_guard import LoginGuard
+from access.login_guard import ADDRESS_FAILURE_LIMIT, FAILURE_WINDOW_S, NAME_FAILURE_LIMIT, LoginGuard
 from access.origin import SameOriginOnly, allowed_host_names
 from access.users import Users
 
@@ -21,12 +21,17 @@ from curation.demo import demo_only, load_demo_if_empty
 from curation.store import LabelStore
 from ui import curate, detect, train
 from ui.context import Studio
-from ui.endpoints import GuardedBlocks, check_endpoints
+from ui.endpoints import PRIVATE, GuardedBlocks, check_endpoints
 
 SPACE_DATA_DIR = Path("/data")
 OFFLINE_SHARED = Path(__file__).resolve().parent.parent / "shared"
 """The offline data and tokenizer beside the repository on build machines: allowed by default when present."""
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
+ROLES_LINE = "reviewers label and query, leads also adjudicate, admins also import and run."
+LOCKOUT_MESSAGE = (f"After {NAME_FAILURE_LIMIT} wrong passwords for a name, or {ADDRESS_FAILURE_LIMIT} from one "
+                   f"address, within {FAILURE_WINDOW_S / 60:.0f} minutes, sign-in is refused until those minutes "
+                   "have passed, the right password too.")
+"""Shown on the sign-in page: Gradio's form says nothing when a locked-out attempt is refused (HTTP 429)."""
 SPACE_EMBEDDER = ("https://huggingface.co",)
 """The site that shows a Space's page in a frame: the one other site allowed to frame this app."""
 CACHE_SWEEP = (3600, 24 * 3600)
@@ -95,7 +100,9 @@ def access_options(users: Users | HubUsers | None, guard: Middleware) -> dict:
     if isinstance(users, HubUsers):
         return {"auth_dependency": users.user_of,
                 "app_kwargs": {**app_kwargs, "exception_handlers": {401: users.refused}}}
-    return {"auth": users.authenticate if users else None, "app_kwargs": app_kwargs}
+    if users is None:
+        return {"auth": None, "app_kwargs": app_kwargs}
+    return {"auth": users.authenticate, "auth_message": LOCKOUT_MESSAGE, "app_kwargs": app_kwargs}
 
 
 def is_loopback(host: str) -> bool:
@@ -139,10 +146,9 @@ def open_studio(data_dir: Path, dataset: str | None = None, users: Users | HubUs
 
 def access_note(host: str, users: Users | HubUsers | None) -> str:
     if isinstance(users, HubUsers):
-        return (f"Sign-in with Hugging Face is on for {len(users.names())} account(s): reviewers label and query, "
-                "admins also run.")
+        return f"Sign-in with Hugging Face is on for {len(users.names())} account(s): {ROLES_LINE}"
     if users is not None:
-        return f"Sign-in is on for {len(users.names())} user(s): reviewers label and query, admins also run."
+        return f"Sign-in is on for {len(users.names())} user(s): {ROLES_LINE}"
     if is_loopback(host):
         return f"No sign-in: listening on {host} only, for this machine's user."
     return f"No sign-in, listening on {host}: anyone who can reach this address can do everything."
@@ -165,7 +171,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             train.build(studio)
         with gr.Tab("Detect"):
             detect.build(studio)
-        app.load(studio.signed_in_line, None, signed_in, api_name="signed_in_line", api_visibility="private")
+        app.load(studio.signed_in_line, None, signed_in, api_name="signed_in_line", **PRIVATE)
     app.queue(default_concurrency_limit=8)
     check_endpoints(app)
     return app

@@ -118,9 +118,6 @@ class HubUsers:
         entry = self._entry(name)
         return entry[1] if entry else None
 
-    def is_admin(self, name: str | None) -> bool:
-        return self.role(name) == "admin"
-
     def names(self) -> list[str]:
         return sorted(name for name, _ in self._by_name.values())
 

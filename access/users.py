@@ -142,9 +142,6 @@ class Users:
         user = self._by_name.get(name or "")
         return user.role if user else None
 
-    def is_admin(self, name: str | None) -> bool:
-        return self.role(name) == "admin"
-
     def names(self) -> list[str]:
         return sorted(self._by_name)
 

@@ -11,9 +11,9 @@
    does) and on a slice of the test split, all scored the same way (bf16), so
    the AUCs differ only by how the adapter was trained.
 2. Scoring the test slice with the top-layers bf16 adapter: fp32 vs bf16
-   forward passes, and the answer text generated for every row (a second
-   prefill and 4 decode steps per row) vs read from the scoring pass's top
-   token vs generated for a 100-row sample only.
+   forward passes, and P(injection) alone (whose top token is the free
+   "first_token" answer) vs the answer text generated for every row (decode
+   steps continued from the scoring pass's cache) vs for a 100-row sample only.
 """
 
 from __future__ import annotations
@@ -104,7 +104,6 @@ def scoring_table(detector: Detector, test) -> None:
     runs = {
         "P(injection) only, bf16": lambda: detector.score(texts),
         "+ answer generated for every row, bf16": lambda: detector.score(texts, answers=True),
-        "+ answer = the scoring pass's top token, bf16": lambda: detector.score(texts),
         f"+ top token, answer generated for {SAMPLE} rows": lambda: (detector.score(texts),
                                                                       detector.score(texts[:SAMPLE], answers=True)),
     }

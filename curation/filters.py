@@ -56,9 +56,10 @@ class ExampleFilter:
             clauses.append("e.disagree = 1")
         if self.flagged:
             clauses.append("e.flagged = 1")
-        if fts_query(self.search):
+        words = fts_query(self.search)
+        if words:
             clauses.append("e.id IN (SELECT rowid FROM texts_fts WHERE texts_fts MATCH ?)")
-            params.append(fts_query(self.search))
+            params.append(words)
         return " AND ".join(clauses), params
 
 

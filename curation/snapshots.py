@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation.labels import BENIGN, INJECTION, LABEL_RULE, label_name
+from hub import commit_files, hub_token
 
 MANIFEST = "manifest.json"
 
@@ -164,14 +165,6 @@ def push_to_hub(snapshot: SnapshotInfo, repo_id: str, token: str | None = None, 
     but the card's ``data_files`` names only this snapshot's splits, so loaders read only those.
     Refuses to run without a token (argument or HF_TOKEN), so nothing is attempted offline by accident.
     """
-    token = token or os.environ.get("HF_TOKEN")
-    if not token:
-        raise PermissionError("No Hugging Face token: set HF_TOKEN to push snapshots to the Hub.")
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    added = [CommitOperationAdd(p.name, p) for p in snapshot.files]
-    card = CommitOperationAdd("README.md", _dataset_card(snapshot).encode())
-    api.create_commit(repo_id, [*added, card], commit_message=f"Snapshot {snapshot.id}", repo_type="dataset")
-    return f"https://huggingface.co/datasets/{repo_id}"
+    token = hub_token(token, "push snapshots to the Hub")
+    files = {**{p.name: p for p in snapshot.files}, "README.md": _dataset_card(snapshot).encode()}
+    return commit_files(repo_id, "dataset", files, f"Snapshot {snapshot.id}", token, private)

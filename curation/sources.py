@@ -26,17 +26,13 @@ from pathlib import Path
 import pandas as pd
 
 from curation.labels import guess_label, text_hash
-from intake import Limits, TableError, read_arrow, read_columns
+from intake import DATASET_LIMITS, TableError, read_arrow, read_columns
 
 MAX_TEXT_CHARS = 100_000
-MAX_IMPORT_ROWS = 250_000
-MAX_IMPORT_CHARS = 50_000_000
-"""Per file or Hub split, all the columns read together (the text is nearly all of it)."""
+IMPORT_LIMITS = DATASET_LIMITS
+MAX_IMPORT_ROWS, MAX_IMPORT_CHARS = IMPORT_LIMITS.rows, IMPORT_LIMITS.total_chars
 MAX_LABEL_CHARS = 1_000
 """Longest label or split value read."""
-MAX_IMPORT_LINE_BYTES = 16 * 2**20
-"""Longest CSV row or JSONL line: room for an over-long text, which prepare then reports with its row."""
-IMPORT_LIMITS = Limits(rows=MAX_IMPORT_ROWS, total_chars=MAX_IMPORT_CHARS, row_bytes=MAX_IMPORT_LINE_BYTES)
 MAX_PROBLEMS_SHOWN = 20
 FILE_SUFFIXES = (".parquet", ".csv", ".jsonl")
 SPLIT_ORDER = ("train", "validation", "test")

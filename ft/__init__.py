@@ -15,7 +15,7 @@ class _MissingKernelsPackage(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         cause = record.args[0] if isinstance(record.args, tuple) and record.args else None
         missing = isinstance(cause, ModuleNotFoundError) and cause.name == "kernels"
-        return not (missing and record.msg.startswith("Failed to load CPU gemm_4bit_forward"))
+        return not (missing and str(record.msg).startswith("Failed to load CPU gemm_4bit_forward"))
 
 
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_MissingKernelsPackage())

@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,11 +73,6 @@ def _file_values(path: Path) -> list:
 
 def _non_blank(values: list) -> list[str]:
     return [text for text in (str(v) for v in values if pd.notna(v)) if text.strip()]
-
-
-def texts_from_file(path: str | Path) -> list[str]:
-    """The non-blank values of the file's ``text`` column, in file order, from its first MAX_BATCH_ROWS + 1 rows."""
-    return _non_blank(_file_values(Path(path)))
 
 
 def batch_texts(pasted: str | None, path: str | Path | None) -> tuple[list[str], str]:
@@ -171,9 +168,10 @@ def write_session_csv(table: pd.DataFrame, folder: str | Path, session: str, max
     folder = Path(folder)
     target = folder / hashlib.sha256(session.encode()).hexdigest()[:16] / CSV_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(csv_text(table), encoding="utf-8")
-    tmp.replace(target)
+    handle, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")  # two exports of one session may race
+    with os.fdopen(handle, "w", encoding="utf-8") as file:
+        file.write(csv_text(table))
+    os.replace(tmp, target)
     remove_stale_csvs(folder, max_age_s, keep)
     return target
 

@@ -142,9 +142,9 @@ class Detector:
 
     def _decoded(self, tokens: torch.Tensor, stop: torch.Tensor) -> list[str]:
         """Each row's answer text, cut at its first end-of-turn token."""
-        texts = []
+        texts, stops = [], set(stop.tolist())
         for row in tokens.tolist():
-            ends = [i for i, t in enumerate(row) if t in stop.tolist()]
+            ends = [i for i, t in enumerate(row) if t in stops]
             texts.append(self.tokenizer.decode(row[: ends[0]] if ends else row, skip_special_tokens=True).strip())
         return texts
 

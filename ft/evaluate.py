@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from ft import data
+from ft import data, models
+from ft.detector import load_detector
 from ft.run_dir import RunDir
+from ft.train import TrainConfig, score_before_after, spoken_answers
 
 GROUP_COLUMNS = ("source", "category")
 CALIBRATION_BINS = 10
@@ -118,10 +120,8 @@ def evaluate_run(run: RunDir, ref: str, *, split: str | None = None, text_column
                  label_column: str = "label", name: str | None = None, max_rows: int | None = None,
                  seed: int = 0) -> Path:
     """Score the data before and after with ``run``'s detector; returns the evals JSON written."""
-    from ft import models
-    from ft.detector import load_detector
-    from ft.train import TrainConfig, score_before_after, spoken_answers
-
+    if max_rows is not None and max_rows < 1:
+        raise ValueError(f"max_rows must be at least 1, got {max_rows}")
     frame, split = read_labelled(ref, split, text_column, label_column)
     if max_rows is not None and max_rows < len(frame):
         frame = frame.sample(n=max_rows, random_state=seed).reset_index(drop=True)
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         run = find_run(args.run, args.runs_dir)
         out = evaluate_run(run, args.data, split=args.split, text_column=args.text_column,
                            label_column=args.label_column, name=args.name, max_rows=args.max_rows)
-    except (FileNotFoundError, data.DataError, ValueError) as exc:
+    except (OSError, data.DataError, ValueError) as exc:  # OSError: no run, or a base not available offline
         print(f"error: {exc}".splitlines()[0], file=sys.stderr)
         return 1
     report = json.loads(out.read_text())

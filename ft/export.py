@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -29,12 +28,12 @@ from ft import models
 from ft.exported import DETECTOR_FILE, describe
 from ft.model_card import model_card
 from ft.run_dir import RunDir
+from hub import commit_files, hub_token
 from ft.train import TrainConfig
 
-ADAPTER_FILES = ("adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
-                 "special_tokens_map.json", "vocab.json", "merges.txt")
-"""The run's adapter/ files an adapter export copies as they are (adapter_config.json is rewritten)."""
-_TRAINED_AS = re.compile(r"ft\.train INFO model .* \((4bit|8bit|none)\): ")
+REWRITTEN = ("adapter_config.json", "README.md")
+"""adapter/ files an export writes itself; every other file there (weights, tokenizer files, whatever the
+tokenizer needs) is copied as it is."""
 
 
 class ExportError(ValueError):
@@ -52,11 +51,10 @@ def finished_run(run: RunDir) -> RunDir:
 
 def trained_quantisation(run: RunDir, config: TrainConfig) -> str:
     """How the run's base was loaded for training (4bit, 8bit or none): "auto" depends on the machine the run
-    trained on, which its log line "model ... (4bit): ..." records."""
+    trained on, which the run recorded in its state; "auto" for a run from before that record."""
     if config.quantisation != "auto":
         return config.quantisation
-    found = _TRAINED_AS.search(run.log.read_text(errors="replace")) if run.log.is_file() else None
-    return found.group(1) if found else "auto"
+    return run.read_state().get("base_quantisation", "auto")
 
 
 def _write_description(run: RunDir, config: TrainConfig, tokenizer, folder: Path, kind: str, repo: str) -> dict:
@@ -70,9 +68,9 @@ def write_adapter_export(run: RunDir, folder: Path, repo: str | None = None) -> 
     """``folder`` filled with the run's adapter export; ``repo`` is the name the card's snippet loads from."""
     config = TrainConfig.from_yaml(run.config)
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ADAPTER_FILES:
-        if (run.adapter / name).is_file():
-            shutil.copy2(run.adapter / name, folder / name)
+    for path in run.adapter.iterdir():
+        if path.is_file() and path.name not in REWRITTEN:
+            shutil.copy2(path, folder / path.name)
     adapter_config = json.loads((run.adapter / "adapter_config.json").read_text(encoding="utf-8"))
     adapter_config["base_model_name_or_path"] = models.resolve_model_id(config.model)
     (folder / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2), encoding="utf-8")
@@ -147,23 +145,14 @@ def push(run: RunDir, repo_id: str, merged: bool = False, private: bool = True, 
     """Upload the run's adapter (or merged model) with its model card to the Hub model repo ``repo_id`` in one
     commit that adds or replaces its files and deletes nothing; the repo's URL. PermissionError without a token
     (argument or HF_TOKEN), before anything is built or sent."""
-    token = token or os.environ.get("HF_TOKEN")
-    if not token:
-        raise PermissionError("No Hugging Face token: set HF_TOKEN to push detectors to the Hub.")
+    token = hub_token(token, "push detectors to the Hub")
     finished_run(run)
-    from huggingface_hub import CommitOperationAdd, HfApi
-
     with tempfile.TemporaryDirectory(prefix="push-") as staging:
         write = write_merged_export if merged else write_adapter_export
         folder = write(run, Path(staging) / "export", repo=repo_id)
-        api = HfApi(token=token)
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        added = [CommitOperationAdd(p.relative_to(folder).as_posix(), p) for p in sorted(folder.rglob("*"))
-                 if p.is_file()]
+        files = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
         kind = "merged model" if merged else "adapter"
-        api.create_commit(repo_id, added, commit_message=f"Detector {kind} from run {run.run_id}",
-                          repo_type="model")
-    return f"https://huggingface.co/{repo_id}"
+        return commit_files(repo_id, "model", files, f"Detector {kind} from run {run.run_id}", token, private)
 
 
 def find_run(ref: str, runs_dir: str | Path) -> RunDir:

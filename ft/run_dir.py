@@ -88,6 +88,16 @@ class RunDir:
     def read_eval(self) -> dict | None:
         return json.loads(self.eval.read_text()) if self.eval.exists() else None
 
+    def read_evals(self) -> dict[str, dict]:
+        """Every ``evals/<name>.json`` (python -m ft.evaluate) by name, sorted; an unreadable file is skipped."""
+        reports = {}
+        for path in sorted(self.evals.glob("*.json")) if self.evals.is_dir() else []:
+            try:
+                reports[path.stem] = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+        return reports
+
     def last_checkpoint(self) -> Path | None:
         found = sorted(self.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
         return found[-1] if found else None

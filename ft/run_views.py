@@ -6,7 +6,6 @@ stays a cell or a string for a plain-text component; errors and logs go through 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,28 +151,17 @@ def test_frame(info: RunInfo) -> pd.DataFrame:
     return metrics_frame(info.dir.read_eval() or {})
 
 
-def read_evals(run: RunDir) -> dict[str, dict]:
-    """Every ``evals/<name>.json`` of the run by name, sorted; an unreadable file is skipped."""
-    reports = {}
-    for path in sorted(run.evals.glob("*.json")) if run.evals.is_dir() else []:
-        try:
-            reports[path.stem] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-    return reports
-
-
 def evals_frame(run: RunDir) -> pd.DataFrame:
     """The run's evaluations on other datasets (``python -m ft.evaluate``): a before and an after row each."""
     rows = [[name, report.get("data", ""), report.get("split", ""), _cell(report[side].get("n")), side]
             + [_cell(report[side].get(c)) for c in EVAL_METRICS]
-            for name, report in read_evals(run).items() for side in ("before", "after") if side in report]
+            for name, report in run.read_evals().items() for side in ("before", "after") if side in report]
     return pd.DataFrame(rows, columns=EVALS_COLUMNS, dtype=str)
 
 
 def eval_groups_frame(run: RunDir, name: str) -> pd.DataFrame:
     """One evaluation broken down by its data's ``source``/``category`` groups: before and after rows."""
-    groups = read_evals(run).get(name, {}).get("groups", {})
+    groups = run.read_evals().get(name, {}).get("groups", {})
     rows = [[column, group, _cell(sides[side].get("n")), side] + [_cell(sides[side].get(c)) for c in EVAL_METRICS]
             + [_cell(sides[side].get("flagged"))]
             for column, by_group in groups.items() for group, sides in by_group.items() for side in sides]

@@ -26,14 +26,11 @@ from ft.detect_io import csv_text
 from ft.detector import Detector, load_detector
 from ft.exported import DETECTOR_FILE, ExportedError, described_config, download, load_exported, read_description
 from ft.run_dir import RunDir
-from ft.serving import RUN_PREFIX, clip_to_model, verdict
+from ft.serving import RUN_PREFIX, ServingError, check_adapter, clip_to_model, loaded, verdict
 from ft.train import ConfigError, TrainConfig
-from intake import Limits, TableError, read_columns
+from intake import DATASET_LIMITS, TableError, read_columns
 
-MAX_ROWS = 250_000
-MAX_CHARS = 50_000_000
 MAX_ROW_CHARS = 100_000
-INPUT_LIMITS = Limits(rows=MAX_ROWS, total_chars=MAX_CHARS, row_bytes=16 * 2**20)
 KEPT_COLUMNS = {"id": 1_000, "label": 1_000}
 """Input columns copied to the output when the file has them."""
 CHUNK_BATCHES = 8
@@ -49,13 +46,13 @@ def _run_detector(run: RunDir) -> tuple[Detector, float]:
         config = TrainConfig.from_yaml(run.config)
     except ConfigError as exc:
         raise ScoreError(str(exc)) from None
-    if not (run.adapter / "adapter_model.safetensors").is_file():
-        raise ScoreError(f"Run {run.run_id} has no adapter: only a completed run can score.")
-    return load_detector(config, run.adapter), config.threshold
+    check_adapter(run)
+    return loaded(f"run {run.run_id}", lambda: load_detector(config, run.adapter)), config.threshold
 
 
 def _exported_detector(folder: Path) -> tuple[Detector, float]:
-    return load_exported(folder), described_config(read_description(folder)).threshold
+    threshold = described_config(read_description(folder)).threshold
+    return loaded(str(folder), lambda: load_exported(folder)), threshold
 
 
 def detector_from(ref: str, runs_dir: str | Path) -> tuple[Detector, float]:
@@ -71,7 +68,7 @@ def detector_from(ref: str, runs_dir: str | Path) -> tuple[Detector, float]:
         if path.exists():
             raise ScoreError(f"{ref} is neither a run folder nor an exported detector (no {DETECTOR_FILE}).")
         return _exported_detector(download(ref))
-    except ExportedError as exc:
+    except (ExportedError, ServingError) as exc:
         raise ScoreError(str(exc)) from None
 
 
@@ -79,7 +76,7 @@ def read_prompts(path: Path) -> pd.DataFrame:
     """The file's ``text`` column (and ``id``/``label`` when present), bounded as intake reads; blank texts kept
     as empty strings so the output has a row for every input row."""
     try:
-        frame = read_columns(path, {"text": MAX_ROW_CHARS}, KEPT_COLUMNS, limits=INPUT_LIMITS)
+        frame = read_columns(path, {"text": MAX_ROW_CHARS}, KEPT_COLUMNS, limits=DATASET_LIMITS)
     except TableError as exc:
         lines = str(exc).splitlines()
         more = f" (and {len(lines) - 1} more problem(s))" if len(lines) > 1 else ""

@@ -34,12 +34,18 @@ def texts_sha256(texts: list[str]) -> str:
     return digest.hexdigest()
 
 
+def vocabulary_sha256(tokenizer) -> str:
+    """The tokenizer by its content, not by where it was loaded from: each run saves a copy of the base's
+    tokenizer beside its adapter, and runs on the same base must share one cache entry."""
+    return hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
+
+
 def base_scores_key(detector: Detector, base_identity: str, texts: list[str], answers: str) -> str:
     """The cache key: everything the base model's scores for ``texts`` depend on."""
     tokenizer = detector.tokenizer
     spec = {
         "base": base_identity,
-        "tokenizer": [getattr(tokenizer, "name_or_path", ""), len(tokenizer), tokenizer.pad_token_id],
+        "tokenizer": [vocabulary_sha256(tokenizer), tokenizer.pad_token_id],
         "chat_template": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest(),
         "prompt": [prompt.SYSTEM_LINE, prompt.QUESTION],
         "answer_ids": [detector.yes_ids, detector.no_ids],

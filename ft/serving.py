@@ -141,6 +141,15 @@ def check_adapter(run: RunDir) -> None:
                            f"({type(exc).__name__}: {exc}).") from None
 
 
+def loaded(label: str, load: Callable[[], Detector]) -> Detector:
+    """``load()``, or ServingError "Cannot load <label>: <the first line of why>"."""
+    try:
+        return load()
+    except Exception as exc:  # from_pretrained and PEFT raise many types for a missing or bad checkpoint
+        first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        raise ServingError(f"Cannot load {label}: {first_line}") from None
+
+
 def checked_prompt(text: str | None) -> str:
     """The text to score, or EmptyInput / ServingError with a message for the page."""
     if text is None or not text.strip():
@@ -306,13 +315,10 @@ class DetectorService:
 
     @staticmethod
     def _load_detector(choice: DetectorChoice) -> Detector:
-        try:
-            if choice.exported is not None:
-                return load_exported(choice.exported)
-            return load_detector(choice.config, choice.run.adapter if choice.run is not None else None)
-        except Exception as exc:  # from_pretrained and PEFT raise many types for a missing or bad checkpoint
-            first_line = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            raise ServingError(f"Cannot load {choice.label}: {first_line}") from None
+        if choice.exported is not None:
+            return loaded(choice.label, lambda: load_exported(choice.exported))
+        return loaded(choice.label, lambda: load_detector(choice.config,
+                                                          choice.run.adapter if choice.run is not None else None))
 
     # -- scoring -----------------------------------------------------------------------------------
 

@@ -459,6 +459,8 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     quantised = quantisation != "none"
     trainable, total = model.get_nb_trainable_parameters()
     log.info("model %s (%s): %d trainable of %d parameters", config.model, quantisation, trainable, total)
+    if is_main_process():
+        run.write_state(base_quantisation=quantisation)  # what "auto" became on this machine (exports say it)
 
     detector = Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size,
                         bf16=models.uses_bf16(config.precision))

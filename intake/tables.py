@@ -67,6 +67,12 @@ class Limits:
         return BYTES_PER_CHAR * self.total_chars
 
 
+DATASET_LIMITS = Limits(rows=250_000, total_chars=50_000_000, row_bytes=16 * 2**20)
+"""A labelled dataset to import, or a file of prompts to score from the command line (ft.score): per file or
+Hub split, all the columns read together; a CSV row or JSONL line may hold an over-long text, which the reader's
+caller then reports with its row."""
+
+
 @dataclass(frozen=True)
 class Issue:
     """One reason a file is refused: at ``row`` (counted in ``unit``: row or line), or the whole file when None."""
@@ -294,8 +300,10 @@ def _check_uncompressed(meta: pq.FileMetaData, groups: list[int], needed: list[s
 # -- CSV and JSONL -----------------------------------------------------------------------------------
 
 def _check_file_bytes(path: Path, limits: Limits, name: str) -> None:
+    """A file over ``limits.file_bytes`` is refused, unless only its first rows are read: then reading stops
+    there, and the line and character caps bound memory."""
     size = path.stat().st_size
-    if size > limits.file_bytes:
+    if size > limits.file_bytes and not limits.keep_first_rows:
         raise _error(name, f"the file is {size:,} bytes; the limit is {limits.file_bytes:,}")
 
 

@@ -103,3 +103,13 @@ def fake_hub(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHubApi)
     monkeypatch.setattr(FakeHubApi, "calls", [])
     return FakeHubApi.calls
+
+
+def pushed_once_a_token_is_set(push, monkeypatch, hub_calls: list) -> str:
+    """``push()`` refused without HF_TOKEN before any Hub call, then run with a token: what it returned."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(PermissionError, match="HF_TOKEN"):
+        push()
+    assert hub_calls == []
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    return push()

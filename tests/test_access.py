@@ -27,13 +27,13 @@ def test_users_file_roles_and_login(tmp_path):
     users = Users.from_file(path)
     assert users.password_matches("alice", "a-pw") and users.password_matches("bob", "b-pw")
     assert not users.password_matches("bob", "a-pw") and not users.password_matches("carol", "x")
-    assert users.is_admin("alice") and users.role("bob") == "reviewer" and not users.is_admin(None)
+    assert users.role("alice") == "admin" and users.role("bob") == "reviewer" and users.role(None) is None
 
 
 def test_users_from_the_environment():
     value = f"alice:{hash_password('pw')}:admin; bob:{hash_password('pw2')}"
     users = Users.from_environment({"STUDIO_USERS": value})
-    assert users.names() == ["alice", "bob"] and users.is_admin("alice")
+    assert users.names() == ["alice", "bob"] and users.role("alice") == "admin"
     assert Users.from_environment({}) is None
 
 
@@ -98,7 +98,7 @@ def hub_request(name: str | None, expires_in: float = 3600):
 def test_hub_accounts_enter_with_their_role_and_nobody_else():
     users = HubUsers.from_environment({**OAUTH_SPACE, "STUDIO_HF_USERS": "Alice:admin, bob;carol:reviewer"})
     assert users.names() == ["Alice", "bob", "carol"]
-    assert users.user_of(hub_request("alice")) == "Alice" and users.is_admin("Alice")
+    assert users.user_of(hub_request("alice")) == "Alice" and users.role("Alice") == "admin"
     assert users.user_of(hub_request("bob")) == "bob" and users.role("bob") == "reviewer"
     assert users.user_of(hub_request("mallory")) is None
     assert users.user_of(hub_request(None)) is None

@@ -25,7 +25,7 @@ def test_flags_and_defaults(monkeypatch, tmp_path):
 def test_users_come_from_the_file_or_the_environment(tmp_path, monkeypatch):
     path = tmp_path / "users.txt"
     path.write_text(f"ann:{hash_password('pw')}:admin\n", encoding="utf-8")
-    assert app.load_users(path).is_admin("ann")
+    assert app.load_users(path).role("ann") == "admin"
     monkeypatch.setenv("STUDIO_USERS", f"bob:{hash_password('pw')}")
     assert app.load_users(None).names() == ["bob"]
     monkeypatch.delenv("STUDIO_USERS")
@@ -42,7 +42,7 @@ def test_hub_accounts_or_passwords_but_not_both(tmp_path, monkeypatch):
                         "STUDIO_HF_USERS": "ann:admin bob"}.items():
         monkeypatch.setenv(name, value)
     hub = app.load_users(None)
-    assert hub.names() == ["ann", "bob"] and hub.is_admin("ann")
+    assert hub.names() == ["ann", "bob"] and hub.role("ann") == "admin"
     assert set(app.access_options(hub, app.origin_guard("0.0.0.0", hub, []))) == {"auth_dependency", "app_kwargs"}
     assert "Hugging Face" in app.access_note("0.0.0.0", hub)
     app.check_binding("0.0.0.0", hub, False)

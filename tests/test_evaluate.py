@@ -76,3 +76,11 @@ def test_bitsandbytes_missing_kernels_warning_is_dropped_and_others_kept(caplog)
         logger.warning("something else")
     assert [r.getMessage()[:40] for r in caplog.records] == [
         "Failed to load CPU gemm_4bit_forward fro", "something else"]
+
+
+def test_a_runs_copy_of_the_tokenizer_keys_the_before_scores_as_the_base_does(tokenizer, tmp_path):
+    """Each run saves the base's tokenizer beside its adapter: the cache key must not change with the folder."""
+    from ft.score_cache import vocabulary_sha256
+
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    assert vocabulary_sha256(models.load_tokenizer(str(tmp_path / "adapter"))) == vocabulary_sha256(tokenizer)

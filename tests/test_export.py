@@ -13,6 +13,7 @@ import pytest
 import transformers
 
 from access.roles import Role
+from conftest import pushed_once_a_token_is_set
 from detect_run import RUN_ID, trained_data_dir
 from ft import exported, models, score
 from ft.detector import Detector, load_detector
@@ -129,13 +130,8 @@ def test_the_card_names_a_snapshots_hash_and_reviewer_changes(run, demo_store, t
 
 
 def test_push_needs_a_token_and_sends_one_commit_that_deletes_nothing(run, monkeypatch, fake_hub):
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    with pytest.raises(PermissionError, match="HF_TOKEN"):
-        push(run, "someone/detector")
-    assert fake_hub == []
-
-    monkeypatch.setenv("HF_TOKEN", "hf_test")
-    assert push(run, "someone/detector") == "https://huggingface.co/someone/detector"
+    url = pushed_once_a_token_is_set(lambda: push(run, "someone/detector"), monkeypatch, fake_hub)
+    assert url == "https://huggingface.co/someone/detector"
     assert [call[0] for call in fake_hub] == ["token", "create_repo", "commit"]
     assert fake_hub[1] == ("create_repo", "someone/detector", {"repo_type": "model", "private": True,
                                                                "exist_ok": True})
@@ -212,8 +208,7 @@ def test_a_run_trained_on_a_4bit_base_says_it_was_merged_into_the_full_precision
     config = TrainConfig.from_yaml(run.config)
     config.quantisation = "auto"
     copy.config.write_text(config.to_yaml())
-    copy.log.write_text("2026-01-01 00:00:00,000 ft.train INFO model qwen2.5-1.5b (4bit): 18464768 trainable of "
-                        "1562179072 parameters\n")
+    copy.write_state(base_quantisation="4bit")  # as ft.train records it
     assert merge_note(copy).startswith("Run qlora trained on a 4bit base (QLoRA): the adapter was merged into the "
                                        "full-precision base")
     assert "merged into the base model" in merge_note(run)

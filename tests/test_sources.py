@@ -8,7 +8,7 @@ import pytest
 from conftest import DATA_DIR
 from curation import sources
 from curation.sources import MAX_IMPORT_ROWS, MAX_TEXT_CHARS, SourceError, prepare, read_source
-from test_intake import MAX_GROWTH_MB, dictionary_bomb, new_key_per_line, peak_growth
+from bombs import MAX_GROWTH_MB, dictionary_bomb, new_key_per_line, peak_growth
 
 
 def write_jsonl(path, records):

@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import DATA_DIR
+from conftest import DATA_DIR, pushed_once_a_token_is_set
 from curation import sources
 from curation.filters import ExampleFilter, Queue
 from curation.labels import BENIGN, INJECTION, UNSURE
@@ -328,13 +328,8 @@ def test_push_to_hub_needs_a_token_and_sends_one_commit(demo_store, monkeypatch,
     from curation.snapshots import push_to_hub
 
     snapshot = demo_store.create_snapshot("ann")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    with pytest.raises(PermissionError, match="HF_TOKEN"):
-        push_to_hub(snapshot, "someone/labels")
-    assert fake_hub == []
-
-    monkeypatch.setenv("HF_TOKEN", "hf_test")
-    assert push_to_hub(snapshot, "someone/labels") == "https://huggingface.co/datasets/someone/labels"
+    url = pushed_once_a_token_is_set(lambda: push_to_hub(snapshot, "someone/labels"), monkeypatch, fake_hub)
+    assert url == "https://huggingface.co/datasets/someone/labels"
     assert fake_hub[0] == ("token", "hf_test")
     assert fake_hub[1] == ("create_repo", "someone/labels", {"repo_type": "dataset", "private": True, "exist_ok": True})
 

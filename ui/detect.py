@@ -27,11 +27,11 @@ from curation.store import LabelStore
 from ft.detect_io import BatchInputError, batch_texts, examples_table, verdict_table, write_session_csv
 from ft.serving import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
 from ui.context import Studio, page_error, reviewer_name_state
+from ui.endpoints import PRIVATE
 
 MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
 VIEW_EVENTS = {"concurrency_limit": 2, "concurrency_id": "detect_view", "trigger_mode": "always_last"}
 """Re-rendering stored scores: cheap, but bounded like any request a page can repeat at will."""
-PRIVATE = {"api_visibility": "private"}
 CSV_DIR = Path(gr.utils.get_upload_folder()) / "injection-studio-detect"
 """Inside Gradio's cache, so the file is served as it is (no second copy) and swept with the cache."""
 SIDES = ("before", "after")
@@ -257,8 +257,8 @@ def build(studio: Studio) -> None:
         return text, {"text": text, "detector": stored.attrs["detector"], "p": p}
 
     score_btn.click(detect_batch, inputs=[pasted, upload, detector, threshold],
-                    outputs=[table, batch_note, scores], api_name="detect_batch", **MODEL_EVENTS).success(
-        lambda: None, outputs=[csv_file], api_name="detect_batch_clear_csv", **PRIVATE)
+                    outputs=[table, batch_note, scores], api_name="detect_batch", **MODEL_EVENTS)
+    score_btn.click(None, None, csv_file, js="() => null")  # the last batch's CSV link goes: in the page alone
     export_btn.click(export_csv, inputs=[scores, threshold], outputs=[csv_file], api_name="detect_batch_csv",
                      concurrency_limit=2, concurrency_id="detect_csv")
     threshold.change(batch_view, inputs=[scores, threshold], outputs=[table], api_name="detect_batch_rethreshold",

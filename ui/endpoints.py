@@ -14,6 +14,9 @@ import gradio as gr
 
 from access.roles import Permission, admins, anyone
 
+PRIVATE = {"api_visibility": "private"}
+"""For events that serve the page only: hidden from the API listing, and checked like every other."""
+
 ENDPOINTS: dict[str, Permission] = {
     # the page
     "signed_in_line": anyone("see who is signed in"),
@@ -89,7 +92,6 @@ ENDPOINTS: dict[str, Permission] = {
     "detect_batch": anyone("query the detector"),
     "detect_batch_rethreshold": anyone("query the detector"),
     "detect_batch_csv": anyone("query the detector"),
-    "detect_batch_clear_csv": anyone("query the detector"),
     "detect_pick_row": anyone("query the detector"),
     "send_injection": anyone("send prompts to review"),
     "send_benign": anyone("send prompts to review"),
@@ -130,5 +132,6 @@ class GuardedBlocks(gr.Blocks):
         permission = ENDPOINTS.get(str(fn.api_name))
         if permission is None:
             raise gr.Error("This endpoint is not in the role table.", print_exception=False)
-        self.role_check(request[0] if isinstance(request, list) else request, permission)
+        for caller in request if isinstance(request, list) else [request]:  # a batched event merges callers
+            self.role_check(caller, permission)
         return await super().process_api(fn, inputs, state, request, *args, **kwargs)

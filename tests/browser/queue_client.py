@@ -2,6 +2,7 @@
 with its own cookies."""
 import http.cookiejar
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -48,15 +49,18 @@ class Caller:
                   "trigger_id": None}
         with self._open("/gradio_api/queue/join", joined) as response:
             event_id = json.load(response)["event_id"]
+        deadline = time.monotonic() + CALL_TIMEOUT_S  # the queue's heartbeats keep a stuck call's stream alive
         with self._open(f"/gradio_api/queue/data?session_hash={session}", timeout=CALL_TIMEOUT_S) as stream:
             for raw in stream:
+                if time.monotonic() > deadline:
+                    break
                 line = raw.decode().strip()
                 if not line.startswith("data:"):
                     continue
                 message = json.loads(line[5:])
                 if message.get("event_id") == event_id and message.get("msg") == "process_completed":
                     return message
-        raise AssertionError(f"fn_index {fn_index}: the queue closed without completing the call")
+        raise AssertionError(f"fn_index {fn_index}: no completion within {CALL_TIMEOUT_S} s")
 
     def _open(self, path: str, body: dict | None = None, timeout: float = 20, headers: dict | None = None):
         data = json.dumps(body).encode() if body is not None else None

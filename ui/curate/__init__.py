@@ -22,6 +22,7 @@ from ui.curate.importing import import_tab
 from ui.curate.review import KEYBOARD_HEAD, review_tab
 from ui.curate.reviewers import reviewers_tab, reviewers_view
 from ui.curate.snapshots import snapshots_tab, snapshots_view
+from ui.endpoints import PRIVATE
 
 __all__ = ["KEYBOARD_HEAD", "build"]
 
@@ -47,7 +48,7 @@ def _overview_on_load(store: LabelStore, shared: Shared, browse: Browse, reviewe
                 *reviewers_view(store), *snapshots_view(store))
 
     gr.on(None, overview, outputs=[shared.banner, browse.split, *reviewers, *snapshots], api_name="overview",
-          api_visibility="private")
+          **PRIVATE)
 
 
 def build(studio: Studio) -> None:

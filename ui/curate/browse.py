@@ -14,6 +14,7 @@ from ui.curate.common import Shared, frame
 from ui.curate.review import Review, review_view
 from ui.handler import Handler
 from ui.context import page_error
+from ui.endpoints import PRIVATE
 
 PAGE_SIZE = 50
 LABEL_CHOICES = {"any": None, "injection": INJECTION, "benign": BENIGN}
@@ -138,9 +139,9 @@ def _wire_selection(store: LabelStore, panel: BrowsePanel, review: Review, tabs:
         return *review_view(store, example_id), gr.Tabs(selected="review")
 
     panel.table.select(select_row, outputs=[panel.selected_id, panel.full_text], api_name="browse_select_row",
-                       api_visibility="private")
+                       **PRIVATE)
     panel.review_this.click(review_selected, inputs=[panel.selected_id], outputs=[*review.outputs, tabs],
-                            api_name="browse_open_in_review", api_visibility="private")
+                            api_name="browse_open_in_review", **PRIVATE)
 
 
 def browse_tab(store: LabelStore, shared: Shared, review: Review, tabs: gr.Tabs) -> Browse:

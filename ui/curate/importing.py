@@ -16,6 +16,7 @@ from ui.context import Studio, page_error
 from ui.curate.browse import ALL_SPLITS, Browse
 from ui.curate.common import Shared, frame, reviewer_name
 from ui.curate.review import Review
+from ui.endpoints import PRIVATE
 
 MAPPING_COLUMNS = ["raw label", "rows", "maps to"]
 
@@ -106,13 +107,12 @@ def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Re
         return (gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]), gr.Markdown(visible=demo_only(store)),
                 gr.Button(interactive=False))
 
-    private = {"api_visibility": "private"}
     form.import_btn.click(write, inputs=[form.preview, form.mapping, shared.reviewer_box],
                           outputs=[form.import_status], api_name="import_write").then(
         after_import, outputs=[browse.split, shared.banner, form.import_btn], api_name="import_refresh",
-        **private).then(
-        *browse.first_page, api_name="browse_after_import", **private).then(
-        *review.first_item, api_name="review_first_item_after_import", **private)
+        **PRIVATE).then(
+        *browse.first_page, api_name="browse_after_import", **PRIVATE).then(
+        *review.first_item, api_name="review_first_item_after_import", **PRIVATE)
 
 
 def import_tab(studio: Studio, shared: Shared, review: Review, browse: Browse) -> None:

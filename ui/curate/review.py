@@ -8,6 +8,7 @@ audit's examples in rank order (curation.suspects), voted on with the same butto
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -19,12 +20,12 @@ from curation.suspects import list_audits, next_suspect, read_audit, record_audi
 from access.roles import ADJUDICATE
 from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer, reviewer_name, when
+from ui.endpoints import PRIVATE
 from ui.handler import Handler
 
 SUSPECTS = "suspects"
 """The review queue walking a label audit's suspects in rank order (beside the store's own queues)."""
 TOP_SUSPECTS = 20
-PRIVATE = {"api_visibility": "private"}
 
 KEYBOARD_HEAD = """
 <script>
@@ -110,10 +111,11 @@ def _audit_choices(studio: Studio) -> list[tuple[str, str]]:
 
 
 def _load_audit(studio: Studio, path: str | None):
-    """The audit at ``path``, which must be one of this app's audits (a page may send any path)."""
+    """The audit at ``path``, which must be a run folder of this app (a page may send any path); read_audit
+    refuses one that is not a completed audit."""
     if not path:
         return None
-    if path not in {str(p) for p in list_audits(studio.runs_dir)}:
+    if Path(path).resolve().parent != Path(studio.runs_dir).resolve():
         raise page_error("Pick one of the label audits listed.")
     try:
         return read_audit(path)
@@ -277,7 +279,7 @@ def _identify_then_show_first_item(shared: Shared, first_item: Handler) -> None:
         return gr.Textbox(value=saved or "")
 
     gr.on(None, identify, inputs=[shared.saved_name], outputs=[shared.reviewer_box], api_name="curate_identify",
-          api_visibility="private").then(*first_item, api_name="review_first_item")
+          **PRIVATE).then(*first_item, api_name="review_first_item")
 
 
 def _wire_suspects_queue(studio: Studio, panel: ReviewPanel, first_item: Handler) -> None:

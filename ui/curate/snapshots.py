@@ -14,6 +14,7 @@ from curation.store import LabelStore
 from ft.jobs import data_lock, runs_using
 from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer_name
+from ui.endpoints import PRIVATE
 
 
 def snapshots_view(store: LabelStore, chosen: str | None = None) -> tuple:
@@ -133,11 +134,10 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
     def hide_question():
         return gr.Row(visible=False)
 
-    private = {"api_visibility": "private"}
     panel.delete_btn.click(ask, panel.chosen, [doomed, panel.confirm_text, panel.confirm_row],
-                           api_name="delete_snapshot_ask", **private)
+                           api_name="delete_snapshot_ask", **PRIVATE)
     for closing, name in ((panel.keep_btn.click, "keep"), (panel.chosen.change, "close")):
-        closing(hide_question, None, panel.confirm_row, api_name=f"delete_snapshot_{name}", **private)
+        closing(hide_question, None, panel.confirm_row, api_name=f"delete_snapshot_{name}", **PRIVATE)
     panel.confirm_btn.click(delete_snapshot, inputs=[doomed, shared.reviewer_box],
                             outputs=[panel.status, panel.confirm_row, *panel.outputs], api_name="delete_snapshot")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from ft.export import ExportError, export_adapter_zip, export_merged, merge_note, push
-from ft.jobs import JobManager
+from ft.jobs import JobError, JobManager
 from ft.run_dir import RunDir
 from ui.context import Studio, page_error
 
@@ -51,10 +51,10 @@ def export_panel() -> ExportPanel:
 
 def _finished_run(manager: JobManager, run_id: str | None) -> RunDir:
     """The listed run named ``run_id`` (an id from the browser never becomes a path by itself)."""
-    found = next((info.dir for info in manager.runs() if info.run_id == run_id), None)
-    if found is None:
-        raise page_error("Pick a completed run first.")
-    return found
+    try:
+        return manager.get(run_id or "").dir
+    except JobError:
+        raise page_error("Pick a completed run first.") from None
 
 
 def _holding_no_model(studio: Studio, merged: bool):
@@ -70,11 +70,13 @@ def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel:
             archive = export_adapter_zip(run, ZIP_DIR / run.run_id)
             lines = [f"Adapter zip: {archive.name} (download below)."]
             if merged:
-                with _holding_no_model(studio, merged):
+                with studio.detector.exclusive():  # the merge loads the base: one model in the app at a time
                     folder = export_merged(run, studio.data_dir / "exports")
                 lines += [f"Merged weights: {folder.resolve()}", merge_note(run)]
-        except (ExportError, OSError) as error:
+        except ExportError as error:
             raise page_error(error) from None
+        except Exception as error:  # a config, tokenizer or model that cannot be read or loaded, a full disk...
+            raise page_error(f"Cannot export: {type(error).__name__}: {error}".splitlines()[0]) from None
         return str(archive), "\n".join(lines)
 
     def push_run(run_id: str | None, repo_id: str, private: bool, merged: bool) -> str:

@@ -14,6 +14,7 @@ from ft.train import wandb_mode
 from ft.train import ConfigError, TrainConfig
 from ui.context import Studio, page_error
 from ui.train.runs import RunList, offer_completed_runs
+from ui.endpoints import PRIVATE
 
 TOP_SECTION = "Run"
 
@@ -37,7 +38,7 @@ def _field_input(field: FormField, studio: Studio):
     if field.name == "data":
         data = gr.Dropdown(_data_choices(studio), value=field.default, allow_custom_value=True, **common)
         data.focus(lambda: gr.Dropdown(choices=_data_choices(studio)), None, data, show_progress="hidden",
-                   api_name="data_choices", api_visibility="private")
+                   api_name="data_choices", **PRIVATE)
         return data
     if field.name == "tracker":
         common["info"] = f"{field.help}. wandb here runs {wandb_mode()}."
@@ -149,8 +150,8 @@ def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
         return [values[name] for name in form.names]
 
     form.saved.focus(lambda: gr.Dropdown(choices=_saved_configs(manager)), None, form.saved, show_progress="hidden",
-                     api_name="saved_configs", api_visibility="private")
-    form.load_btn.click(load_config, form.saved, form.inputs, api_name="load_config", api_visibility="private")
+                     api_name="saved_configs", **PRIVATE)
+    form.load_btn.click(load_config, form.saved, form.inputs, api_name="load_config", **PRIVATE)
 
 
 def wire_audit(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunList) -> None:

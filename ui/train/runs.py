@@ -11,10 +11,10 @@ import gradio as gr
 
 from ft import run_views
 from ft.jobs import JobError, JobManager, RunInfo, log_tail, shell_command
+from ui.endpoints import PRIVATE
 from ui.handler import Handler
 
 REFRESH_S = 2.0
-PRIVATE = {"api_visibility": "private"}
 PREDICTION_WIDTHS = ["40%", "8%", "13%", "13%", "13%", "13%"]
 CPU_NOTE = ("\n\nNo GPU here: the `tiny` preset trains end to end on the CPU; real QLoRA training of "
             "Qwen2.5-1.5B needs a GPU (on Hugging Face, a GPU Space).")
