@@ -8,6 +8,7 @@ Typical use: run A trained on the original labels, run B on a curated snapshot.
   from both adapters scored on the same texts against the same labels.
 - ``changed_verdicts``: the texts on which the two detectors give different verdicts, with the
   label, both probabilities, and which side is right.
+- ``evals_side_by_side``: the runs' evaluations on other datasets (``ft.evaluate``), after side.
 - ``label_changes``: how many texts carry different labels in the two runs' data (every split,
   matched by text; snapshot folders hold ``<split>.parquet`` with text, label).
 - ``compare_runs``: the above for two run folders; it loads each adapter in turn (never both).
@@ -28,6 +29,7 @@ from ft.run_dir import RunDir
 from ft.train import TrainConfig
 
 METRICS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate", "answer_accuracy")
+EVAL_METRICS = ("n", "accuracy", "f1", "roc_auc", "recall_at_1pct_fpr", "brier", "ece")
 VERDICT_COLUMNS = ["text", "label", "p_a", "p_b", "verdict_a", "verdict_b", "b_right"]
 
 
@@ -52,18 +54,30 @@ class RunComparison:
     """Both adapters on ``test_data``'s texts and labels."""
     verdicts: pd.DataFrame
     """The texts whose verdict changed, columns VERDICT_COLUMNS."""
+    other_evals: pd.DataFrame
+    """Both runs' evaluations on other datasets (ft.evaluate), "after" side, by evaluation name."""
     labels: LabelChanges
     test_data: str
     threshold: float
 
 
-def metrics_side_by_side(metrics_a: dict | None, metrics_b: dict | None) -> pd.DataFrame:
-    """One row per metric in METRICS: columns metric, a, b, change (b - a); None where a side lacks it."""
+def metrics_side_by_side(metrics_a: dict | None, metrics_b: dict | None, names=METRICS) -> pd.DataFrame:
+    """One row per metric in ``names``: columns metric, a, b, change (b - a); None where a side lacks it."""
     rows = []
-    for name in METRICS:
+    for name in names:
         a, b = (m.get(name) if m else None for m in (metrics_a, metrics_b))
         rows.append({"metric": name, "a": a, "b": b, "change": b - a if a is not None and b is not None else None})
     return pd.DataFrame(rows, columns=["metric", "a", "b", "change"])
+
+
+def evals_side_by_side(evals_a: dict[str, dict], evals_b: dict[str, dict]) -> pd.DataFrame:
+    """The "after" metrics of every ``ft.evaluate`` evaluation either run has (``RunDir.read_evals``), by name:
+    columns eval, metric, a, b, change; None where a run lacks that evaluation."""
+    frames = [metrics_side_by_side(evals_a.get(name, {}).get("after"), evals_b.get(name, {}).get("after"),
+                                   EVAL_METRICS).assign(eval=name)
+              for name in sorted(evals_a.keys() | evals_b.keys())]
+    columns = ["eval", "metric", "a", "b", "change"]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def changed_verdicts(texts, labels, p_a, p_b, threshold: float = 0.5) -> pd.DataFrame:
@@ -134,6 +148,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, test_data: str | None 
         same_text_metrics=metrics_side_by_side(classification_metrics(labels, p_a, threshold=threshold),
                                                classification_metrics(labels, p_b, threshold=threshold)),
         verdicts=changed_verdicts(texts, labels, p_a, p_b, threshold),
+        other_evals=evals_side_by_side(a.read_evals(), b.read_evals()),
         labels=changes,
         test_data=test_data,
         threshold=threshold,

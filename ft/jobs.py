@@ -184,6 +184,17 @@ def _field_choices() -> dict[str, tuple[tuple[str, ...], bool]]:
     }
 
 
+RECIPES = {"smollm2-135m": "smollm2-cpu.yaml", "qwen2.5-1.5b": "qwen2.5-1.5b-qlora.yaml"}
+"""The configs/ recipe for each default model (``ft.models.default_preset``)."""
+
+
+def machine_recipe() -> Path:
+    """The project's recipe for this machine's default model: the SmolLM2 CPU run, or Qwen2.5 QLoRA on CUDA."""
+    from ft.models import default_preset
+
+    return ROOT / "configs" / RECIPES[default_preset()]
+
+
 @lru_cache(maxsize=1)
 def form_fields() -> tuple[FormField, ...]:
     """Every TrainConfig field but the app-owned ones, in declaration order, with section, help and choices."""

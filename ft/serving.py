@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from huggingface_hub import is_offline_mode
 from safetensors import safe_open
 
 from ft import data, jobs, models
@@ -81,6 +82,8 @@ class DetectorChoice:
     exported: Path | None = None
     """The folder of an exported detector (ft/exported.py), a Hub repo's once downloaded."""
     exported_metrics: dict | None = None
+    missing: str | None = None
+    """Why a base model is not on this machine (it then needs the Hub), or None."""
 
     def test_metrics(self) -> pd.DataFrame:
         """The before/after test metrics (a run's eval.json, an export's copy of it) as the Train tab shows them;
@@ -109,8 +112,13 @@ def run_choice(run: RunDir) -> DetectorChoice | None:
 
 
 def base_choice(preset: str, example_data: str) -> DetectorChoice:
+    """A base preset as a choice, its label saying where it would come from when it is not on this machine."""
     config = TrainConfig(model=preset, tokenizer=models.default_tokenizer(preset), data=example_data)
-    return DetectorChoice(BASE_PREFIX + preset, f"base model {preset} (no fine-tuning)", config)
+    missing = models.missing_offline(preset)
+    where = "" if missing is None else (" · not on this machine" if is_offline_mode()
+                                        else " · downloads from the Hub on first use")
+    return DetectorChoice(BASE_PREFIX + preset, f"base model {preset} (no fine-tuning){where}", config,
+                          missing=missing)
 
 
 def exported_choice(key: str, folder: Path, shown_as: str) -> DetectorChoice:
@@ -251,9 +259,14 @@ class DetectorService:
                 return offered
         raise ServingError(f"No detector {key!r}: pick a completed run or a base model.")
 
-    def default_key(self) -> str | None:
-        offered = self.choices()
-        return offered[0].key if offered else None
+    def default_key(self) -> str:
+        """The newest completed run, else the base model this machine trains by default (models.default_preset)."""
+        runs = [c.key for c in self.choices() if c.run is not None]
+        return runs[0] if runs else BASE_PREFIX + models.default_preset()
+
+    def _works_here(self, but: str) -> str:
+        """The labels of the other choices that load on this machine, for an error message."""
+        return "; ".join(c.label for c in self.choices() if c.key != but and c.missing is None)
 
     def add_detector(self, ref: str) -> str:
         """Offer an exported detector from now on, for every user; its key.
@@ -309,8 +322,17 @@ class DetectorService:
         choice = self.choice(key)
         if choice.run is not None:
             check_adapter(choice.run)
+        if choice.missing is not None and is_offline_mode():
+            raise ServingError(f"Cannot load base model {choice.config.model}: {choice.missing} and the Hub is off "
+                               f"(HF_HUB_OFFLINE). Works here: {self._works_here(choice.key)}.")
         self.unload()
-        self._loaded = _Loaded(choice, self._load_detector(choice))
+        try:
+            detector = self._load_detector(choice)
+        except ServingError as exc:
+            if choice.run is not None or choice.exported is not None:
+                raise
+            raise ServingError(f"{exc} Works here: {self._works_here(choice.key)}.") from None
+        self._loaded = _Loaded(choice, detector)
         return self._loaded
 
     @staticmethod

@@ -90,10 +90,18 @@ def _typed(name: str, value, annotation: str):
     return value
 
 
+def default_model() -> str:
+    """smollm2-135m without CUDA, Qwen2.5-1.5B with it (``ft.models.default_preset``; imported when called,
+    as ft.models imports this module)."""
+    from ft.models import default_preset
+
+    return default_preset()
+
+
 @dataclass
 class TrainConfig:
     # model
-    model: str = "tiny"
+    model: str = field(default_factory=default_model)
     tokenizer: str | None = None
     quantisation: str = "auto"
     lora_r: int = 16

@@ -2,7 +2,8 @@
 import pandas as pd
 import pytest
 
-from ft.compare import LabelChanges, changed_verdicts, label_changes, labels_by_text, metrics_side_by_side
+from ft.compare import (LabelChanges, changed_verdicts, evals_side_by_side, label_changes, labels_by_text,
+                        metrics_side_by_side)
 
 
 def write_data(folder, **splits):
@@ -21,6 +22,17 @@ def test_metrics_side_by_side_gives_the_change():
     assert rows.loc["f1", "change"] == pytest.approx(-0.1)
     assert rows.loc["roc_auc", "b"] == 0.9 and pd.isna(rows.loc["roc_auc", "change"])
     assert metrics_side_by_side(None, {"accuracy": 1.0}).set_index("metric").loc["accuracy", "a"] is None
+
+
+def test_evaluations_on_other_data_sit_side_by_side_by_name():
+    table = evals_side_by_side({"foreign": {"after": {"roc_auc": 0.8, "f1": 0.6}}, "only-a": {"after": {"f1": 0.1}}},
+                               {"foreign": {"after": {"roc_auc": 0.9, "f1": 0.5}}})
+    rows = table.set_index(["eval", "metric"])
+    assert rows.loc[("foreign", "roc_auc"), "change"] == pytest.approx(0.1)
+    assert rows.loc[("foreign", "f1"), "change"] == pytest.approx(-0.1)
+    assert rows.loc[("only-a", "f1"), "a"] == 0.1 and rows.loc[("only-a", "f1"), "b"] is None
+    assert list(table.columns) == ["eval", "metric", "a", "b", "change"]
+    assert evals_side_by_side({}, {}).empty
 
 
 def test_changed_verdicts_lists_only_the_flips_largest_shift_first():
@@ -50,7 +62,7 @@ def test_the_page_shows_a_comparison_as_plain_text():
 
     verdicts = changed_verdicts(["<b>x</b>", "y"], [1, 0], [0.2, 0.1], [0.9, 0.3])
     done = RunComparison("ra", "rb", metrics_side_by_side({"accuracy": 0.5}, {"accuracy": 0.75}),
-                         metrics_side_by_side(None, None), verdicts,
+                         metrics_side_by_side(None, None), verdicts, evals_side_by_side({}, {}),
                          LabelChanges(3, 1, 0, {"train": 2, "test": 1}), "/data/b", 0.5)
     text = summary_text(done)
     assert "A = ra, B = rb" in text and "1 verdict(s) changed" in text

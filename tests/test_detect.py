@@ -60,6 +60,26 @@ def test_choices_are_completed_runs_then_base_presets(tmp_path):
             service.load(bad)
 
 
+def test_without_runs_the_default_is_this_machines_base_and_a_missing_one_says_what_works(tmp_path, monkeypatch):
+    from ft import serving
+
+    monkeypatch.setattr(models.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(models, "_in_hub_cache", lambda repo_id, filename: False)
+    monkeypatch.setattr(serving, "is_offline_mode", lambda: True)
+    service = DetectorService(tmp_path / "runs")
+    assert service.default_key() == "base:smollm2-135m"
+    labels = {c.key: c.label for c in service.choices()}
+    assert labels["base:qwen2.5-1.5b"].endswith("· not on this machine")
+    assert labels["base:smollm2-135m"] == "base model smollm2-135m (no fine-tuning)"
+    with pytest.raises(ServingError) as refused:
+        service.load("base:qwen2.5-1.5b")
+    message = str(refused.value)
+    assert message.startswith("Cannot load base model qwen2.5-1.5b: Qwen/Qwen2.5-1.5B-Instruct is not on this "
+                              "machine and the Hub is off (HF_HUB_OFFLINE). Works here: ")
+    assert "base model smollm2-135m" in message and "base model tiny" in message and "\n" not in message
+    assert service.loaded_key is None
+
+
 def test_a_runs_test_metrics_come_from_its_eval_json(service):
     table = service.choice(RUN).test_metrics().set_index("model")
     assert list(table.index) == ["before", "after"]

@@ -23,8 +23,8 @@ def test_eight_processes_cast_200_votes_each(tmp_path):
     store = store_with_examples(tmp_path, 200)
     start = tmp_path / "go"
     writers = [subprocess.Popen([sys.executable, str(WRITER), str(tmp_path), f"reviewer-{k}", "200",
-                                 "--start-file", str(start)]) for k in range(8)]
-    time.sleep(0.5)
+                                 "--start-file", str(start)], stdout=subprocess.PIPE, text=True) for k in range(8)]
+    assert [w.stdout.readline().strip() for w in writers] == ["ready"] * 8
     start.touch()
     assert [w.wait(timeout=120) for w in writers] == [0] * 8
     con = store._connection()

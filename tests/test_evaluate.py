@@ -52,8 +52,9 @@ def test_evals_listing_reads_every_eval_file(tmp_path):
     (run.evals / "broken.json").write_text("{")
     table = evals_frame(run)
     assert list(table["model"]) == ["before", "after"] and table["roc_auc"].iloc[0] == "0.7500"
-    groups = eval_groups_frame(run, "d-test")
-    assert list(groups["group"]) == ["g", "g"] and groups["flagged"].iloc[1] == "0.5000"
+    groups = eval_groups_frame(run)
+    assert list(groups["eval"]) == ["d-test", "d-test"] and list(groups["group"]) == ["g", "g"]
+    assert groups["flagged"].iloc[1] == "0.5000"
     assert evals_frame(RunDir(tmp_path / "none")).empty
 
 

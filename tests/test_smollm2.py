@@ -132,4 +132,4 @@ def test_evaluate_writes_metrics_by_source_and_reuses_the_before_scores(short_ru
     assert second["before"]["roc_auc"] == first["before"]["roc_auc"]
     table = evals_frame(short_run)
     assert list(table["eval"]) == ["foreign", "foreign"] and list(table["model"]) == ["before", "after"]
-    assert set(eval_groups_frame(short_run, "foreign")["column"]) == {"source"}
+    assert set(eval_groups_frame(short_run)["column"]) == {"source"}

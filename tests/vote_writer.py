@@ -2,7 +2,8 @@
 
 python tests/vote_writer.py DATA_DIR REVIEWER N_VOTES [--log FILE] [--start-file FILE]
 Votes on examples 1..N_VOTES (cycling through the store's examples); after each commit,
-appends the vote id to --log so a test knows what was committed before a kill.
+appends the vote id to --log so a test knows what was committed before a kill. With
+--start-file it prints "ready" once the store is open, then waits for that file to exist.
 """
 import argparse
 import os
@@ -26,6 +27,8 @@ def main() -> None:
     store = LabelStore(args.data_dir)
     n_examples = store.totals().examples
     log = os.open(args.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if args.log else None
+    if args.start_file:
+        print("ready", flush=True)
     while args.start_file and not Path(args.start_file).exists():
         time.sleep(0.005)
     for i in range(args.n_votes):

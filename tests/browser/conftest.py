@@ -107,6 +107,12 @@ def start_module_app(tmp_path_factory):
     yield from _app_starter(tmp_path_factory)
 
 
+def suite_model_cache() -> dict[str, str]:
+    """The suite's HF_HOME (scripts/test sets one per run) for an app to share: the SmolLM2 wheel's model is then
+    dequantised once per suite, not once per app. Empty when the suite has none (the app keeps its own)."""
+    return {"HF_HOME": os.environ["HF_HOME"]} if os.environ.get("HF_HOME") else {}
+
+
 TEAM = {"boss": ("boss-pw", "admin"), "lee": ("lee-pw", "lead"), "rev": ("rev-pw", "reviewer")}
 """Password sign-in users of ``team_app``: name -> (password, role)."""
 

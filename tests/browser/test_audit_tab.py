@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
+from browser.train_form import field, pick
 from conftest import DATA_DIR
 
 pytestmark = pytest.mark.browser
@@ -23,15 +24,6 @@ def data_slice(folder):
     pd.read_parquet(DATA_DIR / "train.parquet").head(TRAIN_ROWS).to_parquet(folder / "train.parquet")
     pd.read_parquet(DATA_DIR / "test.parquet").head(TEST_ROWS).to_parquet(folder / "test.parquet")
     return folder
-
-
-def field(page, name):
-    return page.get_by_label(re.compile(rf"^\s*{re.escape(name)}\b")).first
-
-
-def pick(page, dropdown, option):
-    dropdown.click()
-    page.get_by_role("option", name=option).first.click()
 
 
 def queue_audit(page, data):

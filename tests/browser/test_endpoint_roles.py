@@ -17,9 +17,12 @@ REFUSED = re.compile(r"Only an? (lead|admin) can ")
 
 
 def sample_inputs(config: dict, dependency: dict) -> list:
-    """Each input component's own value as the page was served (None for state kept on the server)."""
+    """Each input component's own value as the page was served (None for state kept on the server), but the
+    tiny base model where the page offers a real one: the role check comes before the handler either way, and
+    loading SmolLM2 and scoring its example prompts would add half a minute."""
     props = {c["id"]: c.get("props", {}) for c in config["components"]}
-    return [props.get(i, {}).get("value") for i in dependency["inputs"]]
+    values = [props.get(i, {}).get("value") for i in dependency["inputs"]]
+    return ["base:tiny" if isinstance(v, str) and v.startswith("base:") else v for v in values]
 
 
 def refusal(message: dict) -> str | None:

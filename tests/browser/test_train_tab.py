@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from conftest import DATA_DIR, ROOT, TOKENIZER_DIR
+from browser.train_form import choose_tiny_model, field
+from conftest import DATA_DIR, ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -20,11 +21,6 @@ MARKDOWN = "**bold** and [a link](javascript:alert(1))"
 TINY_RUN = {"max_train_rows": "200", "max_test_rows": "64", "validation_size": "16", "max_length": "128",
             "batch_size": "16", "gradient_accumulation": "1", "learning_rate": "0.003", "warmup_steps": "0",
             "logging_steps": "2", "save_steps": "100", "prediction_samples": "8", "eval_batch_size": "16"}
-
-
-def field(page, name):
-    """The input of the config field ``name`` (its label starts with the name; help text follows)."""
-    return page.get_by_label(re.compile(rf"^\s*{re.escape(name)}\b")).first
 
 
 def open_train_tab(page, app):
@@ -43,9 +39,7 @@ def queue_tiny_run(page, name, data=str(DATA_DIR), **values):
     data_input.fill(data)
     data_input.press("Enter")
     expect(data_input).to_have_value(data)
-    field(page, "tokenizer").fill(str(TOKENIZER_DIR))
-    field(page, "modules_to_save").fill("embed_tokens, lm_head")
-    field(page, "gradient_checkpointing").uncheck()
+    choose_tiny_model(page)
     for name_, value in {**TINY_RUN, **values}.items():
         field(page, name_).fill(value)
     page.get_by_role("button", name="Show command").click()
@@ -65,6 +59,10 @@ def status_cell(page, run_id):
 
 def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page, running_app):
     open_train_tab(page, running_app)
+    # no CUDA here: the form opens on the SmolLM2 CPU recipe, the config its saved-config box names
+    expect(page.locator("#train-saved-config input")).to_have_value("configs/smollm2-cpu.yaml")
+    expect(field(page, "model")).to_have_value("smollm2-135m")
+    expect(field(page, "lora_layers")).to_have_value("8")
     field(page, "learning_rate").fill("0")
     page.get_by_role("button", name="Show command").click()
     expect(page.locator("#train-command textarea")).to_have_value(re.compile("Refused: learning_rate must be > 0"))
@@ -107,21 +105,22 @@ def hostile_data(folder):
 def test_a_run_is_cancelled_from_the_page_and_resumed(page, running_app, tmp_path):
     open_train_tab(page, running_app)
     run_id = queue_tiny_run(page, "to-cancel", data=str(hostile_data(tmp_path / "hostile")),
-                            validation_split="validation", max_steps="12", logging_steps="1")
+                            validation_split="validation", max_steps="60", logging_steps="1")
     predictions = page.locator("#train-predictions")
     for row, text in enumerate((IMG, SCRIPT, MARKDOWN)):
         expect(predictions.get_by_test_id(f"cell-{row}-0")).to_have_text(text, timeout=RUN_TIMEOUT_MS)
     assert page.evaluate("[window.__x, window.__y]") == [None, None]
     assert predictions.locator("img, script, a").count() == 0
-    expect(page.locator("#train-progress")).to_contain_text(re.compile(r"step ([2-9]|1[01])/12"),
+    expect(page.locator("#train-progress")).to_contain_text(re.compile(r"step ([2-9]|[1-5]\d)/60"),
                                                             timeout=RUN_TIMEOUT_MS)
     page.locator("#train-cancel").click()
     expect(page.locator("#train-action textarea")).to_have_value(re.compile("cancelling"))
     expect(status_cell(page, run_id)).to_contain_text("cancelled", timeout=30_000)
-    stopped_at = int(re.search(r"step (\d+)/12", page.locator("#train-progress").inner_text()).group(1))
+    stopped_at = int(re.search(r"step (\d+)/60", page.locator("#train-progress").inner_text()).group(1))
     assert (running_app.data_dir / "runs" / run_id / "checkpoints" / f"checkpoint-{stopped_at}").is_dir()
 
     page.locator("#train-resume").click()
     expect(page.locator("#train-action textarea")).to_have_value(re.compile("queued to resume"))
     expect(status_cell(page, run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
-    expect(page.locator("#train-log textarea")).to_have_value(re.compile("resume: .*--resume"))
+    expect(page.locator("#train-details textarea")).to_have_value(re.compile(r"-m ft\.train .*--resume"))
+    expect(page.locator("#train-progress")).to_contain_text("step 60/60")

@@ -10,8 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from access.users import hash_password
-from conftest import DATA_DIR, TOKENIZER_DIR
+from conftest import DATA_DIR
 from browser.conftest import open_browser
+from browser.train_form import choose_tiny_model, field
 
 pytestmark = pytest.mark.browser
 
@@ -25,10 +26,6 @@ FAKE_WANDB_KEY = "fakewandbkeywholeloop0123456789abcdef0123"
 TINY = {"max_test_rows": "32", "validation_size": "16", "max_length": "128", "batch_size": "16",
         "gradient_accumulation": "1", "learning_rate": "0.003", "warmup_steps": "0", "logging_steps": "2",
         "save_steps": "100", "prediction_samples": "8", "eval_batch_size": "16"}
-
-
-def field(page, name):
-    return page.get_by_label(re.compile(rf"^\s*{re.escape(name)}\b")).first
 
 
 def sign_in(page, url, user, password):
@@ -77,9 +74,7 @@ def fill_tiny_run(page, data):
     page.wait_for_timeout(1000)
     data_input.fill(data)
     data_input.press("Enter")
-    field(page, "tokenizer").fill(str(TOKENIZER_DIR))
-    field(page, "modules_to_save").fill("embed_tokens, lm_head")
-    field(page, "gradient_checkpointing").uncheck()
+    choose_tiny_model(page)
     for name, value in TINY.items():
         field(page, name).fill(value)
 

@@ -23,10 +23,11 @@ class CompareForm:
     eval_metrics: gr.Dataframe
     same_text_metrics: gr.Dataframe
     verdicts: gr.Dataframe
+    other_evals: gr.Dataframe
 
     @property
     def outputs(self) -> list:
-        return [self.summary, self.eval_metrics, self.same_text_metrics, self.verdicts]
+        return [self.summary, self.eval_metrics, self.same_text_metrics, self.verdicts, self.other_evals]
 
 
 def compare_form() -> CompareForm:
@@ -46,7 +47,10 @@ def compare_form() -> CompareForm:
                                              interactive=False, elem_id="train-compare-same")
         verdicts = gr.Dataframe(label="Examples whose verdict changed", datatype="str", interactive=False,
                                 wrap=True, max_height=400, latex_delimiters=[], elem_id="train-compare-verdicts")
-    return CompareForm(run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts)
+        other_evals = gr.Dataframe(label="Other datasets (python -m ft.evaluate), after", datatype="str",
+                                   interactive=False, elem_id="train-compare-other")
+    return CompareForm(run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts,
+                       other_evals)
 
 
 def wire_compare(studio: Studio, manager: JobManager, form: CompareForm) -> None:
@@ -61,7 +65,7 @@ def wire_compare(studio: Studio, manager: JobManager, form: CompareForm) -> None
                                     max_rows=int(max_rows) if max_rows else None)
         except Exception as error:  # a missing adapter, unreadable data...: all shown the same way
             raise page_error(f"Cannot compare: {type(error).__name__}: {error}") from None
-        frames = (done.eval_metrics, done.same_text_metrics, done.verdicts)
+        frames = (done.eval_metrics, done.same_text_metrics, done.verdicts, done.other_evals)
         return summary_text(done), *(run_views.text_frame(f) for f in frames)
 
     offer_completed_runs(manager, form.run_a, "compare_a_choices")

@@ -9,7 +9,8 @@ from pathlib import Path
 import gradio as gr
 
 from ft.audit import AuditOptions
-from ft.jobs import ROOT, FormField, JobManager, config_from_form, form_fields, form_values, shell_command
+from ft.jobs import (ROOT, FormField, JobManager, config_from_form, form_fields, form_values, machine_recipe,
+                     shell_command)
 from ft.train import wandb_mode
 from ft.train import ConfigError, TrainConfig
 from ui.context import Studio, page_error
@@ -32,28 +33,25 @@ def _data_choices(studio: Studio) -> list[tuple[str, str]]:
     return choices
 
 
-def _field_input(field: FormField, studio: Studio):
-    """The component for one config field, its default filled in and its help shown under it."""
+def _field_input(field: FormField, value, studio: Studio):
+    """The component for one config field, holding ``value`` (as ``form_values`` gives it), its help under it."""
     common = {"label": field.name, "info": field.help}
     if field.name == "data":
-        data = gr.Dropdown(_data_choices(studio), value=field.default, allow_custom_value=True, **common)
+        data = gr.Dropdown(_data_choices(studio), value=value, allow_custom_value=True, **common)
         data.focus(lambda: gr.Dropdown(choices=_data_choices(studio)), None, data, show_progress="hidden",
                    api_name="data_choices", **PRIVATE)
         return data
     if field.name == "tracker":
         common["info"] = f"{field.help}. wandb here runs {wandb_mode()}."
     if field.choices:
-        return gr.Dropdown(list(field.choices), value=field.default, allow_custom_value=field.open_choices, **common)
+        return gr.Dropdown(list(field.choices), value=value, allow_custom_value=field.open_choices, **common)
     if field.kind == "bool":
-        return gr.Checkbox(value=field.default, **common)
+        return gr.Checkbox(value=value, **common)
     if field.kind in ("int", "float") and field.optional:  # a Number cannot be left empty: it sends 0
-        return gr.Textbox(value="" if field.default is None else str(field.default),
-                          placeholder="empty = none", **common)
+        return gr.Textbox(value="" if value is None else str(value), placeholder="empty = none", **common)
     if field.kind in ("int", "float"):
-        return gr.Number(value=field.default, precision=0 if field.kind == "int" else None, **common)
-    if field.kind == "list":
-        return gr.Textbox(value=", ".join(field.default), **common)
-    return gr.Textbox(value=field.default or "", **common)
+        return gr.Number(value=value, precision=0 if field.kind == "int" else None, **common)
+    return gr.Textbox(value=value or "", **common)
 
 
 def _saved_configs(manager: JobManager) -> list[tuple[str, str]]:
@@ -86,12 +84,14 @@ class NewRunForm:
 
 
 def _config_inputs(studio: Studio) -> tuple[list[str], list]:
-    """(field names, their inputs): the Run section's fields, then each other section in a closed accordion."""
+    """(field names, their inputs): the Run section's fields, then each other section in a closed accordion.
+    They start on this machine's recipe, the config the saved-config box shows."""
     fields = form_fields()
-    form = [(f, _field_input(f, studio)) for f in fields if f.section == TOP_SECTION]
+    values = form_values(TrainConfig.from_yaml(machine_recipe()))
+    form = [(f, _field_input(f, values[f.name], studio)) for f in fields if f.section == TOP_SECTION]
     for section in dict.fromkeys(f.section for f in fields if f.section != TOP_SECTION):
         with gr.Accordion(f"{section} settings", open=False):
-            form += [(f, _field_input(f, studio)) for f in fields if f.section == section]
+            form += [(f, _field_input(f, values[f.name], studio)) for f in fields if f.section == section]
     return [f.name for f, _ in form], [component for _, component in form]
 
 
@@ -113,7 +113,8 @@ def _audit_form() -> AuditForm:
 def new_run_form(studio: Studio, manager: JobManager) -> NewRunForm:
     gr.Markdown("### New run")
     with gr.Row(equal_height=True):
-        saved = gr.Dropdown(_saved_configs(manager), value=None, label="Start from a saved config (optional)", scale=3,
+        saved = gr.Dropdown(_saved_configs(manager), value=str(machine_recipe()), scale=3,
+                            label="Start from a saved config (the form holds this machine's recipe)",
                             elem_id="train-saved-config")
         load_btn = gr.Button("Load", size="sm", scale=1, elem_id="train-load-config")
     names, inputs = _config_inputs(studio)

@@ -16,8 +16,9 @@ from ui.handler import Handler
 
 REFRESH_S = 2.0
 PREDICTION_WIDTHS = ["40%", "8%", "13%", "13%", "13%", "13%"]
-CPU_NOTE = ("\n\nNo GPU here: the `tiny` preset trains end to end on the CPU; real QLoRA training of "
-            "Qwen2.5-1.5B needs a GPU (on Hugging Face, a GPU Space).")
+CPU_NOTE = ("\n\nNo GPU here: the form starts on `configs/smollm2-cpu.yaml` (SmolLM2-135M-Instruct, a real "
+            "model, about 18 minutes on 2 cores with the test split scored); `tiny` runs every code path in about "
+            "2 minutes; QLoRA training of Qwen2.5-1.5B needs a GPU (on Hugging Face, a GPU Space).")
 
 
 def _progress_html(progress: run_views.Progress) -> str:
@@ -56,6 +57,8 @@ class RunCharts(NamedTuple):
     learning_rate: gr.LinePlot
     evaluations: gr.Dataframe
     test_report: gr.Dataframe
+    other_data: gr.Dataframe
+    other_groups: gr.Dataframe
     predictions: gr.Dataframe
     log: gr.Textbox
 
@@ -116,13 +119,19 @@ def run_charts() -> RunCharts:
     test_report = gr.Dataframe(label="Test split, before and after (eval.json)", datatype="str",
                                headers=["model", *run_views.TEST_COLUMNS],
                                interactive=False, elem_id="train-test")
+    other_data = gr.Dataframe(label="Other datasets, before and after (python -m ft.evaluate --run RUN --data REF)",
+                              datatype="str", headers=run_views.EVALS_COLUMNS, interactive=False,
+                              elem_id="train-other-evals")
+    other_groups = gr.Dataframe(label="Other datasets by source/category (flagged = share called injection)",
+                                datatype="str", headers=run_views.EVAL_GROUP_COLUMNS, interactive=False,
+                                max_height=400, elem_id="train-other-groups")
     predictions = gr.Dataframe(label="Predictions: train start (before) beside the latest table (after)",
                                headers=run_views.PREDICTION_COLUMNS,
                                datatype="str", interactive=False, wrap=True, max_height=500, latex_delimiters=[],
                                column_widths=PREDICTION_WIDTHS, elem_id="train-predictions")
     log = gr.Textbox(label="Log (last lines)", interactive=False, lines=12, max_lines=30, autoscroll=True,
                      elem_id="train-log")
-    return RunCharts(loss, learning_rate, evaluations, test_report, predictions, log)
+    return RunCharts(loss, learning_rate, evaluations, test_report, other_data, other_groups, predictions, log)
 
 
 def _list_view(runs: list[RunInfo], selected, known) -> tuple:
@@ -161,7 +170,7 @@ def _run_view(manager: JobManager, run_id, version, force=False, runs: list[RunI
         runs = manager.runs() if run_id else []
     info = next((r for r in runs if r.run_id == run_id), None)
     if info is None:
-        return ["", "", None, None, None, None, None, "", None]
+        return ["", "", None, None, None, None, None, None, None, "", None]
     now_version = run_views.files_version(info)
     head = [_progress_html(run_views.progress(info)),
             run_views.details_text(info, shell_command(info.job.get("command") or manager.command(run_id)))]
@@ -169,6 +178,7 @@ def _run_view(manager: JobManager, run_id, version, force=False, runs: list[RunI
         return head + [gr.skip()] * len(RunCharts._fields) + [version]
     return head + [run_views.curve_frame(info, "loss"), run_views.curve_frame(info, "learning_rate"),
                    run_views.evaluations_frame(info), run_views.test_frame(info),
+                   run_views.evals_frame(info.dir), run_views.eval_groups_frame(info.dir),
                    run_views.predictions_frame(info), log_tail(info), now_version]
 
 
