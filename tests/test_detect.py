@@ -96,7 +96,9 @@ def test_before_and_after_differ_after_training(service):
     assert result.before.latency_ms > 0 and result.after.latency_ms > 0
     shown = result.to_dict(threshold=0.0)
     assert shown["before"]["verdict"] == shown["after"]["verdict"] == "injection"
-    assert result.to_dict(threshold=1.0)["after"]["verdict"] == "benign" or result.after.p_injection >= 1.0
+    p = result.after.p_injection  # the verdict flips exactly at the threshold: P >= threshold is an injection
+    assert result.to_dict(threshold=p)["after"]["verdict"] == "injection"
+    assert result.to_dict(threshold=p + 1e-9)["after"]["verdict"] == "benign"
     assert not shown["truncated"]
 
 

@@ -147,6 +147,7 @@ def test_cancel_and_resume_continue_from_the_checkpoint(tmp_path):
     resumed_steps = [m["step"] for m in done.dir.read_metrics() if m["kind"] == "log" and m["time"] > resumed_at]
     assert min(resumed_steps) == stopped_at + 1
     assert "--resume" in done.job["command"]
+    assert TrainConfig.from_yaml(done.dir.config).max_train_rows == 600, "the resumed run kept its config"
     log = done.dir.log.read_text()
     assert "start:" in log and "resume:" in log
 

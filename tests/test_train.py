@@ -1,16 +1,13 @@
-"""A run from config to files: bad input refused early, a tiny run end to end, cancel and resume."""
-import json
+"""A run from config to files: bad input refused early, a tiny run end to end (cancel and resume:
+tests/test_jobs.py)."""
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import DATA_DIR, ROOT, tiny_config
+from conftest import ROOT, tiny_config
 from ft import train as train_module
 from ft.data import DataError
 from ft.run_dir import RunDir
@@ -109,32 +106,3 @@ def test_tiny_run_writes_every_file_and_learns(tmp_path):
         __import__("pathlib").Path(os.environ["WANDB_DIR"]).glob("**/offline-run-*"))
     assert wandb_runs, "no offline wandb run was written"
     assert any("validation_predictions" in p.name for r in wandb_runs for p in r.glob("files/media/table/*"))
-
-
-def test_sigterm_cancels_and_resume_continues_from_the_checkpoint(tmp_path):
-    config = tiny_config(tmp_path, max_train_rows=400, epochs=1, save_steps=1000, logging_steps=1,
-                         prediction_samples=4)
-    path = write_config(tmp_path / "run.yaml", config)
-    log = open(tmp_path / "out.txt", "w")
-    child = subprocess.Popen([sys.executable, "-m", "ft.train", "--config", str(path), "--run-id", "c1"],
-                             cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
-    run = RunDir(tmp_path / "runs" / "c1")
-    deadline = time.time() + 120
-    while run.read_state().get("step", 0) < 3 and time.time() < deadline:
-        time.sleep(0.2)
-    os.killpg(child.pid, signal.SIGTERM)
-    sent = time.time()
-    assert child.wait(timeout=30) == 0
-    assert time.time() - sent < 10
-    state = run.read_state()
-    assert state["status"] == "cancelled"
-    stopped_at = state["step"]
-    assert run.last_checkpoint().name == f"checkpoint-{stopped_at}"
-    resumed_at = time.time()
-    done = subprocess.run([sys.executable, "-m", "ft.train", "--config", str(run.config), "--run-id", "c1",
-                           "--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert run.read_state()["status"] == "completed"
-    resumed = [m["step"] for m in run.read_metrics() if m["kind"] == "log" and m["time"] > resumed_at]
-    assert resumed and min(resumed) > stopped_at
-    assert yaml.safe_load(run.config.read_text())["max_train_rows"] == 400

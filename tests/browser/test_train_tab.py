@@ -10,9 +10,11 @@ import pytest
 from playwright.sync_api import expect
 
 from browser.train_form import choose_tiny_model, field
-from conftest import DATA_DIR, ROOT
+from conftest import DATA_DIR, ROOT, SHARED
 
 pytestmark = pytest.mark.browser
+
+FOREIGN_EVAL = SHARED / "data" / "foreign-eval"
 
 RUN_TIMEOUT_MS = 300_000
 IMG = '<img src=x onerror="window.__x=1">'
@@ -91,6 +93,16 @@ def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page,
         for side in ("before", "after"):
             report[side].pop("seconds")
     assert from_shell == from_page
+
+    # an evaluation on other data, run from the shell, shows in the run's details
+    evaluated = subprocess.run([sys.executable, "-m", "ft.evaluate", "--run", str(run_dir), "--data",
+                                str(FOREIGN_EVAL), "--max-rows", "24", "--name", "foreign"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    other = page.locator("#train-other-evals")
+    expect(other.get_by_role("grid")).to_have_attribute("aria-rowcount", "3", timeout=30_000)  # before, after
+    expect(other).to_contain_text("foreign")
+    expect(page.locator("#train-other-groups")).to_contain_text("tensor-trust")
 
 
 def hostile_data(folder):
