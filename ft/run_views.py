@@ -121,9 +121,16 @@ def files_version(info: RunInfo) -> tuple:
     def size(path: Path) -> int:
         return path.stat().st_size if path.exists() else -1
 
+    def stamp(path: Path) -> tuple[int, int]:
+        """Size and time: an evaluation written again under its name may keep its size."""
+        try:
+            return path.stat().st_size, path.stat().st_mtime_ns
+        except OSError:
+            return -1, -1
+
     evals = sorted(info.dir.evals.glob("*.json")) if info.dir.evals.is_dir() else []
     return (info.status, size(info.dir.metrics), size(info.dir.log),
-            tuple(info.dir.prediction_steps()), info.dir.eval.exists(), tuple((p.name, size(p)) for p in evals))
+            tuple(info.dir.prediction_steps()), info.dir.eval.exists(), tuple((p.name, stamp(p)) for p in evals))
 
 
 def curve_frame(info: RunInfo, key: str) -> pd.DataFrame:

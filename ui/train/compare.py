@@ -48,7 +48,7 @@ def compare_form() -> CompareForm:
         verdicts = gr.Dataframe(label="Examples whose verdict changed", datatype="str", interactive=False,
                                 wrap=True, max_height=400, latex_delimiters=[], elem_id="train-compare-verdicts")
         other_evals = gr.Dataframe(label="Other datasets (python -m ft.evaluate), after", datatype="str",
-                                   interactive=False, elem_id="train-compare-other")
+                                   interactive=False, latex_delimiters=[], elem_id="train-compare-other")
     return CompareForm(run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts,
                        other_evals)
 

@@ -121,10 +121,10 @@ def run_charts() -> RunCharts:
                                interactive=False, elem_id="train-test")
     other_data = gr.Dataframe(label="Other datasets, before and after (python -m ft.evaluate --run RUN --data REF)",
                               datatype="str", headers=run_views.EVALS_COLUMNS, interactive=False,
-                              elem_id="train-other-evals")
+                              latex_delimiters=[], elem_id="train-other-evals")
     other_groups = gr.Dataframe(label="Other datasets by source/category (flagged = share called injection)",
                                 datatype="str", headers=run_views.EVAL_GROUP_COLUMNS, interactive=False,
-                                max_height=400, elem_id="train-other-groups")
+                                max_height=400, latex_delimiters=[], elem_id="train-other-groups")
     predictions = gr.Dataframe(label="Predictions: train start (before) beside the latest table (after)",
                                headers=run_views.PREDICTION_COLUMNS,
                                datatype="str", interactive=False, wrap=True, max_height=500, latex_delimiters=[],
@@ -170,7 +170,7 @@ def _run_view(manager: JobManager, run_id, version, force=False, runs: list[RunI
         runs = manager.runs() if run_id else []
     info = next((r for r in runs if r.run_id == run_id), None)
     if info is None:
-        return ["", "", None, None, None, None, None, None, None, "", None]
+        return ["", "", *RunCharts(*[None] * (len(RunCharts._fields) - 1), log=""), None]
     now_version = run_views.files_version(info)
     head = [_progress_html(run_views.progress(info)),
             run_views.details_text(info, shell_command(info.job.get("command") or manager.command(run_id)))]
