@@ -19,12 +19,13 @@ from access.users import Users
 from curation import sources
 from curation.demo import demo_only, load_demo_if_empty
 from curation.store import LabelStore
+from ft.paths import SHARED
 from ui import curate, detect, train
 from ui.context import Studio
 from ui.endpoints import PRIVATE, GuardedBlocks, check_endpoints
 
 SPACE_DATA_DIR = Path("/data")
-OFFLINE_SHARED = Path(__file__).resolve().parent.parent / "shared"
+OFFLINE_SHARED = SHARED
 """The offline data and tokenizer beside the repository on build machines: allowed by default when present."""
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
 ROLES_LINE = "reviewers label and query, leads also adjudicate, admins also import and run."

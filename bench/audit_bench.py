@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ft.audit import AuditOptions, audit  # noqa: E402
+from ft.audit import audit  # noqa: E402
+from ft.config import AuditOptions
 from ft.train import TrainConfig  # noqa: E402
 
 TRAIN = ROOT.parent / "shared" / "data" / "safe-guard" / "train.parquet"

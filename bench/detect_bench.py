@@ -4,11 +4,11 @@
 
 1. Single prompt, per side (base = adapter off, fine-tuned = adapter on), p50 / p95 over
    ``--prompts`` test prompts: P(injection) only (one forward pass), and with the visible answer
-   (``ft.serving.ANSWER_TOKENS`` greedy tokens), as the page asks. The page waits for both sides
+   (``serving.service.ANSWER_TOKENS`` greedy tokens), as the page asks. The page waits for both sides
    with answers, so its latency is about the two "with answer" figures added.
 2. Batch throughput: ``--batch-rows`` test prompts scored by both sides (scores only), as
    "Many prompts" does, in prompts per second.
-3. A 1 MB paste, score only: clipped to the model's window first (``ft.serving.clip_to_model``,
+3. A 1 MB paste, score only: clipped to the model's window first (``serving.service.clip_to_model``,
    what the service does) vs tokenised whole.
 
 Models: the tiny preset on this machine (``--run`` to use a trained run; by default an untrained
@@ -39,7 +39,7 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 
 from ft import models  # noqa: E402
 from ft.detector import Detector, load_detector  # noqa: E402
-from ft.serving import ANSWER_TOKENS, clip_to_model  # noqa: E402
+from serving.service import ANSWER_TOKENS, clip_to_model  # noqa: E402
 from ft.train import TrainConfig  # noqa: E402
 
 SHARED = ROOT.parent / "shared"

@@ -27,7 +27,8 @@ import transformers  # noqa: E402
 
 from ft import collate, models  # noqa: E402
 from ft.data import load_training_data  # noqa: E402
-from ft.train import TrainConfig, answer_loss, train  # noqa: E402
+from ft.config import TrainConfig
+from ft.train import answer_loss, train  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 TOKENIZER = SHARED / "tokenizers" / "qwen2.5"

@@ -31,7 +31,8 @@ import torch  # noqa: E402
 
 from ft import collate, models, prompt  # noqa: E402
 from ft.detector import Detector, _left_padded  # noqa: E402
-from ft.train import TrainConfig, answer_loss, train  # noqa: E402
+from ft.config import TrainConfig
+from ft.train import answer_loss, train  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "safe-guard"

@@ -66,41 +66,17 @@ import pandas as pd
 
 from ft import data
 from ft.run_dir import RunDir
-from ft.train import ConfigError, TrainConfig, log_to_file, new_run_id, running, train
+from ft.config import IN_SAMPLE, AuditOptions, ConfigError, TrainConfig, new_run_id
+from ft.detector import load_detector
+from ft.train import log_to_file, running, train
 
 log = logging.getLogger("ft.audit")
 
-IN_SAMPLE = "in-sample (biased)"
 SUSPECT_COLUMNS = ["row", "text", "label", "p_injection", "fold", "label_quality", "is_issue", "rank"]
 
 
 class Cancelled(Exception):
     """SIGTERM arrived outside a fold's training (which stops at its next step on its own)."""
-
-
-@dataclass
-class AuditOptions:
-    folds: int = 2
-    seed: int | None = None
-    """Seeds the fold assignment and every fold's training; None takes the config's seed."""
-    split: str | None = None
-    """The split to audit; None takes the config's train split."""
-    in_sample_run: str | None = None
-    """A run folder whose adapter scores every row (no training, biased)."""
-    eval_rows: int = 200
-    """Held-out rows each fold's eval.json is computed on (the audit scores all of them regardless)."""
-
-    @property
-    def method(self) -> str:
-        return IN_SAMPLE if self.in_sample_run else f"cross-fit K={self.folds}"
-
-    def validate(self) -> None:
-        if not isinstance(self.folds, int) or self.folds < 2:
-            raise ConfigError(f"folds must be an integer >= 2, got {self.folds!r}")
-        if self.eval_rows <= 0:
-            raise ConfigError(f"eval_rows must be > 0, got {self.eval_rows}")
-        if self.in_sample_run and not (Path(self.in_sample_run) / "adapter").is_dir():
-            raise ConfigError(f"in_sample_run {self.in_sample_run}: no adapter/ folder (is the run completed?)")
 
 
 class AuditDir(RunDir):
@@ -199,8 +175,6 @@ def fold_config(config: TrainConfig, audit: AuditDir, k: int, seed: int, eval_ro
 
 def run_probabilities(config: TrainConfig, adapter_dir: Path, texts: list[str]) -> np.ndarray:
     """P(injection) of each text from the model in ``config`` with the adapter in ``adapter_dir``."""
-    from ft.detector import load_detector
-
     return load_detector(config, adapter_dir).probabilities(texts)
 
 
@@ -334,15 +308,6 @@ def audit(config: TrainConfig, options: AuditOptions = AuditOptions(), audit_id:
         _cancel_on_sigterm()
         folder.write_state(**_outcome(config, options, folder, resume))
     return folder
-
-
-def audit_command(config_path: str | Path, audit_id: str, options: AuditOptions, resume: bool = False) -> list[str]:
-    """The argv of an audit run for a job queue: ``python -m ft.audit --config ... --audit-id ...``."""
-    flags = {"--folds": options.folds, "--seed": options.seed, "--split": options.split,
-             "--eval-rows": options.eval_rows, "--in-sample-run": options.in_sample_run}
-    args = [str(a) for flag, value in flags.items() if value is not None for a in (flag, value)]
-    return [sys.executable, "-m", "ft.audit", "--config", str(config_path), "--audit-id", audit_id, *args] + (
-        ["--resume"] if resume else [])
 
 
 def main(argv: list[str] | None = None) -> int:

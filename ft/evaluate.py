@@ -28,9 +28,10 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from ft import data, models
-from ft.detector import load_detector
+from ft.detector import classification_metrics, load_detector
 from ft.run_dir import RunDir
-from ft.train import TrainConfig, score_before_after, spoken_answers
+from ft.config import TrainConfig
+from ft.train import score_before_after, spoken_answers
 
 GROUP_COLUMNS = ("source", "category")
 CALIBRATION_BINS = 10
@@ -61,8 +62,6 @@ def expected_calibration_error(labels, p_injection, bins: int = CALIBRATION_BINS
 
 def detection_metrics(labels, p_injection, answers=None, threshold: float = 0.5) -> dict:
     """classification_metrics plus recall at 1% FPR, Brier score, ECE and the share flagged."""
-    from ft.detector import classification_metrics
-
     out = classification_metrics(labels, p_injection, answers, threshold)
     out.update(recall_at_1pct_fpr=recall_at_fpr(labels, p_injection), brier=brier_score(labels, p_injection),
                ece=expected_calibration_error(labels, p_injection),

@@ -29,7 +29,7 @@ from ft.exported import DETECTOR_FILE, describe
 from ft.model_card import model_card
 from ft.run_dir import RunDir
 from hub import commit_files, hub_token
-from ft.train import TrainConfig
+from ft.config import TrainConfig
 
 REWRITTEN = ("adapter_config.json", "README.md")
 """adapter/ files an export writes itself; every other file there (weights, tokenizer files, whatever the

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ft import models, prompt
 from ft.detector import Detector, load_detector
-from ft.train import TrainConfig
+from ft.config import TrainConfig
 
 DETECTOR_FILE = "detector.json"
 FORMAT = "injection-studio-detector"

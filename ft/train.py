@@ -46,181 +46,16 @@ from pathlib import Path
 
 import yaml
 
+from ft import collate, data, models
+from ft.callbacks import PredictionLogger, RunFiles, StopOnSignal
+from ft.collate import LengthGroupedBatchSampler
+from ft.config import ConfigError, TrainConfig, new_run_id, wandb_mode
+from ft.detector import Detector, classification_metrics
+from ft.models import decoder_and_head, uses_bf16
 from ft.run_dir import RunDir
+from ft.score_cache import base_scores
 
 log = logging.getLogger("ft.train")
-
-TRACKERS = ("none", "wandb", "trackio")
-QUANTISATIONS = ("auto", "4bit", "8bit", "none")
-PRECISIONS = ("auto", "bf16", "fp32")
-TEST_ANSWERS = ("generate", "first_token")
-
-
-class ConfigError(ValueError):
-    """A TrainConfig value is unusable; the message names the field."""
-
-
-_FIELD_KINDS = {"bool": ((bool,), "true or false"), "int": ((int,), "a whole number"),
-                "float": ((int, float), "a number"), "str": ((str,), "text"), "list[str]": ((list,), "a list")}
-
-
-def _typed(name: str, value, annotation: str):
-    """``value`` as the config field's type (``annotation`` as written), or a ConfigError naming the field.
-
-    YAML reads ``2e-4`` as a string and ``lm_head`` as a string where a list is meant: both are caught here,
-    before they reach a model or PEFT's module matching.
-    """
-    kind, optional = annotation.replace(" | None", ""), annotation.endswith("| None")
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{name} needs a value")
-    if kind == "float" and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number, got {value!r}") from None
-    expected, wording = _FIELD_KINDS[kind]
-    if not isinstance(value, expected) or (isinstance(value, bool) and kind != "bool"):
-        raise ConfigError(f"{name} must be {wording}, got {value!r}")
-    if kind == "list[str]" and not all(isinstance(item, str) for item in value):
-        raise ConfigError(f"{name} must be a list of names, got {value!r}")
-    if kind == "float" and not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    return value
-
-
-def default_model() -> str:
-    """smollm2-135m without CUDA, Qwen2.5-1.5B with it (``ft.models.default_preset``; imported when called,
-    as ft.models imports this module)."""
-    from ft.models import default_preset
-
-    return default_preset()
-
-
-@dataclass
-class TrainConfig:
-    # model
-    model: str = field(default_factory=default_model)
-    tokenizer: str | None = None
-    quantisation: str = "auto"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    modules_to_save: list[str] = field(default_factory=list)
-    gradient_checkpointing: bool = True
-    lora_layers: int | None = None
-    precision: str = "auto"
-    # data
-    data: str = "../shared/data/safe-guard"
-    text_column: str = "text"
-    label_column: str = "label"
-    train_split: str = "train"
-    test_split: str = "test"
-    validation_split: str | None = None
-    validation_size: int = 200
-    max_train_rows: int | None = None
-    max_test_rows: int | None = None
-    max_length: int = 512
-    # optimisation
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 4
-    gradient_accumulation: int = 4
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    lr_scheduler: str = "linear"
-    max_grad_norm: float = 1.0
-    optim: str = "auto"
-    group_by_length: bool = True
-    answer_only_logits: bool = True
-    seed: int = 42
-    # logging and output
-    run_name: str = ""
-    tracker: str = "none"
-    project: str = "injection-studio"
-    logging_steps: int = 25
-    save_steps: int = 250
-    save_total_limit: int = 1
-    prediction_samples: int = 100
-    predictions_every_steps: int = 0
-    eval_batch_size: int = 32
-    test_answers: str = "generate"
-    threshold: float = 0.5
-    runs_dir: str = "runs"
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
-        fields = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        config = cls(**{name: _typed(name, value, fields[name]) for name, value in values.items()})
-        config.validate()
-        return config
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot read config ({exc})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: a config is a mapping of keys to values")
-        return cls.from_dict(values)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
-
-    def validate(self) -> None:
-        """Raise ConfigError on the first unusable value; cheap, runs before any model loads."""
-        positive = {"batch_size": self.batch_size, "gradient_accumulation": self.gradient_accumulation,
-                    "max_length": self.max_length, "eval_batch_size": self.eval_batch_size,
-                    "lora_r": self.lora_r, "logging_steps": self.logging_steps, "save_steps": self.save_steps}
-        for name, value in positive.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        checks = [
-            (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
-            (self.epochs > 0 or self.max_steps > 0, "set epochs > 0 or max_steps > 0"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
-            (0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}"),
-            (0 < self.threshold < 1, f"threshold must be in (0, 1), got {self.threshold}"),
-            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (self.prediction_samples >= 1, f"prediction_samples must be >= 1, got {self.prediction_samples}"),
-            (self.validation_size > 0, f"validation_size must be > 0, got {self.validation_size}"),
-            (self.max_train_rows is None or self.max_train_rows > 0,
-             f"max_train_rows must be > 0 or empty (all rows), got {self.max_train_rows}"),
-            (self.max_test_rows is None or self.max_test_rows > 0,
-             f"max_test_rows must be > 0 or empty (all rows), got {self.max_test_rows}"),
-            (self.quantisation in QUANTISATIONS, f"quantisation must be one of {QUANTISATIONS}"),
-            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.test_answers in TEST_ANSWERS, f"test_answers must be one of {TEST_ANSWERS}, got {self.test_answers!r}"),
-            (self.lora_layers is None or self.lora_layers > 0,
-             f"lora_layers must be > 0 or empty (every layer), got {self.lora_layers}"),
-            (self.tracker in TRACKERS, f"tracker must be one of {TRACKERS}, got {self.tracker!r}"),
-            (self.max_length >= 64, f"max_length must be at least 64 tokens, got {self.max_length}"),
-            (bool(str(self.data).strip()), "data is empty"),
-            (bool(str(self.model).strip()), "model is empty"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
-
-    def resolved(self) -> "TrainConfig":
-        """A copy whose local paths are absolute, so it runs the same from any directory."""
-        def absolute(ref):
-            return str(Path(ref).resolve()) if ref and Path(ref).exists() else ref
-
-        return dataclasses.replace(self, data=absolute(self.data), model=absolute(self.model),
-                                   tokenizer=absolute(self.tokenizer), runs_dir=str(Path(self.runs_dir).resolve()))
-
-
-def new_run_id(config: TrainConfig) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", (config.run_name or config.model).lower()).strip("-")[:40] or "run"
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}"
-
 
 # --- the loss --------------------------------------------------------------------------------
 
@@ -234,8 +69,6 @@ def answer_loss(model, inputs: dict, num_items_in_batch=None):
     the same batch, without its (batch x length x vocab) logits tensor.
     """
     import torch.nn.functional as F
-
-    from ft.models import decoder_and_head
 
     out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                 logits_to_keep=1, output_hidden_states=True, use_cache=False)
@@ -252,7 +85,6 @@ def _trainer_class():
     import transformers
     from torch.utils.data import DataLoader
 
-    from ft.collate import LengthGroupedBatchSampler
 
     class StudioTrainer(transformers.Trainer):
         """The Trainer with the answer-only loss and length-grouped batches."""
@@ -308,8 +140,6 @@ def _training_arguments(config: TrainConfig, run: RunDir, quantised: bool):
     import torch
     import transformers
 
-    from ft.models import uses_bf16
-
     cuda = torch.cuda.is_available()
     extra = {"trackio_static_space_id": False, "project": config.project} if config.tracker == "trackio" else {}
     return transformers.TrainingArguments(
@@ -343,15 +173,6 @@ def _training_arguments(config: TrainConfig, run: RunDir, quantised: bool):
     )
 
 
-def wandb_mode(environ: dict[str, str] | None = None) -> str:
-    """"online" when a wandb key or login is present, else "offline"; a WANDB_MODE of offline or disabled stays."""
-    environ = os.environ if environ is None else environ
-    if environ.get("WANDB_MODE") in ("offline", "disabled"):
-        return environ["WANDB_MODE"]
-    has_login = environ.get("WANDB_API_KEY") or (Path.home() / ".netrc").exists()
-    return "online" if has_login else "offline"
-
-
 def _tracker_environment(config: TrainConfig) -> None:
     """wandb goes offline when no key or login is present: a run must never wait on a network it lacks."""
     if config.tracker == "wandb":
@@ -374,7 +195,6 @@ def spoken_answers(scored, test_answers: str) -> list[str]:
 
 def score_before_after(detector, base_identity: str, texts: list[str], test_answers: str = "generate") -> dict:
     """{"before": scores, "after": scores} for ``texts``, with seconds spent and whether "before" was cached."""
-    from ft.score_cache import base_scores
 
     started = time.perf_counter()
     before, cached = base_scores(detector, base_identity, texts, answers=test_answers)
@@ -387,7 +207,6 @@ def score_before_after(detector, base_identity: str, texts: list[str], test_answ
 def evaluate_before_after(detector, test, threshold: float, base_identity: str,
                           test_answers: str = "generate") -> dict:
     """Test metrics for the base model (adapter off, cached) and the fine-tuned one (adapter on)."""
-    from ft.detector import classification_metrics
 
     labels = test["label"].tolist()
     report = {}
@@ -439,9 +258,6 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     import transformers
     from datasets import Dataset
 
-    from ft import collate, data, models
-    from ft.callbacks import PredictionLogger, RunFiles, StopOnSignal
-    from ft.detector import Detector
 
     stop = StopOnSignal()
     frames = data.load_training_data(

@@ -68,7 +68,7 @@ class Limits:
 
 
 DATASET_LIMITS = Limits(rows=250_000, total_chars=50_000_000, row_bytes=16 * 2**20)
-"""A labelled dataset to import, or a file of prompts to score from the command line (ft.score): per file or
+"""A labelled dataset to import, or a file of prompts to score from the command line (serving.score): per file or
 Hub split, all the columns read together; a CSV row or JSONL line may hold an over-long text, which the reader's
 caller then reports with its row."""
 

@@ -43,7 +43,7 @@ def safe_guard_train():
 
 def tiny_config(tmp_path, **overrides):
     """A TrainConfig for a seconds-long run of the tiny preset on a slice of the real data."""
-    from ft.train import TrainConfig
+    from ft.config import TrainConfig
 
     values = dict(model="tiny", tokenizer=str(TOKENIZER_DIR), data=str(DATA_DIR), quantisation="none",
                   modules_to_save=["embed_tokens", "lm_head"], gradient_checkpointing=False, max_length=128,

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, tiny_config
-from ft.audit import (IN_SAMPLE, SUSPECT_COLUMNS, AuditDir, AuditOptions, audit, audit_command, fold_of_rows,
-                      ranked_suspects)
-from ft.train import ConfigError, TrainConfig
+from ft.audit import SUSPECT_COLUMNS, AuditDir, audit, fold_of_rows, ranked_suspects
+from ft.config import IN_SAMPLE, AuditOptions
+from runner.commands import audit_command
+from ft.config import ConfigError, TrainConfig
 
 AUDIT_ROWS = 120
 
@@ -182,7 +183,7 @@ def test_the_curation_side_queues_a_real_audit(audited, store):
 
 
 def test_compare_runs_scores_both_adapters_on_the_same_texts(audited):
-    from ft.compare import compare_runs
+    from serving.compare import compare_runs
 
     comparison = compare_runs(audited.fold(0).path, audited.fold(1).path, max_rows=16)
     assert (comparison.run_a, comparison.run_b) == ("fold-0", "fold-1")

@@ -2,8 +2,7 @@
 import pandas as pd
 import pytest
 
-from ft.compare import (LabelChanges, changed_verdicts, evals_side_by_side, label_changes, labels_by_text,
-                        metrics_side_by_side)
+from serving.compare import LabelChanges, changed_verdicts, evals_side_by_side, label_changes, labels_by_text, metrics_side_by_side
 
 
 def write_data(folder, **splits):
@@ -57,8 +56,8 @@ def test_a_text_with_conflicting_copies_differs_from_a_clean_one(tmp_path):
 
 
 def test_the_page_shows_a_comparison_as_plain_text():
-    from ft.compare import RunComparison, summary_text
-    from ft.run_views import text_frame
+    from serving.compare import RunComparison, summary_text
+    from runner.views import text_frame
 
     verdicts = changed_verdicts(["<b>x</b>", "y"], [1, 0], [0.2, 0.1], [0.9, 0.3])
     done = RunComparison("ra", "rb", metrics_side_by_side({"accuracy": 0.5}, {"accuracy": 0.75}),

@@ -1,4 +1,4 @@
-"""The Detect tab's service (ft/serving.py), its tables (ft/detect_io.py) and its API (ui/detect.py).
+"""The Detect tab's service (serving/service.py), its tables (serving/batch_io.py) and its API (ui/detect.py).
 
 One tiny run is trained per test process (tests/detect_run.py); the service tests share one loaded
 detector, and the API test launches the real app in-process and calls it with gradio_client.
@@ -15,9 +15,9 @@ import pytest
 
 from detect_run import RUN_ID, trained_data_dir
 from ft import collate, models
-from ft.detect_io import (MAX_BATCH_CHARS, MAX_BATCH_ROW_CHARS, MAX_BATCH_ROWS, BatchInputError, batch_texts, csv_text,
-                          escape_formula, verdict_table, write_session_csv)
-from ft.serving import (DetectorService, EmptyInput, ServingError, clip_to_model, pick_examples, verdict)
+from serving.batch_io import MAX_BATCH_CHARS, MAX_BATCH_ROW_CHARS, MAX_BATCH_ROWS, BatchInputError, batch_texts, csv_text, escape_formula, verdict_table, write_session_csv
+import serving.service as service_module
+from serving.service import DetectorService, EmptyInput, ServingError, clip_to_model, pick_examples, verdict
 from bombs import MAX_GROWTH_MB, dictionary_bomb, peak_growth
 
 RUN = f"run:{RUN_ID}"
@@ -61,11 +61,9 @@ def test_choices_are_completed_runs_then_base_presets(tmp_path):
 
 
 def test_without_runs_the_default_is_this_machines_base_and_a_missing_one_says_what_works(tmp_path, monkeypatch):
-    from ft import serving
-
     monkeypatch.setattr(models.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(models, "_in_hub_cache", lambda repo_id, filename: False)
-    monkeypatch.setattr(serving, "is_offline_mode", lambda: True)
+    monkeypatch.setattr(service_module, "is_offline_mode", lambda: True)
     service = DetectorService(tmp_path / "runs")
     assert service.default_key() == "base:smollm2-135m"
     labels = {c.key: c.label for c in service.choices()}
@@ -325,6 +323,6 @@ def test_a_long_prompt_file_is_read_one_row_past_the_cap(tmp_path):
 def test_a_parquet_bomb_is_refused_without_taking_memory(tmp_path):
     bomb = dictionary_bomb(tmp_path / "prompts.parquet", 20_000)
     assert bomb.stat().st_size < 1_000
-    grew, message = peak_growth("from ft.detect_io import batch_texts", f"batch_texts('hello', {str(bomb)!r})")
+    grew, message = peak_growth("from serving.batch_io import batch_texts", f"batch_texts('hello', {str(bomb)!r})")
     assert message == "prompts.parquet: rows 1 to 1,001 hold 100,100,000 characters of 'text'; the limit is 2,000,000"
     assert grew < MAX_GROWTH_MB

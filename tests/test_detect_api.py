@@ -8,7 +8,7 @@ import pytest
 import app
 from curation.store import LabelStore
 from detect_run import RUN_ID, trained_data_dir
-from ft.serving import DetectorService
+from serving.service import DetectorService
 from ui.context import Studio
 from ui.detect import batch_view, one_prompt_view, send_candidate
 

@@ -9,7 +9,7 @@ import pytest
 
 from ft import evaluate, models
 from ft.run_dir import RunDir
-from ft.run_views import eval_groups_frame, evals_frame
+from runner.views import eval_groups_frame, evals_frame
 
 
 def test_recall_at_1pct_fpr_is_the_best_recall_that_flags_at_most_1pct_of_benign_rows():

@@ -13,10 +13,15 @@ import pandas as pd
 import pytest
 
 from conftest import DATA_DIR, TOKENIZER_DIR, tiny_config
-from ft import jobs, run_views
-from ft.jobs import JobError, JobManager, config_from_form, form_fields, train_command
+from runner import views as run_views
+from runner import catalog, commands, forms, queue
+from runner.secrets import redact
+from ft.run_dir import JOB_FILE
+from runner.commands import train_command
+from runner.forms import config_from_form, form_fields
+from runner.queue import JobError, JobManager
 from ft.run_dir import RunDir
-from ft.train import ConfigError, TrainConfig
+from ft.config import ConfigError, TrainConfig
 
 FAKE_WANDB_KEY = "fakewandbkey0123456789abcdef0123456789abcd"
 FAKE_HF_TOKEN = "hf_FakeTokenForTheSecretTest0123456789"
@@ -35,7 +40,7 @@ def sleeper(runs_dir: Path, run_id: str) -> subprocess.Popen:
                              start_new_session=True)
     run = RunDir(runs_dir / run_id)
     run.write_state(status="running", started=time.time(), step=3, total_steps=10)
-    (run.path / jobs.JOB_FILE).write_text(f'{{"pgid": {child.pid}}}')
+    (run.path / JOB_FILE).write_text(f'{{"pgid": {child.pid}}}')
     return child
 
 
@@ -105,14 +110,18 @@ def test_restart_lists_every_run_with_its_state(queue_of_three):
     assert restarted.get(queue_of_three.ids[0]).name == "first"
 
 
-def test_dead_runs_are_failed_with_their_log_tail_or_cancelled_if_asked(tmp_path):
+def test_the_scheduler_settles_dead_runs_failed_with_their_log_tail_or_cancelled_if_asked(tmp_path):
     runs_dir = tmp_path / "runs"
     crashed, cancelled = RunDir(runs_dir / "crashed"), RunDir(runs_dir / "cancelled")
     for run in (crashed, cancelled):
         run.write_state(status="running", pid=dead_pid(), started=time.time())
     crashed.log.write_text("loading\nCUDA out of memory, then killed\n")
-    (cancelled.path / jobs.JOB_FILE).write_text(f'{{"cancel_requested": {time.time()}}}')
-    states = {r.run_id: r.state for r in JobManager(runs_dir, gpus=0).runs()}
+    (cancelled.path / JOB_FILE).write_text(f'{{"cancel_requested": {time.time()}}}')
+    manager = JobManager(runs_dir, gpus=0)
+    assert {r.status for r in manager.runs()} == {"running"}, "reading the runs settles nothing"
+    assert RunDir(runs_dir / "crashed").read_state()["status"] == "running", "and writes nothing"
+    manager.tick()
+    states = {r.run_id: r.state for r in manager.runs()}
     assert states["crashed"]["status"] == "failed"
     assert "CUDA out of memory, then killed" in states["crashed"]["error"]
     assert states["cancelled"]["status"] == "cancelled"
@@ -184,6 +193,7 @@ def test_cancel_delete_and_resume_follow_the_state(tmp_path):
         manager.delete("live")
     manager.cancel("live")
     child.wait(timeout=10)
+    manager.tick()
     assert manager.get("live").status == "cancelled", "killed before it could save: still cancelled"
     manager.delete("live")
     assert not (runs_dir / "live").exists()
@@ -198,15 +208,16 @@ def test_a_second_cancel_after_a_while_kills(tmp_path, monkeypatch):
                              start_new_session=True, stdout=subprocess.PIPE, text=True)
     run = RunDir(runs_dir / "stubborn")
     run.write_state(status="running", started=time.time())
-    (run.path / jobs.JOB_FILE).write_text(f'{{"pgid": {child.pid}}}')
+    (run.path / JOB_FILE).write_text(f'{{"pgid": {child.pid}}}')
     manager = JobManager(runs_dir, gpus=0)
     assert child.stdout.readline().strip() == "ignoring"
     assert "cancelling" in manager.cancel("stubborn")
     with pytest.raises(subprocess.TimeoutExpired):
         child.wait(timeout=1)
-    monkeypatch.setattr(jobs, "FORCE_AFTER_S", 0.0)
+    monkeypatch.setattr(queue, "FORCE_AFTER_S", 0.0)
     assert "killed" in manager.cancel("stubborn")
     assert child.wait(timeout=10) == -signal.SIGKILL
+    manager.tick()
     assert manager.get("stubborn").status == "cancelled"
 
 
@@ -221,12 +232,12 @@ def test_the_command_for_two_gpus_uses_accelerate(tmp_path):
     assert train_command(config_path, "r1", gpus=0, resume=True)[-1] == "--resume"
     manager = JobManager(tmp_path / "runs", gpus=4)
     assert manager.command("r1")[1:5] == ["launch", "--multi_gpu", "--num_processes", "4"]
-    assert "accelerate launch --multi_gpu --num_processes 4 -m ft.train" in jobs.shell_command(manager.command("r1"))
+    assert "accelerate launch --multi_gpu --num_processes 4 -m ft.train" in commands.shell_command(manager.command("r1"))
 
 
 def test_the_form_covers_every_field_and_refuses_bad_values(tmp_path, monkeypatch):
     names = [f.name for f in form_fields()]
-    assert names == [f for f in TrainConfig.__dataclass_fields__ if f not in jobs.APP_OWNED_FIELDS]
+    assert names == [f for f in TrainConfig.__dataclass_fields__ if f != "runs_dir"]
     assert all(f.help for f in form_fields())
 
     good = {"model": "tiny", "tokenizer": str(TOKENIZER_DIR), "learning_rate": "0.003", "batch_size": 8.0,
@@ -252,7 +263,7 @@ def test_the_form_covers_every_field_and_refuses_bad_values(tmp_path, monkeypatc
 
 def test_a_saved_config_fills_the_form_and_comes_back_unchanged(tmp_path):
     config = tiny_config(tmp_path, max_train_rows=None, validation_split="validation", run_name="again")
-    assert config_from_form(jobs.form_values(config), config.runs_dir) == config
+    assert config_from_form(forms.form_values(config), config.runs_dir) == config
 
 
 def test_submit_refuses_a_bad_config_and_writes_nothing(tmp_path):
@@ -268,9 +279,9 @@ def test_shown_text_is_redacted(tmp_path, monkeypatch):
     run = RunDir(tmp_path / "runs" / "r")
     run.path.mkdir(parents=True)
     run.log.write_text(f"key={FAKE_WANDB_KEY}\nauth another-secret-value ok\n")
-    tail = jobs.log_tail(jobs.read_run(run))
+    tail = catalog.log_tail(catalog.read_run(run))
     assert tail == "key=[redacted]\nauth [redacted] ok"
-    assert jobs.redact("short 1 stays") == "short 1 stays"
+    assert redact("short 1 stays") == "short 1 stays"
 
 
 def test_the_queue_survives_an_app_restart_before_it_starts(tmp_path):
@@ -288,7 +299,7 @@ def test_the_page_views_of_a_run(tmp_path):
     before = pd.DataFrame({"text": ["<b>a</b>", "b"], "label": [1, 0], "answer": ["no", "no"],
                            "p_injection": [0.4, 0.3]})
     before.to_parquet(run.predictions / "step-0.parquet")
-    info = jobs.read_run(run)
+    info = catalog.read_run(run)
     assert run_views.predictions_frame(info)["after answer"].tolist() == ["", ""], "no epoch has ended yet"
     before.assign(answer=["yes", "no"], p_injection=[0.9, 0.1]).to_parquet(run.predictions / "step-6.parquet")
     frame = run_views.predictions_frame(info)
@@ -300,8 +311,8 @@ def test_the_page_views_of_a_run(tmp_path):
     run.append_metrics({"kind": "predictions", "step": 6, "f1": 0.75})
     assert run_views.curve_frame(info, "loss").values.tolist() == [[1, 2.0], [2, 1.5]]
     run.write_state(status="running", started=100.0, step=4, total_steps=10, queued_at=90.0)
-    (run.path / jobs.JOB_FILE).write_text('{"start_step": 2}')
-    info = jobs.read_run(run)
+    (run.path / JOB_FILE).write_text('{"start_step": 2}')
+    info = catalog.read_run(run)
     progress = run_views.progress(info, now=120.0)
     assert (progress.fraction, progress.eta_s) == (0.4, 60.0), "2 steps in 20 s since the resume, 6 to go"
     assert run_views.runs_frame([info], now=130.0).iloc[0].tolist()[4:] == [
@@ -309,7 +320,8 @@ def test_the_page_views_of_a_run(tmp_path):
 
 
 def test_an_audit_is_queued_like_a_run_and_launched_with_its_own_command(tmp_path):
-    from ft.audit import AuditOptions, audit_command
+    from ft.config import AuditOptions
+    from runner.commands import audit_command
 
     runs_dir = tmp_path / "runs"
     manager = JobManager(runs_dir, gpus=2)  # an audit is never put under accelerate
@@ -352,15 +364,15 @@ def test_runs_using_a_snapshot_are_found_by_their_data(tmp_path):
         run = RunDir(tmp_path / "runs" / run_id)
         run.path.mkdir(parents=True)
         (run.path / "config.yaml").write_text(f"data: {data}\n")
-    assert sorted(jobs.runs_using(tmp_path / "runs", snapshot)) == ["on-file", "on-folder"]
-    assert jobs.runs_using(tmp_path / "no-runs", snapshot) == []
+    assert sorted(catalog.runs_using(tmp_path / "runs", snapshot)) == ["on-file", "on-folder"]
+    assert catalog.runs_using(tmp_path / "no-runs", snapshot) == []
 
 
 def test_runs_get_the_tokens_but_not_the_apps_sign_in_settings(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", FAKE_HF_TOKEN)
     monkeypatch.setenv("OAUTH_CLIENT_SECRET", "signs-the-session-cookies")
     monkeypatch.setenv("STUDIO_HF_USERS", "alice:admin")
-    child = jobs.child_environment()
+    child = commands.child_environment()
     assert child["HF_TOKEN"] == FAKE_HF_TOKEN and child["PYTHONUNBUFFERED"] == "1"
     assert "OAUTH_CLIENT_SECRET" not in child and "STUDIO_HF_USERS" not in child
 
@@ -380,8 +392,8 @@ def test_a_run_whose_data_is_deleted_meanwhile_is_refused(tmp_path):
         except ConfigError as error:
             outcome.append(error)
 
-    with jobs.data_lock(manager.runs_dir):
-        assert jobs.runs_using(manager.runs_dir, snapshot) == []
+    with catalog.data_lock(manager.runs_dir):
+        assert catalog.runs_using(manager.runs_dir, snapshot) == []
         queueing = threading.Thread(target=submit)
         queueing.start()
         queueing.join(timeout=1.0)
@@ -393,8 +405,8 @@ def test_a_run_whose_data_is_deleted_meanwhile_is_refused(tmp_path):
 
 def test_the_form_starts_on_this_machines_recipe(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert jobs.machine_recipe().name == "smollm2-cpu.yaml"
-    assert TrainConfig.from_yaml(jobs.machine_recipe()).model == "smollm2-135m"
+    assert forms.machine_recipe().name == "smollm2-cpu.yaml"
+    assert TrainConfig.from_yaml(forms.machine_recipe()).model == "smollm2-135m"
     assert TrainConfig().model == "smollm2-135m"
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    assert TrainConfig.from_yaml(jobs.machine_recipe()).model == "qwen2.5-1.5b"
+    assert TrainConfig.from_yaml(forms.machine_recipe()).model == "qwen2.5-1.5b"

@@ -9,9 +9,7 @@ import threading
 import pytest
 
 import access.users
-from access.login_guard import (ADDRESS_FAILURE_LIMIT, CONCURRENT_PASSWORD_CHECKS, FAILURE_WINDOW_S,
-                                NAME_FAILURE_LIMIT, FailureCounter, LoginGuard, TooManyFailedSignIns,
-                                client_address, is_sign_in)
+from access.login_guard import ADDRESS_FAILURE_LIMIT, CONCURRENT_PASSWORD_CHECKS, FAILURE_WINDOW_S, NAME_FAILURE_LIMIT, FailureCounter, LoginGuard, TooManyFailedSignIns, client_address, is_sign_in
 from access.users import User, Users, hash_password
 
 

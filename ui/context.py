@@ -13,7 +13,7 @@ from access.paths import PathError, checked_reference
 from access.roles import Permission, Role
 from access.users import Users
 from curation.store import LabelStore
-from ft.serving import DetectorService
+from serving.service import DetectorService
 
 
 def page_error(message: object) -> gr.Error:

@@ -1,6 +1,6 @@
 """The Detect tab: a prompt (or many) scored by the base model and the fine-tuned one, side by side.
 
-Thin: loading, scoring and tables live in ft/serving.py and ft/detect_io.py. Every model event
+Thin: loading, scoring and tables live in serving/service.py and serving/batch_io.py. Every model event
 shares one queue slot (``concurrency_id="detector"``, limit 1) on top of the service's lock.
 The threshold only re-renders stored scores: moving it never calls the model.
 
@@ -24,8 +24,8 @@ import gradio as gr
 import pandas as pd
 
 from curation.store import LabelStore
-from ft.detect_io import BatchInputError, batch_texts, examples_table, verdict_table, write_session_csv
-from ft.serving import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
+from serving.batch_io import BatchInputError, batch_texts, examples_table, verdict_table, write_session_csv
+from serving.service import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
 from ui.context import Studio, page_error, reviewer_name_state
 from ui.endpoints import PRIVATE
 

@@ -11,7 +11,7 @@ import gradio as gr
 
 from curation.snapshots import push_to_hub
 from curation.store import LabelStore
-from ft.jobs import data_lock, runs_using
+from runner.catalog import data_lock, runs_using
 from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer_name
 from ui.endpoints import PRIVATE

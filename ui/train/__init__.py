@@ -1,7 +1,7 @@
 """The Train tab: configure a run, queue it, watch it learn, cancel, resume or delete it; queue a label audit
-of the form's data (ft.audit, through the same queue); compare two completed runs (ft.compare). One module a
+of the form's data (ft.audit, through the same queue); compare two completed runs (serving.compare). One module a
 part: form (the New run column and the audit), runs (the run list and the selected run), compare. Thin: the
-queue, the commands and the checks live in ft.jobs; what a run shows is built by ft.run_views.
+queue, the commands and the checks live in runner/; what a run shows is built by runner.views.
 
 Runs are background processes that write files; this tab only reads them (a gr.Timer refreshes the
 view), so closing the browser tab never pauses a run. Text from the data or from a run's output is only
@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ft.jobs import JobManager
+from runner.queue import JobManager
 from ui.context import Studio
 from ui.train.compare import compare_form, wire_compare
 from ui.train.export import export_panel, wire_export
 from ui.train.form import new_run_form, wire_audit, wire_saved_configs, wire_start
-from ui.train.runs import (REFRESH_S, RunView, refresh_on_timer, run_charts, run_list, runs_table, selected_run,
-                           wire_run_actions, wire_run_picking)
+from ui.train.runs import REFRESH_S, RunView, refresh_on_timer, run_charts, run_list, runs_table, selected_run, wire_run_actions, wire_run_picking
 
 __all__ = ["build"]
 

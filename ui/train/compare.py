@@ -1,4 +1,4 @@
-"""The Train tab's Compare runs section: two completed runs on the same texts (ft.compare)."""
+"""The Train tab's Compare runs section: two completed runs on the same texts (serving.compare)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from ft import run_views
-from ft.compare import compare_runs, summary_text
-from ft.jobs import JobManager
+from runner import views as run_views
+from serving.compare import compare_runs, summary_text
+from runner.queue import JobManager
 from ui.context import Studio, page_error
 from ui.train.runs import offer_completed_runs
 

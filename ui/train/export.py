@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from ft.export import ExportError, export_adapter_zip, export_merged, merge_note, push
-from ft.jobs import JobError, JobManager
+from runner.queue import JobError, JobManager
 from ft.run_dir import RunDir
 from ui.context import Studio, page_error
 

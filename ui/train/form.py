@@ -1,4 +1,4 @@
-"""The Train tab's New run column: the config form (from ft.jobs.form_fields), saved configs to start from,
+"""The Train tab's New run column: the config form (from runner.forms.form_fields), saved configs to start from,
 the command it runs, and the label audit of the form's data."""
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from ft.audit import AuditOptions
-from ft.jobs import (ROOT, FormField, JobManager, config_from_form, form_fields, form_values, machine_recipe,
-                     shell_command)
-from ft.train import wandb_mode
-from ft.train import ConfigError, TrainConfig
+from ft.config import AuditOptions
+from ft.paths import ROOT
+from runner.commands import shell_command
+from runner.forms import FormField, config_from_form, form_fields, form_values, machine_recipe
+from runner.queue import JobManager
+from ft.config import wandb_mode
+from ft.config import ConfigError, TrainConfig
 from ui.context import Studio, page_error
 from ui.train.runs import RunList, offer_completed_runs
 from ui.endpoints import PRIVATE

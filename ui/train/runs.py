@@ -9,8 +9,10 @@ from typing import NamedTuple
 
 import gradio as gr
 
-from ft import run_views
-from ft.jobs import JobError, JobManager, RunInfo, log_tail, shell_command
+from runner import views as run_views
+from runner.catalog import RunInfo, log_tail
+from runner.commands import shell_command
+from runner.queue import JobError, JobManager
 from ui.endpoints import PRIVATE
 from ui.handler import Handler
 

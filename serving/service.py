@@ -35,17 +35,18 @@ import torch
 from huggingface_hub import is_offline_mode
 from safetensors import safe_open
 
-from ft import data, jobs, models
+from ft import data, models
+from ft.config import PRESETS, default_preset
+from ft.paths import ROOT, SHARED
+from runner.catalog import list_runs, read_run
 from ft.detector import Detector, Scored, load_detector
 from ft.exported import ExportedError, described_config, download, load_exported, read_description
 from ft.run_dir import RunDir
-from ft.run_views import TEST_COLUMNS, metrics_frame, test_frame
-from ft.train import ConfigError, TrainConfig
+from runner.views import TEST_COLUMNS, metrics_frame, test_frame
+from ft.config import ConfigError, TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 RUN_PREFIX, BASE_PREFIX, EXPORT_PREFIX, HUB_PREFIX = "run:", "base:", "export:", "hub:"
-BASE_PRESETS = tuple(models.PRESETS)
+BASE_PRESETS = tuple(PRESETS)
 ANSWER_TOKENS = 8
 MAX_PROMPT_CHARS = 2_000_000
 EXAMPLE_SAMPLE_ROWS = 48
@@ -89,7 +90,7 @@ class DetectorChoice:
         """The before/after test metrics (a run's eval.json, an export's copy of it) as the Train tab shows them;
         no rows for a base model."""
         if self.run is not None:
-            return test_frame(jobs.read_run(self.run))
+            return test_frame(read_run(self.run))
         return metrics_frame(self.exported_metrics) if self.exported_metrics else no_test_metrics()
 
 
@@ -99,7 +100,7 @@ def no_test_metrics() -> pd.DataFrame:
 
 def completed_runs(runs_dir: Path) -> list[RunDir]:
     """Training runs whose state.json says "completed", newest first (audits have no adapter to load)."""
-    return [info.dir for info in jobs.list_runs(runs_dir) if info.status == "completed" and info.kind == "train"]
+    return [info.dir for info in list_runs(runs_dir) if info.status == "completed" and info.kind == "train"]
 
 
 def run_choice(run: RunDir) -> DetectorChoice | None:
@@ -260,9 +261,9 @@ class DetectorService:
         raise ServingError(f"No detector {key!r}: pick a completed run or a base model.")
 
     def default_key(self) -> str:
-        """The newest completed run, else the base model this machine trains by default (models.default_preset)."""
+        """The newest completed run, else the base model this machine trains by default (default_preset)."""
         runs = [c.key for c in self.choices() if c.run is not None]
-        return runs[0] if runs else BASE_PREFIX + models.default_preset()
+        return runs[0] if runs else BASE_PREFIX + default_preset()
 
     def _works_here(self, but: str) -> str:
         """The labels of the other choices that load on this machine, for an error message."""

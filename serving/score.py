@@ -1,6 +1,6 @@
 """Score a file of prompts with a detector from the command line.
 
-    python -m ft.score --detector run:<id>|PATH|HUB_ID --input prompts.{csv,parquet,jsonl} --output scored.csv
+    python -m serving.score --detector run:<id>|PATH|HUB_ID --input prompts.{csv,parquet,jsonl} --output scored.csv
                        [--threshold T] [--runs-dir runs]
 
 The detector is a run (``run:<id>`` under ``--runs-dir``, or a run folder), an exported folder
@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ft.detect_io import csv_text
+from serving.batch_io import csv_text
 from ft.detector import Detector, load_detector
 from ft.exported import DETECTOR_FILE, ExportedError, described_config, download, load_exported, read_description
 from ft.run_dir import RunDir
-from ft.serving import RUN_PREFIX, ServingError, check_adapter, clip_to_model, loaded, verdict
-from ft.train import ConfigError, TrainConfig
+from serving.service import RUN_PREFIX, ServingError, check_adapter, clip_to_model, loaded, verdict
+from ft.config import ConfigError, TrainConfig
 from intake import DATASET_LIMITS, TableError, read_columns
 
 MAX_ROW_CHARS = 100_000
@@ -110,7 +110,7 @@ def scored_frame(prompts: pd.DataFrame, p: np.ndarray, cut: np.ndarray, threshol
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ft.score", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m serving.score", description=__doc__.splitlines()[0])
     parser.add_argument("--detector", required=True, help="run:<id>, a run or exported folder, or a Hub repo id")
     parser.add_argument("--input", type=Path, required=True, help="CSV, parquet or JSONL with a 'text' column")
     parser.add_argument("--output", type=Path, required=True, help="the scored CSV")

@@ -26,7 +26,7 @@ import pandas as pd
 from ft import data
 from ft.detector import classification_metrics, load_detector
 from ft.run_dir import RunDir
-from ft.train import TrainConfig
+from ft.config import TrainConfig
 
 METRICS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate", "answer_accuracy")
 EVAL_METRICS = ("n", "accuracy", "f1", "roc_auc", "recall_at_1pct_fpr", "brier", "ece")

@@ -1,7 +1,7 @@
 """What the Train tab shows of runs, as plain DataFrames and strings built from their files. No Gradio.
 
 Every text that can come from the data (validation rows, answers) or from a run's output (errors, logs)
-stays a cell or a string for a plain-text component; errors and logs go through ``ft.jobs.redact``.
+stays a cell or a string for a plain-text component; errors and logs go through ``runner.secrets.redact``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ft.jobs import RunInfo, redact
+from runner.catalog import RunInfo
+from runner.secrets import redact
 from ft.run_dir import RunDir
 
 RUN_COLUMNS = ["run", "name", "model", "data", "status", "step", "best val F1", "started", "duration"]

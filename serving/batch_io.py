@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ft.serving import ExamplePrompt, verdict
+from serving.service import ExamplePrompt, verdict
 from intake import Limits, NotUtf8, TableError, read_columns
 
 MAX_BATCH_ROWS = 1000
