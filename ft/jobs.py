@@ -54,6 +54,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -82,6 +83,8 @@ REDACTED = "[redacted]"
 APP_ONLY_VARIABLES = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL",
                       "STUDIO_USERS", "STUDIO_HF_USERS")
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_CONFIG_CHARS = 100_000
+"""The longest config text a script may send (the project's configs are a few thousand characters)."""
 
 
 class JobError(RuntimeError):
@@ -250,11 +253,33 @@ def form_values(config: TrainConfig) -> dict[str, object]:
 def config_from_form(values: dict[str, object], runs_dir: str | Path) -> TrainConfig:
     """A checked TrainConfig from the form's values by field name; ConfigError with the reason if unusable."""
     parsed = {f.name: _coerce(f, values[f.name]) for f in form_fields() if f.name in values}
+    return config_from_fields(parsed, runs_dir)
+
+
+def config_from_fields(values: dict[str, object], runs_dir: str | Path) -> TrainConfig:
+    """A checked TrainConfig from typed field values, in ``runs_dir`` whatever they say: the form's closed
+    choices, TrainConfig's own checks and ``check_config``; ConfigError with the reason if unusable."""
     for f in form_fields():
-        if f.choices and not f.open_choices and parsed.get(f.name) not in (None, *f.choices):
-            raise ConfigError(f"{f.name} must be one of {', '.join(f.choices)}, got {parsed[f.name]!r}")
-    config = TrainConfig.from_dict({**parsed, "runs_dir": str(runs_dir)})
+        if f.choices and not f.open_choices and values.get(f.name) not in (None, *f.choices):
+            raise ConfigError(f"{f.name} must be one of {', '.join(f.choices)}, got {values[f.name]!r}")
+    config = TrainConfig.from_dict({**values, "runs_dir": str(runs_dir)})
     check_config(config)
+    return config
+
+
+def config_values(config: str | dict) -> dict[str, object]:
+    """A script's config as field values: YAML text (a config file's content) or a dict of TrainConfig fields.
+    ConfigError, in one line, when it is neither."""
+    if isinstance(config, str):
+        if len(config) > MAX_CONFIG_CHARS:
+            raise ConfigError(f"a config has at most {MAX_CONFIG_CHARS:,} characters, got {len(config):,}")
+        try:
+            config = yaml.load(config, Loader=YAML_LOADER)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"the config is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        raise ConfigError("a config is a mapping of TrainConfig field names to values, got "
+                          + (type(config).__name__ if not isinstance(config, dict) else "a key that is not a name"))
     return config
 
 
@@ -493,6 +518,39 @@ def _reconciled(info: RunInfo) -> RunInfo:
         error = f"the run's process died; last lines of its log:\n{tail}"
         state = info.dir.write_state(status="failed", ended=ended, error=error)
     return dataclasses.replace(info, state=state)
+
+
+# --- runs as a script reads them (the app's API) ----------------------------------------------------
+
+
+def _local_time(timestamp: float | None) -> str | None:
+    """ISO 8601 with the machine's UTC offset, to the second; None when unknown."""
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds") if timestamp else None
+
+
+def best_validation(info: RunInfo) -> dict | None:
+    """The prediction-table record (metrics.jsonl) with the best validation F1; None before the first table."""
+    scored = [m for m in info.dir.read_metrics() if m.get("kind") == "predictions" and m.get("f1") is not None]
+    return max(scored, key=lambda m: m["f1"], default=None)
+
+
+def run_summary(info: RunInfo) -> dict:
+    """One run as plain values: what the runs table shows, with the test metrics (eval.json) once written."""
+    best = best_validation(info)
+    finished = info.state.get("ended") if info.status in TERMINAL else None
+    return {"run_id": info.run_id, "name": info.name, "kind": info.kind, "status": info.status,
+            "queue_position": info.queue_position, "step": info.state.get("step"),
+            "total_steps": info.state.get("total_steps"), "model": info.model, "data": info.data,
+            "started": _local_time(info.state.get("started")), "finished": _local_time(finished),
+            "best_val_f1": best["f1"] if best else None, "best_val_step": best["step"] if best else None,
+            "test": info.dir.read_eval()}
+
+
+def run_report(info: RunInfo) -> dict:
+    """One run in full, as plain values: its summary, state.json (the error redacted), every metrics.jsonl
+    record, eval.json and the evaluations on other data (evals/<name>.json, by name)."""
+    state = {**info.state, "error": redact(info.state["error"])} if info.state.get("error") else info.state
+    return {**run_summary(info), "state": state, "metrics": info.dir.read_metrics(), "evals": info.dir.read_evals()}
 
 
 # --- the manager ----------------------------------------------------------------------------------

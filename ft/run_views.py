@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ft.jobs import RunInfo, redact
+from ft.jobs import RunInfo, best_validation, redact
 from ft.run_dir import RunDir
 
 RUN_COLUMNS = ["run", "name", "model", "data", "status", "step", "best val F1", "started", "duration"]
@@ -53,11 +53,8 @@ def status_text(info: RunInfo) -> str:
 
 def best_f1(info: RunInfo) -> str:
     """The best validation F1 over the run's prediction tables, with its step."""
-    scored = [m for m in info.dir.read_metrics() if m.get("kind") == "predictions" and m.get("f1") is not None]
-    if not scored:
-        return ""
-    best = max(scored, key=lambda m: m["f1"])
-    return f"{best['f1']:.3f} @ {best['step']}"
+    best = best_validation(info)
+    return f"{best['f1']:.3f} @ {best['step']}" if best else ""
 
 
 def run_name(info: RunInfo) -> str:
