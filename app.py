@@ -20,7 +20,7 @@ from curation import sources
 from curation.demo import demo_only, load_demo_if_empty
 from curation.store import LabelStore
 from ft.paths import SHARED
-from ui import curate, detect, train
+from ui import api, curate, detect, train
 from ui.context import Studio
 from ui.endpoints import PRIVATE, GuardedBlocks, check_endpoints
 
@@ -172,6 +172,7 @@ def build_app(studio: Studio) -> gr.Blocks:
             train.build(studio)
         with gr.Tab("Detect"):
             detect.build(studio)
+        api.register(studio)
         app.load(studio.signed_in_line, None, signed_in, api_name="signed_in_line", **PRIVATE)
     app.queue(default_concurrency_limit=8)
     check_endpoints(app)

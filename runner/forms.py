@@ -11,9 +11,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
+
 from ft.config import APP_OWNED, ConfigError, TrainConfig, default_preset
 from ft.paths import ROOT
+from runner.catalog import YAML_LOADER
 from runner.secrets import secret_values
+
+MAX_CONFIG_CHARS = 100_000
+"""The longest config text a script may send (the project's configs are a few thousand characters)."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +101,33 @@ def form_values(config: TrainConfig) -> dict[str, object]:
 def config_from_form(values: dict[str, object], runs_dir: str | Path) -> TrainConfig:
     """A checked TrainConfig from the form's values by field name; ConfigError with the reason if unusable."""
     parsed = {f.name: _coerce(f, values[f.name]) for f in form_fields() if f.name in values}
+    return config_from_fields(parsed, runs_dir)
+
+
+def config_from_fields(values: dict[str, object], runs_dir: str | Path) -> TrainConfig:
+    """A checked TrainConfig from typed field values, in ``runs_dir`` whatever they say: the form's closed
+    choices, TrainConfig's own checks and ``check_config``; ConfigError with the reason if unusable."""
     for f in form_fields():
-        if f.choices and not f.open_choices and parsed.get(f.name) not in (None, *f.choices):
-            raise ConfigError(f"{f.name} must be one of {', '.join(f.choices)}, got {parsed[f.name]!r}")
-    config = TrainConfig.from_dict({**parsed, "runs_dir": str(runs_dir)})
+        if f.choices and not f.open_choices and values.get(f.name) not in (None, *f.choices):
+            raise ConfigError(f"{f.name} must be one of {', '.join(f.choices)}, got {values[f.name]!r}")
+    config = TrainConfig.from_dict({**values, "runs_dir": str(runs_dir)})
     check_config(config)
+    return config
+
+
+def config_values(config: str | dict) -> dict[str, object]:
+    """A script's config as field values: YAML text (a config file's content) or a dict of TrainConfig fields.
+    ConfigError, in one line, when it is neither."""
+    if isinstance(config, str):
+        if len(config) > MAX_CONFIG_CHARS:
+            raise ConfigError(f"a config has at most {MAX_CONFIG_CHARS:,} characters, got {len(config):,}")
+        try:
+            config = yaml.load(config, Loader=YAML_LOADER)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"the config is not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
+        raise ConfigError("a config is a mapping of TrainConfig field names to values, got "
+                          + (type(config).__name__ if not isinstance(config, dict) else "a key that is not a name"))
     return config
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
+from ft.run_dir import TERMINAL
 from runner.catalog import RunInfo
 from runner.secrets import redact
 from ft.run_dir import RunDir
@@ -54,11 +56,8 @@ def status_text(info: RunInfo) -> str:
 
 def best_f1(info: RunInfo) -> str:
     """The best validation F1 over the run's prediction tables, with its step."""
-    scored = [m for m in info.dir.read_metrics() if m.get("kind") == "predictions" and m.get("f1") is not None]
-    if not scored:
-        return ""
-    best = max(scored, key=lambda m: m["f1"])
-    return f"{best['f1']:.3f} @ {best['step']}"
+    best = best_validation(info)
+    return f"{best['f1']:.3f} @ {best['step']}" if best else ""
 
 
 def run_name(info: RunInfo) -> str:
@@ -225,3 +224,36 @@ def _cell(value) -> str:
 def text_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Every cell as text for a plain-text table: floats to 4 places, None and NaN empty."""
     return frame.astype(object).where(frame.notna(), None).map(_cell).astype(str)
+
+
+# --- runs as a script reads them (the app's API) ----------------------------------------------------
+
+
+def _local_time(timestamp: float | None) -> str | None:
+    """ISO 8601 with the machine's UTC offset, to the second; None when unknown."""
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds") if timestamp else None
+
+
+def best_validation(info: RunInfo) -> dict | None:
+    """The prediction-table record (metrics.jsonl) with the best validation F1; None before the first table."""
+    scored = [m for m in info.dir.read_metrics() if m.get("kind") == "predictions" and m.get("f1") is not None]
+    return max(scored, key=lambda m: m["f1"], default=None)
+
+
+def run_summary(info: RunInfo) -> dict:
+    """One run as plain values: what the runs table shows, with the test metrics (eval.json) once written."""
+    best = best_validation(info)
+    finished = info.state.get("ended") if info.status in TERMINAL else None
+    return {"run_id": info.run_id, "name": info.name, "kind": info.kind, "status": info.status,
+            "queue_position": info.queue_position, "step": info.state.get("step"),
+            "total_steps": info.state.get("total_steps"), "model": info.model, "data": info.data,
+            "started": _local_time(info.state.get("started")), "finished": _local_time(finished),
+            "best_val_f1": best["f1"] if best else None, "best_val_step": best["step"] if best else None,
+            "test": info.dir.read_eval()}
+
+
+def run_report(info: RunInfo) -> dict:
+    """One run in full, as plain values: its summary, state.json (the error redacted), every metrics.jsonl
+    record, eval.json and the evaluations on other data (evals/<name>.json, by name)."""
+    state = {**info.state, "error": redact(info.state["error"])} if info.state.get("error") else info.state
+    return {**run_summary(info), "state": state, "metrics": info.dir.read_metrics(), "evals": info.dir.read_evals()}

@@ -13,6 +13,7 @@ from access.paths import PathError, checked_reference
 from access.roles import Permission, Role
 from access.users import Users
 from curation.store import LabelStore
+from runner.queue import JobManager
 from serving.service import DetectorService
 
 
@@ -45,6 +46,8 @@ class Studio:
     """One line for the page: who may sign in, or that nobody needs to."""
     detector: DetectorService | None = None
     """The one model of this process (Detect, and Compare runs through its lock); over runs_dir unless given."""
+    jobs: JobManager | None = None
+    """The run queue of runs_dir (runner.queue), shared by the Train tab and the API; the Train tab starts it."""
 
     def __post_init__(self) -> None:
         if self.runs_dir is None:
@@ -85,3 +88,13 @@ class Studio:
             return checked_reference(ref, self.roots)
         except PathError as error:
             raise page_error(str(error)) from None
+
+    def checked_config_paths(self, values: dict) -> dict:
+        """A run config's values by field name, its typed paths (data, model, tokenizer) checked against the
+        allowed folders before anything looks at the disk, so that no answer tells whether a path outside
+        them exists; a page error otherwise. The Train form's Start and the API's /start_run both pass here."""
+        checked = dict(values)
+        for name in ("data", "model", "tokenizer"):
+            if isinstance(checked.get(name), str) and checked[name].strip():
+                checked[name] = self.checked_reference(checked[name])
+        return checked

@@ -98,6 +98,13 @@ ENDPOINTS: dict[str, Permission] = {
     "send_flag": anyone("send prompts to review"),
     "detect_identify": anyone("send prompts to review"),
     "detect_remember_name": anyone("send prompts to review"),
+    # The API for scripts (ui/api.py)
+    "list_runs": anyone("see the runs"),
+    "start_run": admins("start runs"),
+    "cancel_run": admins("cancel runs"),
+    "resume_run": admins("resume runs"),
+    "run_metrics": anyone("see the runs"),
+    "vote_example": anyone("vote"),
     # Gradio's own "Sign in with Hugging Face" button (only with STUDIO_HF_USERS)
     "_check_login_status": anyone("sign in"),
 }

@@ -113,8 +113,9 @@ def _browse_panel() -> BrowsePanel:
 def _wire_pages(store: LabelStore, shared: Shared, panel: BrowsePanel) -> Handler:
     """A filter change (and the page load) shows the first page and stores the filter for the review queue;
     the arrows page through it. Returns the first-page handler."""
-    def browse(*values):
-        chosen = _browse_filter(*values)
+    def browse(split: str, current: str, original: str, reviewed: str, changed: bool, disagree: bool, flagged: bool,
+               search: str):  # named, so that the API lists them by name
+        chosen = _browse_filter(split, current, original, reviewed, changed, disagree, flagged, search)
         return *_browse_page(store, chosen, 0), chosen
 
     first_page = Handler(browse, list(panel.filters), [*panel.page_outputs, shared.browse_filter])

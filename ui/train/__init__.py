@@ -32,6 +32,7 @@ def build(studio: Studio) -> JobManager:
     """
     manager = JobManager(studio.runs_dir)
     manager.start()
+    studio.jobs = manager
     table = runs_table(manager)
     with gr.Row():
         with gr.Column(scale=1):

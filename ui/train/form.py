@@ -130,13 +130,8 @@ def new_run_form(studio: Studio, manager: JobManager) -> NewRunForm:
 
 
 def _form_config(studio: Studio, manager: JobManager, form: NewRunForm, values) -> TrainConfig:
-    """The form's values as a config, its typed paths checked against the allowed folders first (so that
-    no answer tells whether a path outside them exists)."""
-    by_name = dict(zip(form.names, values))
-    for name in ("data", "model", "tokenizer"):
-        if isinstance(by_name.get(name), str) and by_name[name].strip():
-            by_name[name] = studio.checked_reference(by_name[name])
-    return config_from_form(by_name, manager.runs_dir)
+    """The form's values as a config, its typed paths checked first (Studio.checked_config_paths)."""
+    return config_from_form(studio.checked_config_paths(dict(zip(form.names, values))), manager.runs_dir)
 
 
 def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
@@ -174,7 +169,7 @@ def wire_audit(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
         return f"Queued audit {run_id}:\n{shell_command(manager.command(run_id))}", *runs.refresh.fn(run_id, known)
 
     audit.start_btn.click(start_audit, [runs.known_ids, audit.folds, audit.seed, audit.in_sample_run, *form.inputs],
-                          [form.command_box, *runs.refresh.outputs], api_name="start_audit")
+                          [form.command_box, *runs.refresh.outputs], api_name="start_audit", **PRIVATE)
     offer_completed_runs(manager, audit.in_sample_run, "audit_run_choices")
 
 
@@ -196,6 +191,7 @@ def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
         return None, f"Queued {run_id}:\n{shell_command(manager.command(run_id))}", *runs.refresh.fn(run_id, known)
 
     form.show_btn.click(show_command, [form.planned_id, *form.inputs], [form.planned_id, form.command_box],
-                        api_name="show_command")
+                        api_name="show_command", **PRIVATE)
     form.start_btn.click(start, [form.planned_id, runs.known_ids, *form.inputs],
-                         [form.planned_id, form.command_box, *runs.refresh.outputs], api_name="start")
+                         [form.planned_id, form.command_box, *runs.refresh.outputs], api_name="start",
+                         **PRIVATE)

@@ -1,0 +1,110 @@
+"""The app as an API for scripts: list, start, cancel and resume runs, read a run's metrics, vote on an example
+by its id. The page's events serve the page (a form's fields by position, "the shown example"); these take what a
+script has. Registered with ``gr.api``: each handler's typed signature names the API's parameters and its
+docstring describes the endpoint in ``Client.view_api()``.
+
+Every call passes the role check of ui/endpoints.py like any event (run control needs an admin; a vote with
+``adjudicate`` a lead, as on the page). Thin: the queue and the config checks are runner/'s, the votes the label
+store's, the typed paths are checked by Studio as for the Train form.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from access.roles import ADJUDICATE
+from curation.labels import BENIGN, INJECTION, UNSURE, label_name
+from runner.forms import config_from_fields, config_values
+from runner.queue import JobError, JobManager
+from runner.views import run_report, run_summary
+from ft.config import ConfigError
+from ui.context import Studio
+from ui.curate.common import reviewer_name
+
+
+def refused(message: object) -> gr.Error:
+    """An error for a script, as plain text: these endpoints have no page event, so no page renders their
+    errors as HTML (page_error escapes for the page; ``learning_rate must be > 0`` would read ``&gt;``)."""
+    return gr.Error(str(message), print_exception=False)
+
+
+LABELS = {label_name(label): label for label in (INJECTION, BENIGN, UNSURE)}
+"""A vote's label by the name a script gives: injection, benign or unsure."""
+
+
+def _jobs(studio: Studio) -> JobManager:
+    if studio.jobs is None:
+        raise RuntimeError("the run queue is not set up: build the Train tab (which starts it) before the API")
+    return studio.jobs
+
+
+def register(studio: Studio) -> None:
+    """Add the script endpoints to the Blocks being built; call inside ``with GuardedBlocks(...)``, after the
+    Train tab (it starts the run queue the endpoints use)."""
+    jobs = _jobs(studio)
+
+    def on_run(action, run_id: str):
+        """``action(run_id)``; a run id that names no run, or an action its state refuses, is the error."""
+        try:
+            return action(run_id)
+        except JobError as error:
+            raise refused(error) from None
+
+    def list_runs() -> list[dict]:
+        """Every run and label audit, newest first: run_id, name, kind (train or audit), status, queue_position,
+        step, total_steps, model, data, started and finished (ISO 8601), best_val_f1 and best_val_step (the best
+        validation prediction table), test (eval.json's before/after test metrics; null until completed)."""
+        return [run_summary(info) for info in jobs.runs()]
+
+    def start_run(config: str | dict) -> str:
+        """Queue a training run; returns its run_id. config: YAML text (a config file's content) or a dict of
+        TrainConfig fields (ft/train.py documents each; unset ones take their defaults). The runs folder is the
+        app's whatever runs_dir says. Checked as the Train form's Start checks it (typed paths inside the
+        allowed folders, every value, missing files, no secrets): an unusable config is refused with the
+        reason and nothing is queued."""
+        try:
+            return jobs.submit(config_from_fields(studio.checked_config_paths(config_values(config)), jobs.runs_dir))
+        except ConfigError as error:
+            raise refused(f"Refused: {error}") from None
+
+    def cancel_run(run_id: str) -> str:
+        """Cancel a run: a queued one leaves the queue, a running one saves a checkpoint and stops (asked again
+        later, it is killed). Returns what was done; a finished run is an error."""
+        return on_run(jobs.cancel, run_id)
+
+    def resume_run(run_id: str) -> str:
+        """Queue a cancelled or failed run again under its id, to continue from its last checkpoint."""
+        return on_run(jobs.resume, run_id)
+
+    def run_metrics(run_id: str) -> dict:
+        """One run in full: what list_runs gives for it, plus state (state.json as the run wrote it), metrics
+        (every metrics.jsonl record: kind "log" for the Trainer's loss and learning rate, "predictions" for a
+        validation prediction table's metrics) and evals (evaluations on other datasets by name)."""
+        return run_report(on_run(jobs.get, run_id))
+
+    def vote_example(example_id: int, label: str, note: str = "", adjudicate: bool = False, reviewer: str = "",
+                     request: gr.Request = None) -> dict:
+        """Vote on an example by its id (Browse and /browse show ids): label injection, benign or unsure, an
+        optional note. The vote is the signed-in user's; without sign-in, give reviewer (the name the page's
+        Reviewer box takes). adjudicate=True decides the label over the majority and needs a lead. Returns
+        the vote and the example's label after it."""
+        if not isinstance(example_id, int) or isinstance(example_id, bool):
+            raise refused(f"example_id must be a whole number, got {example_id!r}")
+        if label not in LABELS:
+            raise refused(f"label must be one of {', '.join(LABELS)}, got {label!r}")
+        name = reviewer_name(request, reviewer)
+        if not name:
+            raise refused("Name the reviewer: without sign-in, a vote is recorded under the reviewer given.")
+        if adjudicate:
+            studio.require(request, ADJUDICATE)
+        try:
+            vote = studio.store.cast_vote(example_id, name, LABELS[label], note or "", adjudicate)
+        except (ValueError, KeyError) as error:  # KeyError: no such example
+            raise refused(error.args[0] if error.args else error) from None
+        example = studio.store.example(example_id)
+        return {"vote_id": vote.id, "example_id": example_id, "reviewer": vote.reviewer, "label": label,
+                "note": vote.note, "adjudication": vote.adjudication, "current_label": label_name(example.current_label),
+                "votes": example.n_votes, "reviewers": example.n_reviewers, "disagree": example.disagree}
+
+    for handler in (list_runs, start_run, cancel_run, resume_run, run_metrics, vote_example):
+        gr.api(handler, api_name=handler.__name__)
