@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 
 from ft.audit import audit  # noqa: E402
 from ft.config import AuditOptions
-from ft.train import TrainConfig  # noqa: E402
+from ft.config import TrainConfig  # noqa: E402
 
 TRAIN = ROOT.parent / "shared" / "data" / "safe-guard" / "train.parquet"
 

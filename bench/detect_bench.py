@@ -40,7 +40,7 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from ft import models  # noqa: E402
 from ft.detector import Detector, load_detector  # noqa: E402
 from serving.service import ANSWER_TOKENS, clip_to_model  # noqa: E402
-from ft.train import TrainConfig  # noqa: E402
+from ft.config import TrainConfig  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "safe-guard"
