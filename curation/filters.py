@@ -13,6 +13,9 @@ class Queue(enum.Enum):
     UNREVIEWED = "unreviewed"
     FILTERED = "filtered set"
     DISAGREEMENTS = "disagreements"
+    SUSPECTS = "suspects"
+    """A label audit's examples, most doubted first (curation.suspects): a join over the audit's rows, not a
+    condition on the examples table."""
 
 
 def _without_control_characters(search: str) -> str:
@@ -65,6 +68,8 @@ class ExampleFilter:
 
 def queue_filter(queue: Queue, browse_filter: ExampleFilter) -> tuple[str, list]:
     """The SQL condition for a review queue; only the filtered-set queue uses the browse filter."""
+    if queue is Queue.SUSPECTS:
+        raise ValueError("the suspects queue is an audit's, not a filter (LabelStore.next_item)")
     if queue is Queue.UNREVIEWED:
         return ExampleFilter(reviewed=False).where()
     if queue is Queue.DISAGREEMENTS:

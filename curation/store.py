@@ -20,9 +20,9 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation.agreement import AgreementSummary, agreement_summary
@@ -30,6 +30,7 @@ from curation.filters import ExampleFilter, Queue, queue_filter
 from curation.labels import BENIGN, INJECTION, UNSURE, Vote, label_state, latest_per_reviewer, text_hash
 from curation.snapshots import SnapshotInfo, SnapshotRow, delete_snapshot, list_snapshots, write_snapshot
 from curation.sources import MAX_TEXT_CHARS, Prepared, Progress, no_progress, text_problem
+from runner.catalog import data_lock, runs_using
 
 DB_NAME = "labels.sqlite"
 SCHEMA_VERSION = 1
@@ -133,12 +134,39 @@ CREATE TABLE IF NOT EXISTS scores (
     scored_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scores_text ON scores (text_hash, scored_at);
+
+-- Label audits (python -m ft.audit), recorded once when first reviewed: the suspects queue is a join over these.
+CREATE TABLE IF NOT EXISTS audits (
+    id TEXT PRIMARY KEY,
+    method TEXT NOT NULL,
+    started REAL NOT NULL,
+    recorded_at REAL NOT NULL
+);
+-- Each audited text once, at its best rank (rank 1 = most likely mislabelled); texts need not be in the store.
+CREATE TABLE IF NOT EXISTS audit_rows (
+    audit_id TEXT NOT NULL REFERENCES audits (id),
+    text_hash TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    p_injection REAL NOT NULL,
+    audited_label INTEGER,
+    label_quality REAL,
+    is_issue INTEGER NOT NULL,
+    PRIMARY KEY (audit_id, text_hash)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_rows_rank ON audit_rows (audit_id, rank);
 """
 
 _EXAMPLE_COLUMNS = ("e.id, e.split, {text}, t.text_hash, e.original_label, e.source, e.added_at, e.current_label, "
                     "e.n_votes, e.n_reviewers, e.disagree, e.adjudicated, e.flagged")
 _VOTE_COLUMNS = "id, example_id, reviewer, label, note, is_adjudication, cast_at, retracted_at"
 _EVENT_COLUMNS = "id, at, actor, action, example_id, from_label, to_label, detail"
+_SUSPECT_COLUMNS = ("e.id, a.rank, a.p_injection, a.audited_label, e.current_label, a.label_quality, a.is_issue, "
+                    "e.split, e.n_votes, t.text")
+_SUSPECTS = ("FROM audit_rows a JOIN texts t ON t.text_hash = a.text_hash JOIN examples e ON e.id = t.id "
+             "WHERE a.audit_id = :audit")
+"""An audit's stored examples; its indexes drive the join from the audit's rows in rank order."""
+_NOT_REVIEWED = (" AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.example_id = e.id AND v.retracted_at IS NULL "
+                 "AND v.cast_at >= (SELECT started FROM audits WHERE id = :audit))")
 
 
 @dataclass(frozen=True)
@@ -229,6 +257,86 @@ class ReviewerCount:
     items: int
 
 
+@dataclass(frozen=True)
+class AuditInfo:
+    """A label audit as the store recorded it."""
+
+    id: str
+    method: str
+    """``cross-fit K=<k>`` (out-of-sample) or ``in-sample (biased)``."""
+    started: float
+    """When the audit read the labels: votes cast since then take an example out of its suspects queue."""
+
+    @property
+    def biased(self) -> bool:
+        return self.method.startswith("in-sample")
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One audited text, as ``suspects.parquet`` ranks it."""
+
+    text_hash: str
+    rank: int
+    p_injection: float
+    audited_label: int | None
+    label_quality: float | None
+    is_issue: bool
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A stored example in an audit's suspects queue."""
+
+    example_id: int
+    rank: int
+    p_injection: float
+    audited_label: int | None
+    current_label: int | None
+    label_quality: float | None
+    is_issue: bool
+    split: str
+    n_votes: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SuspectsView:
+    """What the review panel shows of a suspects queue: its length, its head, and the shown item's row."""
+
+    left: int
+    top: list[Suspect]
+    shown: Suspect | None
+
+
+@dataclass(frozen=True)
+class ReviewQueue:
+    """Where the review panel's next item comes from: one of the store's queues, or (``audit_id`` given) that
+    audit's suspects queue."""
+
+    queue: Queue
+    reviewer: str
+    browse_filter: ExampleFilter = field(default_factory=ExampleFilter)
+    audit_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """Everything the review panel shows of one example, read in one transaction."""
+
+    example: Example | None
+    score: Score | None
+    votes: list[VoteRecord]
+    history: list[Event]
+    totals: Totals
+    reviewer_votes: int
+    """The standing votes of the reviewer looking at it."""
+
+
+class SnapshotInUse(ValueError):
+    """A snapshot that a run or audit names as its data: deleting it would take that run's labels away."""
+
+
 def _example(row: tuple) -> Example:
     return Example(*row[:10], bool(row[10]), bool(row[11]), bool(row[12]))
 
@@ -239,6 +347,10 @@ def _vote(row: tuple) -> VoteRecord:
 
 def _event(row: tuple) -> Event:
     return Event(*row[:7], json.loads(row[7]))
+
+
+def _suspect(row: tuple) -> Suspect:
+    return Suspect(*row[:6], bool(row[6]), *row[7:])
 
 
 def _clean_reviewer(reviewer: str) -> str:
@@ -458,6 +570,38 @@ class LabelStore:
                             rows)
         return len(rows)
 
+    def record_audit(self, audit: AuditInfo, rows: Sequence[AuditRow]) -> int:
+        """Record a label audit once, in one transaction: its rows (each text at its best rank) for the suspects
+        queue, and every row's P(injection) in the scores table under the audit id. Returns the scores
+        recorded: 0 when the audit was recorded already, or its scores were (by an older version of the app)."""
+        ranked = sorted(rows, key=lambda r: r.rank)
+        with self._write() as con:
+            if con.execute("SELECT 1 FROM audits WHERE id = ?", (audit.id,)).fetchone():
+                return 0
+            con.execute("INSERT INTO audits (id, method, started, recorded_at) VALUES (?, ?, ?, ?)",
+                        (audit.id, audit.method, audit.started, time.time()))
+            con.executemany("INSERT INTO audit_rows (audit_id, text_hash, rank, p_injection, audited_label, "
+                            "label_quality, is_issue) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                            [(audit.id, r.text_hash, r.rank, r.p_injection, r.audited_label, r.label_quality,
+                              r.is_issue) for r in ranked])
+            if not ranked or con.execute("SELECT 1 FROM scores WHERE text_hash = ? AND run_id = ? LIMIT 1",
+                                         (ranked[0].text_hash, audit.id)).fetchone():
+                return 0
+            now = time.time()
+            con.executemany("INSERT INTO scores (text_hash, run_id, p_injection, scored_at) VALUES (?, ?, ?, ?)",
+                            [(r.text_hash, audit.id, r.p_injection, now) for r in ranked])
+        return len(ranked)
+
+    def cast_vote_and_next(self, example_id: int, label: int, note: str, adjudication: bool,
+                           queue: ReviewQueue) -> int | None:
+        """Record the queue's reviewer's vote (as cast_vote) and find the queue's next item, in one transaction."""
+        reviewer = _clean_reviewer(queue.reviewer)
+        note = note.strip()
+        _check_vote(label, note, adjudication)
+        with self._write() as con:
+            self._insert_vote(con, example_id, reviewer, label, note, adjudication)
+            return self._next_item(con, queue, example_id)
+
     def create_snapshot(self, actor: str) -> SnapshotInfo:
         """Freeze the current labels into ``snapshots/<id>/`` (see curation.snapshots for the contract).
 
@@ -476,8 +620,23 @@ class LabelStore:
                       content_hash=snapshot.manifest["content_hash"])
         return snapshot
 
-    def delete_snapshot(self, snapshot_id: str, actor: str) -> None:
-        """Remove a snapshot's folder and note who did it in the audit trail (KeyError if there is none)."""
+    def delete_snapshot(self, snapshot_id: str, actor: str, runs_dir: Path | str | None = None) -> None:
+        """Remove a snapshot's folder and note who did it in the audit trail (KeyError if there is none).
+
+        With ``runs_dir``: refused (SnapshotInUse) while a run or audit there names the snapshot as its data, so
+        every run keeps the labels it was trained on; the check and the removal hold the runs' data lock, so
+        no run can start on the snapshot in between.
+        """
+        if runs_dir is None:
+            return self._delete_snapshot(snapshot_id, actor)
+        with data_lock(runs_dir):
+            chosen = next((s for s in self.list_snapshots() if s.id == snapshot_id), None)
+            users = runs_using(runs_dir, chosen.path) if chosen else []
+            if users:
+                raise SnapshotInUse(f"{snapshot_id} is the data of {', '.join(users)}: delete those runs first.")
+            self._delete_snapshot(snapshot_id, actor)
+
+    def _delete_snapshot(self, snapshot_id: str, actor: str) -> None:
         gone = delete_snapshot(self.snapshots_dir, snapshot_id)
         with self._write() as con:
             self._log(con, actor, "delete_snapshot", snapshot_id=gone.id,
@@ -516,15 +675,86 @@ class LabelStore:
         Queues: unreviewed (no votes yet), the browse filter's set, or open disagreements
         (reviewers' latest votes differ and no one has adjudicated).
         """
-        where, params = queue_filter(queue, browse_filter)
+        return self.next_item(ReviewQueue(queue, reviewer, browse_filter), after_id)
+
+    def next_item(self, queue: ReviewQueue, after_id: int | None = None) -> int | None:
+        """The review queue's next example id after ``after_id`` (wrapping around); None when it is empty."""
+        return self._next_item(self._connection(), queue, after_id)
+
+    def _next_item(self, con: sqlite3.Connection, queue: ReviewQueue, after_id: int | None) -> int | None:
+        if queue.queue is Queue.SUSPECTS:
+            return self._next_suspect(con, queue.audit_id, after_id) if queue.audit_id else None
+        where, params = queue_filter(queue.queue, queue.browse_filter)
         if after_id is None:
-            after_id = self._queue_start(_clean_reviewer(reviewer)) if queue is Queue.UNREVIEWED else 0
-        con = self._connection()
+            after_id = self._queue_start(_clean_reviewer(queue.reviewer)) if queue.queue is Queue.UNREVIEWED else 0
         row = con.execute(f"SELECT e.id FROM examples e WHERE {where} AND e.id > ? ORDER BY e.id LIMIT 1",
                           [*params, after_id]).fetchone()
         row = row or con.execute(f"SELECT e.id FROM examples e WHERE {where} ORDER BY e.id LIMIT 1",
                                  params).fetchone()
         return row[0] if row else None
+
+    @staticmethod
+    def _suspects_where(issues_only: bool = False, exclude_reviewed: bool = True) -> str:
+        """FROM and WHERE of an audit's suspects queue (parameter ``audit``)."""
+        return _SUSPECTS + (" AND a.is_issue = 1" if issues_only else "") + (_NOT_REVIEWED if exclude_reviewed else "")
+
+    def _next_suspect(self, con: sqlite3.Connection, audit_id: str, after_id: int | None,
+                      issues_only: bool = False) -> int | None:
+        where = self._suspects_where(issues_only)
+        params = {"audit": audit_id, "after": after_id}
+        row = None
+        if after_id is not None:
+            row = con.execute(f"SELECT e.id {where} AND a.rank > (SELECT a.rank {where} AND e.id = :after) "
+                              "ORDER BY a.rank LIMIT 1", params).fetchone()
+        row = row or con.execute(f"SELECT e.id {where} ORDER BY a.rank LIMIT 1", params).fetchone()
+        return row[0] if row else None
+
+    def next_suspect(self, audit_id: str, after_id: int | None = None, issues_only: bool = False) -> int | None:
+        """The head of the audit's suspects queue (examples with a standing vote cast since the audit started
+        left out); with ``after_id`` still in the queue (a skipped item), the one after it, wrapping around."""
+        return self._next_suspect(self._connection(), audit_id, after_id, issues_only)
+
+    def suspects(self, audit_id: str, *, exclude_reviewed: bool = True, issues_only: bool = False,
+                 limit: int | None = None) -> list[Suspect]:
+        """The audit's stored examples in rank order (see next_suspect for ``exclude_reviewed``)."""
+        where = self._suspects_where(issues_only, exclude_reviewed)
+        return [_suspect(r) for r in self._connection().execute(
+            f"SELECT {_SUSPECT_COLUMNS} {where} ORDER BY a.rank LIMIT :limit",
+            {"audit": audit_id, "limit": -1 if limit is None else limit})]
+
+    def suspects_view(self, audit_id: str, shown_id: int | None, top: int) -> SuspectsView:
+        """The audit's suspects queue as the review panel shows it, read in one transaction."""
+        where = self._suspects_where()
+        params = {"audit": audit_id, "shown": shown_id, "limit": top}
+        with self._read() as con:
+            left = con.execute(f"SELECT count(*) {where}", params).fetchone()[0]
+            head = [_suspect(r) for r in con.execute(f"SELECT {_SUSPECT_COLUMNS} {where} ORDER BY a.rank LIMIT :limit",
+                                                     params)]
+            shown = next((s for s in head if s.example_id == shown_id), None)
+            if shown is None and shown_id is not None:
+                row = con.execute(f"SELECT {_SUSPECT_COLUMNS} {where} AND e.id = :shown", params).fetchone()
+                shown = _suspect(row) if row else None
+        return SuspectsView(left, head, shown)
+
+    def recorded_audit(self, audit_id: str) -> AuditInfo | None:
+        row = self._connection().execute("SELECT id, method, started FROM audits WHERE id = ?",
+                                         (audit_id,)).fetchone()
+        return AuditInfo(*row) if row else None
+
+    def review_item(self, example_id: int | None, reviewer: str) -> ReviewItem:
+        """The example (None when there is none), its votes, history and latest score, the store's totals and the
+        reviewer's standing votes, in one read transaction."""
+        with self._read():
+            example = self.example(example_id) if example_id is not None else None
+            found = example is not None
+            return ReviewItem(example, self.latest_score(example_id) if found else None,
+                              self.votes(example_id) if found else [], self.history(example_id) if found else [],
+                              self.totals(), self.standing_votes(reviewer))
+
+    def standing_votes(self, reviewer: str) -> int:
+        """The reviewer's votes not retracted."""
+        return self._connection().execute("SELECT count(*) FROM votes WHERE reviewer = ? AND retracted_at IS NULL",
+                                          (reviewer,)).fetchone()[0]
 
     def vote(self, vote_id: int) -> VoteRecord:
         return _vote(self._connection().execute(f"SELECT {_VOTE_COLUMNS} FROM votes WHERE id = ?",

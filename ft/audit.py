@@ -84,7 +84,6 @@ class AuditDir(RunDir):
 
     options_file = property(lambda self: self.path / "audit.json")
     folds_file = property(lambda self: self.path / "folds.json")
-    suspects = property(lambda self: self.path / "suspects.parquet")
 
     def fold(self, k: int) -> RunDir:
         return RunDir(self.path / f"fold-{k}")

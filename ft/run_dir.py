@@ -10,6 +10,7 @@
     adapter/             the final LoRA adapter and tokenizer
     eval.json            before/after metrics on the test split
     evals/<name>.json    before/after metrics on other datasets (python -m ft.evaluate)
+    suspects.parquet     a label audit's ranked rows (python -m ft.audit; its other files: ft/audit.py)
 
 The app never holds a pipe to a run: it reads these files, so a run survives
 the browser tab, and an app restart finds every run again. This module is the one place the format is
@@ -63,6 +64,7 @@ class RunDir:
     adapter = property(lambda self: self.path / "adapter")
     eval = property(lambda self: self.path / "eval.json")
     evals = property(lambda self: self.path / "evals")
+    suspects = property(lambda self: self.path / "suspects.parquet")
 
     def read_state(self) -> dict:
         return read_json(self.state_file)

@@ -11,7 +11,7 @@ from curation import sources
 from curation.filters import ExampleFilter, Queue
 from curation.labels import BENIGN, INJECTION, UNSURE
 from curation.sources import Prepared, SourceError
-from curation.store import TEXT_PREVIEW_CHARS, LabelStore
+from curation.store import TEXT_PREVIEW_CHARS, LabelStore, ReviewQueue, SnapshotInUse
 
 
 def prepared(*rows, source="test"):
@@ -311,6 +311,49 @@ def test_deleting_a_snapshot_removes_its_files_and_is_logged(demo_store):
     with pytest.raises(KeyError, match="no snapshot"):
         demo_store.delete_snapshot("../../etc", "boss")
     assert [s.id for s in demo_store.list_snapshots()] == [kept.id]
+
+
+def test_a_snapshot_a_run_uses_cannot_be_deleted(demo_store, tmp_path):
+    used = demo_store.create_snapshot("ann")
+    run = tmp_path / "runs" / "run-1"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"data: {used.path / 'train.parquet'}\n")
+    with pytest.raises(SnapshotInUse, match=f"^{used.id} is the data of run-1: delete those runs first.$"):
+        demo_store.delete_snapshot(used.id, "boss", tmp_path / "runs")
+    assert [s.id for s in demo_store.list_snapshots()] == [used.id] and used.path.is_dir()
+    assert demo_store.events(limit=1)[0].action == "snapshot"
+    (run / "config.yaml").write_text("data: somewhere/else\n")
+    demo_store.delete_snapshot(used.id, "boss", tmp_path / "runs")
+    assert demo_store.list_snapshots() == []
+
+
+def test_a_vote_and_the_next_item_come_from_one_transaction(demo_store):
+    queue = ReviewQueue(Queue.UNREVIEWED, "ann")
+    first = demo_store.next_item(queue)
+    following = demo_store.cast_vote_and_next(first, INJECTION, "  sure  ", False, queue)
+    assert following == first % 48 + 1
+    vote = demo_store.votes(first)[-1]
+    assert (vote.reviewer, vote.label, vote.note) == ("ann", INJECTION, "sure")
+    with pytest.raises(ValueError, match="a vote is"):
+        demo_store.cast_vote_and_next(following, 7, "", False, queue)
+    with pytest.raises(KeyError, match="no example 999"):
+        demo_store.cast_vote_and_next(999, BENIGN, "", False, queue)
+    assert table_counts(demo_store)["votes"] == 1, "a refused vote writes nothing"
+
+
+def test_the_review_item_is_the_example_its_votes_history_score_and_counts(demo_store):
+    demo_store.cast_vote(3, "ann", INJECTION, "a note")
+    demo_store.cast_vote(4, "ann", BENIGN)
+    demo_store.undo_last_vote("ann")
+    demo_store.record_scores("run-1", [(demo_store.example(3).text, 0.25)])
+    item = demo_store.review_item(3, "ann")
+    assert item.example == demo_store.example(3)
+    assert [v.note for v in item.votes] == ["a note"] and [e.action for e in item.history] == ["vote"]
+    assert (item.score.run_id, item.score.p_injection) == ("run-1", 0.25)
+    assert item.totals == demo_store.totals() and item.reviewer_votes == 1, "the undone vote does not count"
+    nothing = demo_store.review_item(None, "bob")
+    assert (nothing.example, nothing.votes, nothing.history, nothing.score, nothing.reviewer_votes) == (
+        None, [], [], None, 0)
 
 
 def test_reopening_keeps_everything(tmp_path):

@@ -5,8 +5,11 @@ import time
 import pandas as pd
 import pytest
 
-from curation.labels import INJECTION, UNSURE
-from curation.suspects import QUEUE_COLUMNS, list_audits, next_suspect, read_audit, record_audit_scores, suspects_queue
+from curation.filters import Queue
+from curation.labels import BENIGN, INJECTION, UNSURE
+from curation.store import ReviewQueue
+from curation.suspects import (QUEUE_COLUMNS, audit_to_review, list_audits, next_suspect, read_audit,
+                               record_audit_scores, suspects_queue)
 
 
 def write_audit(folder, texts, labels, started, *, status="completed", method="cross-fit K=2"):
@@ -135,3 +138,45 @@ def test_an_audit_file_without_its_columns_is_refused_by_name(tmp_path):
     (folder / "suspects.parquet").write_text("not parquet")
     with pytest.raises(ValueError, match="cannot read suspects.parquet"):
         read_audit(folder)
+
+
+def test_an_audit_is_read_once_then_reviewed_from_the_store(audited_store):
+    store, audit = audited_store
+    runs = audit.path.parent
+    recorded = audit_to_review(store, runs, str(audit.path))
+    assert (recorded.id, recorded.method, recorded.biased) == ("audit-1", "cross-fit K=2", False)
+    (audit.path / "suspects.parquet").write_text("no longer parquet")  # the queue no longer reads the file
+    assert audit_to_review(store, runs, str(audit.path)) == recorded
+    assert suspects_queue(store, recorded)["example_id"].tolist() == [6, 5, 4, 3, 2, 1]
+    assert audit_to_review(store, runs, None) is None
+
+
+def test_an_audit_outside_the_runs_or_not_completed_is_refused(audited_store, tmp_path):
+    store, audit = audited_store
+    with pytest.raises(ValueError, match="^Pick one of the label audits listed.$"):
+        audit_to_review(store, audit.path.parent, str(tmp_path / "elsewhere" / "audit-1"))
+    busy = write_audit(audit.path.parent / "audit-2", ["x"], [1], started=time.time(), status="running")
+    with pytest.raises(ValueError, match="^Cannot read the audit: audit-2 is not a completed label audit"):
+        audit_to_review(store, audit.path.parent, str(busy))
+    with pytest.raises(ValueError, match="^Cannot read the audit: "):
+        audit_to_review(store, audit.path.parent, str(audit.path.parent / "deleted"))
+
+
+def test_a_vote_in_the_suspects_queue_gives_the_next_suspect(audited_store):
+    store, audit = audited_store
+    queue = ReviewQueue(Queue.SUSPECTS, "ann", audit_id=audit_to_review(store, audit.path.parent, audit.path).id)
+    assert store.next_item(queue) == 6
+    assert store.cast_vote_and_next(6, BENIGN, "", False, queue) == 5
+    assert store.next_item(queue, after_id=5) == 4, "skip: the next in rank order"
+    assert store.next_item(ReviewQueue(Queue.SUSPECTS, "ann")) is None, "no audit chosen: nothing to show"
+
+
+def test_the_suspects_view_counts_the_queue_and_finds_the_shown_item(audited_store):
+    store, audit = audited_store
+    record_audit_scores(store, audit)
+    view = store.suspects_view(audit.id, 4, top=2)
+    assert view.left == 6 and [s.example_id for s in view.top] == [6, 5]
+    assert (view.shown.example_id, view.shown.rank, view.shown.text) == (4, 3, store.example(4).text)
+    store.cast_vote(4, "ann", INJECTION)
+    view = store.suspects_view(audit.id, 4, top=2)
+    assert view.left == 5 and view.shown is None, "a reviewed item has left the queue"

@@ -139,3 +139,29 @@ def test_login_name_is_the_reviewer(page, start_app, tmp_path):
     expect(review_text(page)).not_to_have_value("")  # the first item has arrived
     page.get_by_role("button", name="Benign (b)").click()
     expect(counts_line(page)).to_contain_text("your votes: 1")
+
+
+def test_a_snapshot_a_run_uses_is_kept_and_an_unused_one_deleted(page, running_app):
+    page.goto(running_app.url)
+    page.get_by_role("tab", name="Snapshots").click()
+    page.get_by_role("button", name="Create snapshot").click()
+    expect(page.get_by_role("textbox", name="Manifest")).to_have_value(re.compile('"n_changes": 0'))
+    (snapshot,) = (running_app.data_dir / "snapshots").iterdir()
+    run = running_app.data_dir / "runs" / "run-on-it"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"data: {snapshot}\n", encoding="utf-8")
+
+    page.locator("#snapshot-delete").click()
+    expect(page.get_by_text(f"Delete snapshot {snapshot.name} and its files?")).to_be_visible()
+    page.locator("#snapshot-delete-confirm").click()
+    refusal = f"{snapshot.name} is the data of run-on-it: delete those runs first."
+    expect(page.get_by_text(refusal).first).to_be_visible()
+    assert snapshot.is_dir()
+
+    (run / "config.yaml").write_text("data: elsewhere\n", encoding="utf-8")
+    page.locator("#snapshot-delete").click()  # asking again clears the refusal shown over the question
+    page.locator("#snapshot-delete-confirm").click()
+    expect(page.get_by_role("textbox", name="Snapshot status")).to_have_value(f"Deleted {snapshot.name}.")
+    expect(page.locator("#snapshot-delete-confirm")).to_be_hidden()
+    expect(page.get_by_role("cell", name=snapshot.name)).to_have_count(0)
+    assert not snapshot.exists()

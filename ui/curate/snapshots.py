@@ -11,7 +11,6 @@ import gradio as gr
 
 from curation.snapshots import push_to_hub
 from curation.store import LabelStore
-from runner.catalog import data_lock, runs_using
 from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer_name
 from ui.endpoints import PRIVATE
@@ -81,11 +80,16 @@ def _snapshot_panel() -> SnapshotPanel:
                          confirm_row, confirm_text, confirm_btn, keep_btn, table)
 
 
+def _view(store: LabelStore, panel: SnapshotPanel, chosen: str | None = None) -> dict:
+    """snapshots_view as {component: value}."""
+    return dict(zip(panel.outputs, snapshots_view(store, chosen)))
+
+
 def _wire_create(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
     def snapshot(typed: str, request: gr.Request):
         made = studio.store.create_snapshot(reviewer_name(request, typed) or "anonymous")
-        return (_snapshot_summary(made.manifest), [str(p) for p in made.files],
-                *snapshots_view(studio.store, made.id))
+        return {panel.manifest: _snapshot_summary(made.manifest), panel.files: [str(p) for p in made.files],
+                **_view(studio.store, panel, made.id)}
 
     panel.create_btn.click(snapshot, inputs=[shared.reviewer_box],
                            outputs=[panel.manifest, panel.files, *panel.outputs], api_name="snapshot")
@@ -97,16 +101,16 @@ def _wire_push(studio: Studio, panel: SnapshotPanel) -> None:
         if chosen is None or not (repo_id or "").strip():
             raise page_error("Choose a snapshot and a Hub dataset repo.")
         try:
-            return f"Pushed {chosen.id} to {push_to_hub(chosen, repo_id.strip())}"
+            return {panel.status: f"Pushed {chosen.id} to {push_to_hub(chosen, repo_id.strip())}"}
         except Exception as error:  # network and Hub errors all end up in front of the user the same way
-            return f"Push failed: {type(error).__name__}: {error}"
+            return {panel.status: f"Push failed: {type(error).__name__}: {error}"}
 
     panel.push_btn.click(push, inputs=[panel.chosen, panel.hub_repo], outputs=[panel.status], api_name="push_snapshot")
 
 
 def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
-    """Delete…, then a confirmation naming the snapshot; refused while a run or audit names the snapshot as
-    its data, so every run keeps the labels it was trained on. Picking another snapshot closes the question."""
+    """Delete…, then a confirmation naming the snapshot; the store refuses while a run or audit names the
+    snapshot as its data. Picking another snapshot closes the question."""
     doomed = gr.State(None)
 
     def ask(snapshot_id: str | None):
@@ -115,24 +119,20 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
             raise page_error("Choose a snapshot to delete.")
         question = (f"Delete snapshot `{snapshot_id}` and its files? This cannot be undone; "
                     "runs trained on it are kept.")
-        return snapshot_id, question, gr.Row(visible=True)
+        return {doomed: snapshot_id, panel.confirm_text: question, panel.confirm_row: gr.Row(visible=True)}
 
     def delete_snapshot(snapshot_id: str | None, typed: str, request: gr.Request):
-        chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
-        if chosen is None:
+        if snapshot_id not in {s.id for s in studio.store.list_snapshots()}:
             raise page_error("Choose a snapshot to delete.")
-        with data_lock(studio.runs_dir):
-            users = runs_using(studio.runs_dir, chosen.path)
-            if users:
-                raise page_error(f"{chosen.id} is the data of {', '.join(users)}: delete those runs first.")
-            try:
-                studio.store.delete_snapshot(chosen.id, reviewer_name(request, typed) or "anonymous")
-            except KeyError as error:
-                raise page_error(str(error.args[0])) from None
-        return f"Deleted {chosen.id}.", gr.Row(visible=False), *snapshots_view(studio.store)
+        try:
+            studio.store.delete_snapshot(snapshot_id, reviewer_name(request, typed) or "anonymous", studio.runs_dir)
+        except (KeyError, ValueError) as error:  # KeyError: deleted meanwhile; ValueError: a run's data
+            raise page_error(str(error.args[0])) from None
+        return {panel.status: f"Deleted {snapshot_id}.", panel.confirm_row: gr.Row(visible=False),
+                **_view(studio.store, panel)}
 
     def hide_question():
-        return gr.Row(visible=False)
+        return {panel.confirm_row: gr.Row(visible=False)}
 
     panel.delete_btn.click(ask, panel.chosen, [doomed, panel.confirm_text, panel.confirm_row],
                            api_name="delete_snapshot_ask", **PRIVATE)
@@ -145,7 +145,7 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
 def snapshots_tab(studio: Studio, shared: Shared) -> list:
     """The Snapshots sub-tab and its events; returns what snapshots_view fills."""
     panel = _snapshot_panel()
-    panel.tab.select(lambda chosen: snapshots_view(studio.store, chosen), inputs=[panel.chosen],
+    panel.tab.select(lambda chosen: _view(studio.store, panel, chosen), inputs=[panel.chosen],
                      outputs=panel.outputs, api_name="snapshots_view")
     _wire_create(studio, shared, panel)
     _wire_push(studio, panel)
