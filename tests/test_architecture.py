@@ -1,0 +1,159 @@
+"""The project's shape: one room per concern, dependencies pointing one way (see docs/architecture.md).
+
+Walks every project module's imports with ``ast`` (no module is imported to do it): no import cycle between
+project modules, no project module imported inside a function, and each folder imports only the folders
+below it. A fresh interpreter then imports every runner module and checks torch stayed out.
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import ROOT
+
+PACKAGES = ("access", "curation", "ft", "intake", "runner", "serving", "ui")
+ALLOWED = {
+    "intake": set(),
+    "access": set(),
+    "ft": {"intake"},
+    "runner": {"ft"},
+    "curation": {"intake", "ft", "runner"},
+    "serving": {"intake", "ft", "runner", "curation"},
+    "ui": {"intake", "access", "ft", "runner", "serving", "curation"},
+    "app": {"intake", "access", "ft", "runner", "serving", "curation", "ui"},
+}
+"""What each folder (and app.py) may import besides itself: core <- runner <- serving <- ui <- app."""
+NO_GRADIO = ("ft", "curation", "runner", "serving", "intake", "access")
+NO_TORCH = ("runner",)
+TORCH_FAMILY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
+
+
+def project_modules() -> dict[str, Path]:
+    found = {"app": ROOT / "app.py"}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def imported_names(node: ast.AST, module: str, modules: dict[str, Path]) -> list[str]:
+    """The project modules an import statement names (``from ft import data`` names ``ft.data``)."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    elif node.level:  # relative: from . import x
+        base = module.rsplit(".", node.level)[0]
+        names = [f"{base}.{node.module}" if node.module else base]
+    else:
+        names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+    project = []
+    for name in names:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        if name:
+            project.append(name)
+    return project
+
+
+def import_nodes(tree: ast.AST):
+    """(import node, whether it sits inside a function) for every import of the module."""
+    def walk(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                yield child, inside
+            yield from walk(child, inside)
+    yield from walk(tree, False)
+
+
+def is_type_checking_only(tree: ast.AST, node: ast.AST) -> bool:
+    return any(isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test) and node in ast.walk(block)
+               for block in ast.walk(tree))
+
+
+def import_graph():
+    """{module: {imported project module}}, the function-level project imports, and every third-party
+    top-level name each module imports."""
+    modules = project_modules()
+    graph, in_functions, external = {}, [], {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        graph[module], external[module] = set(), set()
+        for node, inside in import_nodes(tree):
+            names = imported_names(node, module, modules)
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                external[module].add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                external[module].update(alias.name.split(".")[0] for alias in node.names)
+            if inside and names:
+                in_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}")
+            if not is_type_checking_only(tree, node):
+                graph[module].update(n for n in names if n != module)
+    return graph, in_functions, external
+
+
+def folder(module: str) -> str:
+    return module.split(".")[0]
+
+
+def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle, as the modules around it, or None."""
+    state, stack = {}, []
+
+    def visit(module):
+        state[module] = "open"
+        stack.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == "open":
+                return stack[stack.index(target):] + [target]
+            if target not in state and (found := visit(target)):
+                return found
+        state[module] = "done"
+        stack.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (found := visit(module)):
+            return found
+    return None
+
+
+def test_no_import_cycle_between_project_modules():
+    graph, _, _ = import_graph()
+    assert cycle_in(graph) is None, " -> ".join(cycle_in(graph))
+
+
+def test_no_project_module_is_imported_inside_a_function():
+    _, in_functions, _ = import_graph()
+    assert in_functions == []
+
+
+def test_each_folder_imports_only_the_folders_below_it():
+    graph, _, _ = import_graph()
+    wrong = sorted(f"{module} imports {target}" for module, targets in graph.items() for target in targets
+                   if folder(target) != folder(module) and folder(target) not in ALLOWED[folder(module)])
+    assert wrong == []
+
+
+def test_the_core_curation_and_runner_import_no_gradio_and_the_runner_no_torch():
+    _, _, external = import_graph()
+    gradio = sorted(m for m, names in external.items() if folder(m) in NO_GRADIO and "gradio" in names)
+    torch = sorted(m for m, names in external.items() if folder(m) in NO_TORCH and names & set(TORCH_FAMILY))
+    assert (gradio, torch) == ([], [])
+
+
+def test_importing_every_runner_module_loads_no_torch():
+    runner = [m for m in project_modules() if folder(m) == "runner"]
+    code = f"import sys; import {', '.join(runner)}; print(sorted(set(sys.modules) & {set(TORCH_FAMILY)!r}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_walk_sees_a_cycle_and_a_function_level_import():
+    assert cycle_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert cycle_in({"a": {"b"}, "b": set()}) is None
+    tree = ast.parse("import os\ndef f():\n    from ft import data\n")
+    assert [(ast.unparse(n), inside) for n, inside in import_nodes(tree)] == [
+        ("import os", False), ("from ft import data", True)]
