@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from ft.paths import ROOT
-from ft.run_dir import JOB_FILE, RunDir, read_json
+from ft.run_dir import RunDir
 from runner.secrets import redact
 
 DATA_LOCK_NAME = "data.lock"
@@ -63,7 +63,7 @@ def _read_config(run: RunDir) -> dict:
 
 
 def read_run(run: RunDir) -> RunInfo:
-    return RunInfo(run, run.read_state(), read_json(run.path / JOB_FILE), _read_config(run))
+    return RunInfo(run, run.read_state(), run.read_job(), _read_config(run))
 
 
 def list_runs(runs_dir: str | Path) -> list[RunInfo]:

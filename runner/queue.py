@@ -116,7 +116,7 @@ class JobManager:
     def command(self, run_id: str, resume: bool = False) -> list[str]:
         """The argv the run is (or will be) launched with: ``ft.train``, or ``ft.audit`` for an audit job."""
         run = self.run_dir(run_id)
-        job = read_json(run.path / JOB_FILE)
+        job = run.read_job()
         if job.get("kind") == AUDIT:
             return audit_command(run.config, run_id, AuditOptions(**job.get("audit", {})), resume=resume)
         return train_command(run.config, run_id, resume=resume, gpus=self.gpus)

@@ -27,8 +27,8 @@ from ft import data
 from ft.detector import classification_metrics, load_detector
 from ft.run_dir import RunDir
 from ft.config import TrainConfig
+from runner.views import TEST_COLUMNS
 
-METRICS = ("n", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate", "answer_accuracy")
 EVAL_METRICS = ("n", "accuracy", "f1", "roc_auc", "recall_at_1pct_fpr", "brier", "ece")
 VERDICT_COLUMNS = ["text", "label", "p_a", "p_b", "verdict_a", "verdict_b", "b_right"]
 
@@ -61,7 +61,7 @@ class RunComparison:
     threshold: float
 
 
-def metrics_side_by_side(metrics_a: dict | None, metrics_b: dict | None, names=METRICS) -> pd.DataFrame:
+def metrics_side_by_side(metrics_a: dict | None, metrics_b: dict | None, names=TEST_COLUMNS) -> pd.DataFrame:
     """One row per metric in ``names``: columns metric, a, b, change (b - a); None where a side lacks it."""
     rows = []
     for name in names:
