@@ -117,99 +117,58 @@ def _field(*, section: str, help: str, choices: tuple[str, ...] | dict = (), ope
 
 @dataclass
 class TrainConfig:
+    # One field a line: the table of every setting with its form section, help and choices.
+    # fmt: off
     # model
-    model: str = _field(default_factory=default_preset, section="Run",
-               help='Preset (smollm2-135m, qwen2.5-1.5b, tiny), Hub model id or local folder', choices=PRESETS, open_choices=True)
-    tokenizer: str | None = _field(default=None, section="Model",
-                          help="Tokenizer id or folder; empty = the model's own (tiny borrows Qwen2.5's)")
-    quantisation: str = _field(default="auto", section="Model",
-                      help='auto = 4-bit NF4 on CUDA, none on CPU', choices=QUANTISATIONS)
-    lora_r: int = _field(default=16, section="Model",
-                help='LoRA rank')
-    lora_alpha: int = _field(default=32, section="Model",
-                    help='LoRA scaling numerator (scale = alpha / r)')
-    lora_dropout: float = _field(default=0.05, section="Model",
-                        help='Dropout on the LoRA input, in [0, 1)')
-    modules_to_save: list[str] = _field(default_factory=list, section="Model",
-                               help='Modules trained in full beside LoRA, comma-separated (tiny: embed_tokens, lm_head)')
-    gradient_checkpointing: bool = _field(default=True, section="Model",
-                                 help='Recompute activations in the backward pass: less memory, slower')
-    lora_layers: int | None = _field(default=None, section="Model",
-                            help='LoRA on the top N decoder layers only (empty = all): backward stops below them, faster')
-    precision: str = _field(default="auto", section="Model",
-                   help='auto = bf16 on a GPU that has it, else fp32; bf16 = bf16 autocast on CPU too (fast with AVX512-BF16/AMX)', choices=PRECISIONS)
+    model: str = _field(default_factory=default_preset, section="Run", help="Preset (smollm2-135m, qwen2.5-1.5b, tiny), Hub model id or local folder", choices=PRESETS, open_choices=True)
+    tokenizer: str | None = _field(default=None, section="Model", help="Tokenizer id or folder; empty = the model's own (tiny borrows Qwen2.5's)")
+    quantisation: str = _field(default="auto", section="Model", help="auto = 4-bit NF4 on CUDA, none on CPU", choices=QUANTISATIONS)
+    lora_r: int = _field(default=16, section="Model", help="LoRA rank")
+    lora_alpha: int = _field(default=32, section="Model", help="LoRA scaling numerator (scale = alpha / r)")
+    lora_dropout: float = _field(default=0.05, section="Model", help="Dropout on the LoRA input, in [0, 1)")
+    modules_to_save: list[str] = _field(default_factory=list, section="Model", help="Modules trained in full beside LoRA, comma-separated (tiny: embed_tokens, lm_head)")
+    gradient_checkpointing: bool = _field(default=True, section="Model", help="Recompute activations in the backward pass: less memory, slower")
+    lora_layers: int | None = _field(default=None, section="Model", help="LoRA on the top N decoder layers only (empty = all): backward stops below them, faster")
+    precision: str = _field(default="auto", section="Model", help="auto = bf16 on a GPU that has it, else fp32; bf16 = bf16 autocast on CPU too (fast with AVX512-BF16/AMX)", choices=PRECISIONS)
     # data
-    data: str = _field(default="../shared/data/safe-guard", section="Run",
-              help='Curation snapshot or dataset: folder of <split>.parquet files, one file, or a Hub id')
-    text_column: str = _field(default="text", section="Data",
-                     help='Column holding the text')
-    label_column: str = _field(default="label", section="Data",
-                      help='Column holding the label (0 benign, 1 injection)')
-    train_split: str = _field(default="train", section="Data",
-                     help='Split trained on')
-    test_split: str = _field(default="test", section="Data",
-                    help='Split of the before/after test metrics (eval.json)')
-    validation_split: str | None = _field(default=None, section="Data",
-                                 help='Split of the prediction tables; empty = carve validation_size rows from train')
-    validation_size: int = _field(default=200, section="Data",
-                         help='Rows carved from train when there is no validation split')
-    max_train_rows: int | None = _field(default=None, section="Data",
-                               help='Use at most this many training rows (empty = all)')
-    max_test_rows: int | None = _field(default=None, section="Data",
-                              help='Use at most this many test rows (empty = all)')
-    max_length: int = _field(default=512, section="Data",
-                    help='Token limit per example; the text is truncated, never the answer')
+    data: str = _field(default="../shared/data/safe-guard", section="Run", help="Curation snapshot or dataset: folder of <split>.parquet files, one file, or a Hub id")
+    text_column: str = _field(default="text", section="Data", help="Column holding the text")
+    label_column: str = _field(default="label", section="Data", help="Column holding the label (0 benign, 1 injection)")
+    train_split: str = _field(default="train", section="Data", help="Split trained on")
+    test_split: str = _field(default="test", section="Data", help="Split of the before/after test metrics (eval.json)")
+    validation_split: str | None = _field(default=None, section="Data", help="Split of the prediction tables; empty = carve validation_size rows from train")
+    validation_size: int = _field(default=200, section="Data", help="Rows carved from train when there is no validation split")
+    max_train_rows: int | None = _field(default=None, section="Data", help="Use at most this many training rows (empty = all)")
+    max_test_rows: int | None = _field(default=None, section="Data", help="Use at most this many test rows (empty = all)")
+    max_length: int = _field(default=512, section="Data", help="Token limit per example; the text is truncated, never the answer")
     # optimisation
-    epochs: float = _field(default=1.0, section="Optimisation",
-                  help='Passes over the training rows')
-    max_steps: int = _field(default=-1, section="Optimisation",
-                   help='Stop after this many optimiser steps (-1 = run the epochs)')
-    batch_size: int = _field(default=4, section="Optimisation",
-                    help='Examples per device per step')
-    gradient_accumulation: int = _field(default=4, section="Optimisation",
-                               help='Batches summed into one optimiser step')
-    learning_rate: float = _field(default=2e-4, section="Optimisation",
-                         help='Peak learning rate')
-    weight_decay: float = _field(default=0.01, section="Optimisation",
-                        help='AdamW weight decay')
-    warmup_steps: int = _field(default=50, section="Optimisation",
-                      help='Steps of linear warm-up from 0 to the peak learning rate')
-    lr_scheduler: str = _field(default="linear", section="Optimisation",
-                      help='Learning-rate schedule after warm-up', choices=LR_SCHEDULERS)
-    max_grad_norm: float = _field(default=1.0, section="Optimisation",
-                         help='Gradient clipping norm')
-    optim: str = _field(default="auto", section="Optimisation",
-               help='Optimiser; auto = paged 8-bit AdamW when quantised, else AdamW', choices=OPTIMISERS)
-    group_by_length: bool = _field(default=True, section="Optimisation",
-                          help='Batch examples of similar length together (less padding)')
-    answer_only_logits: bool = _field(default=True, section="Optimisation",
-                             help='Project only the answer positions through the LM head (same loss, less memory)')
-    seed: int = _field(default=42, section="Optimisation",
-              help="Seed of the data order, the validation carve and the weights' init")
+    epochs: float = _field(default=1.0, section="Optimisation", help="Passes over the training rows")
+    max_steps: int = _field(default=-1, section="Optimisation", help="Stop after this many optimiser steps (-1 = run the epochs)")
+    batch_size: int = _field(default=4, section="Optimisation", help="Examples per device per step")
+    gradient_accumulation: int = _field(default=4, section="Optimisation", help="Batches summed into one optimiser step")
+    learning_rate: float = _field(default=2e-4, section="Optimisation", help="Peak learning rate")
+    weight_decay: float = _field(default=0.01, section="Optimisation", help="AdamW weight decay")
+    warmup_steps: int = _field(default=50, section="Optimisation", help="Steps of linear warm-up from 0 to the peak learning rate")
+    lr_scheduler: str = _field(default="linear", section="Optimisation", help="Learning-rate schedule after warm-up", choices=LR_SCHEDULERS)
+    max_grad_norm: float = _field(default=1.0, section="Optimisation", help="Gradient clipping norm")
+    optim: str = _field(default="auto", section="Optimisation", help="Optimiser; auto = paged 8-bit AdamW when quantised, else AdamW", choices=OPTIMISERS)
+    group_by_length: bool = _field(default=True, section="Optimisation", help="Batch examples of similar length together (less padding)")
+    answer_only_logits: bool = _field(default=True, section="Optimisation", help="Project only the answer positions through the LM head (same loss, less memory)")
+    seed: int = _field(default=42, section="Optimisation", help="Seed of the data order, the validation carve and the weights' init")
     # logging and output
-    run_name: str = _field(default="", section="Run",
-                  help='Name shown in the runs table and the tracker; part of the run id')
-    tracker: str = _field(default="none", section="Run",
-                 help='Where the curves and prediction tables also go: wandb, trackio, or none', choices=TRACKERS)
-    project: str = _field(default="injection-studio", section="Logging",
-                 help='Tracker project name')
-    logging_steps: int = _field(default=25, section="Logging",
-                       help='Log loss and learning rate every this many steps')
-    save_steps: int = _field(default=250, section="Logging",
-                    help='Save a checkpoint every this many steps (resume starts from the last one)')
-    save_total_limit: int = _field(default=1, section="Logging",
-                          help='Checkpoints kept on disk')
-    prediction_samples: int = _field(default=100, section="Logging",
-                            help='Validation rows in the before/after prediction tables')
-    predictions_every_steps: int = _field(default=0, section="Logging",
-                                 help='Also write a prediction table every this many steps (0 = epoch ends only)')
-    eval_batch_size: int = _field(default=32, section="Logging",
-                         help='Batch size when scoring')
-    test_answers: str = _field(default="generate", section="Logging",
-                      help='Test answer text: generate = a greedy generation per row; first_token = the top next token of the scoring pass (free)', choices=TEST_ANSWERS)
-    threshold: float = _field(default=0.5, section="Logging",
-                     help='P(injection) at or above which a text counts as an injection')
+    run_name: str = _field(default="", section="Run", help="Name shown in the runs table and the tracker; part of the run id")
+    tracker: str = _field(default="none", section="Run", help="Where the curves and prediction tables also go: wandb, trackio, or none", choices=TRACKERS)
+    project: str = _field(default="injection-studio", section="Logging", help="Tracker project name")
+    logging_steps: int = _field(default=25, section="Logging", help="Log loss and learning rate every this many steps")
+    save_steps: int = _field(default=250, section="Logging", help="Save a checkpoint every this many steps (resume starts from the last one)")
+    save_total_limit: int = _field(default=1, section="Logging", help="Checkpoints kept on disk")
+    prediction_samples: int = _field(default=100, section="Logging", help="Validation rows in the before/after prediction tables")
+    predictions_every_steps: int = _field(default=0, section="Logging", help="Also write a prediction table every this many steps (0 = epoch ends only)")
+    eval_batch_size: int = _field(default=32, section="Logging", help="Batch size when scoring")
+    test_answers: str = _field(default="generate", section="Logging", help="Test answer text: generate = a greedy generation per row; first_token = the top next token of the scoring pass (free)", choices=TEST_ANSWERS)
+    threshold: float = _field(default=0.5, section="Logging", help="P(injection) at or above which a text counts as an injection")
     runs_dir: str = _field(default="runs", section=APP_OWNED, help="Folder of the run folders; the app sets its own")
+    # fmt: on
 
 
     @classmethod

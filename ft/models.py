@@ -23,6 +23,7 @@ the adapter's ``disable_adapter()``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -183,14 +184,10 @@ def tiny_checkpoint(tokenizer, shape: TinyShape = TinyShape()) -> Path:
     folder = _cache_root() / key
     if (folder / "config.json").exists():
         return folder
+    architecture = {name: value for name, value in dataclasses.asdict(shape).items() if name != "seed"}
     config = transformers.Qwen2Config(
         vocab_size=len(tokenizer),
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers,
-        num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads,
-        max_position_embeddings=shape.max_position_embeddings,
+        **architecture,
         tie_word_embeddings=False,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
