@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pandas as pd
-from browser.conftest import RunningApp, _wait_until_up, free_port
+from helpers import RunningApp, free_port, wait_until_up
 
 from curation import sources
 from curation.demo import DEMO_PATH
@@ -182,7 +182,7 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     url = app.url
     process = start_app(app, flags)
     try:
-        _wait_until_up(app, process)  # the browser tests' own wait: a 401 sign-in page counts as up
+        wait_until_up(app, process)  # the browser tests' own wait: a 401 sign-in page counts as up
         audit = str(data_dir / "runs" / AUDIT_ID) if args.queue == "suspects" else None
         barrier = threading.Barrier(args.reviewers + 1)
         team = [Reviewer(url, name, args.votes, args.queue, audit, args.sign_in, barrier) for name in names]

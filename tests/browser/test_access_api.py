@@ -9,7 +9,7 @@ import uuid
 import pytest
 from gradio_client import Client
 
-from browser.queue_client import Caller
+from helpers import Caller
 
 RUN_CONTROL = ("/start_run", "/cancel", "/resume", "/delete")
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from browser.train_form import field, pick
-from conftest import DATA_DIR
+from helpers import field, pick
+from helpers import DATA_DIR
 
 pytestmark = pytest.mark.browser
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from browser.conftest import suite_model_cache
-from detect_run import RUN_ID, trained_data_dir
+from helpers import suite_model_cache
+from helpers import RUN_ID, trained_data_dir
 
 pytestmark = pytest.mark.browser
 

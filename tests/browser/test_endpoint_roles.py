@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from access.roles import Role
-from browser.conftest import TEAM
-from browser.queue_client import Caller
-from roles_table import readme_role_table
+from helpers import TEAM
+from helpers import Caller
+from helpers import readme_role_table
 from ui.endpoints import SIGN_IN_MODE_ONLY
 
 pytestmark = pytest.mark.browser

@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from detect_run import RUN_ID, trained_data_dir
+from helpers import RUN_ID, trained_data_dir
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from gradio_client import Client
 
-from browser.conftest import TEAM
+from helpers import TEAM
 from curation.store import LabelStore
 
 pytestmark = pytest.mark.browser

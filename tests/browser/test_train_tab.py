@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from browser.train_form import choose_tiny_model, field
-from conftest import DATA_DIR, ROOT, SHARED
+from helpers import choose_tiny_model, field
+from helpers import DATA_DIR, ROOT, SHARED
 
 pytestmark = pytest.mark.browser
 

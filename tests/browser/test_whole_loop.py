@@ -10,9 +10,9 @@ import pytest
 from playwright.sync_api import expect
 
 from access.users import hash_password
-from conftest import DATA_DIR
-from browser.conftest import open_browser
-from browser.train_form import choose_tiny_model, field
+from helpers import DATA_DIR
+from helpers import open_browser
+from helpers import choose_tiny_model, field
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import DATA_DIR, SHARED
+from helpers import DATA_DIR, SHARED
 from ft import collate, models, prompt
 from ft.detector import Detector
 from ft.config import TrainConfig

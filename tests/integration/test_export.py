@@ -13,8 +13,8 @@ import pytest
 import transformers
 
 from access.roles import Role
-from conftest import pushed_once_a_token_is_set
-from detect_run import RUN_ID, trained_data_dir
+from helpers import pushed_once_a_token_is_set
+from helpers import RUN_ID, trained_data_dir
 from ft import exported, models
 from serving import score
 from ft.detector import Detector, load_detector

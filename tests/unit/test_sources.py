@@ -5,10 +5,10 @@ import datasets
 import pandas as pd
 import pytest
 
-from conftest import DATA_DIR
+from helpers import DATA_DIR
 from curation import sources
 from curation.sources import MAX_IMPORT_ROWS, MAX_TEXT_CHARS, SourceError, prepare, read_source
-from bombs import MAX_GROWTH_MB, dictionary_bomb, new_key_per_line, peak_growth
+from helpers import MAX_GROWTH_MB, dictionary_bomb, new_key_per_line, peak_growth
 
 
 def write_jsonl(path, records):

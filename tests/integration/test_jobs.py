@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from conftest import DATA_DIR, TOKENIZER_DIR, tiny_config
+from helpers import DATA_DIR, TOKENIZER_DIR, tiny_config
 from runner import views as run_views
 from runner import catalog, commands, forms, queue
 from runner.secrets import redact

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import ROOT, tiny_config
+from helpers import ROOT, tiny_config
 from ft import train as train_module
 from ft.data import DataError
 from ft.run_dir import RunDir

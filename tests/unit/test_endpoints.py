@@ -4,7 +4,7 @@ import gradio as gr
 import pytest
 
 from access.roles import ADJUDICATE, Role, admins, anyone
-from roles_table import readme_role_table
+from helpers import readme_role_table
 from ui.endpoints import ENDPOINTS, EndpointTableError, check_endpoints
 
 

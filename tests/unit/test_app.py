@@ -6,7 +6,7 @@ import pytest
 
 import app
 from access.users import hash_password
-from conftest import DATA_DIR
+from helpers import DATA_DIR
 from curation.demo import DEMO_PATH, demo_only
 from curation.sources import load
 

@@ -10,7 +10,7 @@ from access.hub_login import HubLoginError, HubUsers
 from access.origin import same_origin
 from access.paths import PathError, checked_reference, resolve_inside
 from access.users import Users, UsersError, hash_password, verify_password
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_hash_verifies_only_its_password():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, tiny_config
+from helpers import ROOT, tiny_config
 from ft.audit import SUSPECT_COLUMNS, AuditDir, audit, fold_of_rows, ranked_suspects
 from ft.config import IN_SAMPLE, AuditOptions
 from runner.commands import audit_command

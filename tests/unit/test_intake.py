@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bombs import BIG_STRING_CHARS, MAX_GROWTH_MB, dictionary_bomb, many_columns_csv, new_key_per_line, one_cell_bomb, read_growth
-from conftest import DATA_DIR
+from helpers import BIG_STRING_CHARS, MAX_GROWTH_MB, dictionary_bomb, many_columns_csv, new_key_per_line, one_cell_bomb, read_growth
+from helpers import DATA_DIR
 from intake import Limits, NotUtf8, TableError, read_arrow, read_columns
 from intake.tables import MAX_COLUMNS, MAX_ISSUES
 

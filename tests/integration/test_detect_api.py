@@ -7,7 +7,7 @@ import pytest
 
 import app
 from curation.store import LabelStore
-from detect_run import RUN_ID, trained_data_dir
+from helpers import RUN_ID, trained_data_dir
 from serving.service import DetectorService
 from ui.context import Studio
 from ui.detect import batch_view, one_prompt_view, send_candidate

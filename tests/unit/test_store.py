@@ -6,7 +6,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import DATA_DIR, pushed_once_a_token_is_set
+from helpers import DATA_DIR, pushed_once_a_token_is_set
 from curation import sources
 from curation.filters import ExampleFilter, Queue
 from curation.labels import BENIGN, INJECTION, UNSURE
