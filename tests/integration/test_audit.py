@@ -173,10 +173,11 @@ def test_the_curation_side_queues_a_real_audit(audited, store):
     rows[["text", "label"]].to_parquet(source, index=False)
     store.import_examples(load(source))
     found = read_audit(audited.path)
+    assert record_audit_scores(store, found) == AUDIT_ROWS
+    assert record_audit_scores(store, found) == 0, "an audit is recorded once"
     queue = suspects_queue(store, found)
     assert len(queue) == rows["text"].nunique()
     assert queue["rank"].is_monotonic_increasing
-    assert record_audit_scores(store, found) == AUDIT_ROWS
     top = queue.iloc[0]
     assert store.latest_score(int(top["example_id"])).run_id == "a"
     assert store.latest_score(int(top["example_id"])).p_injection == pytest.approx(top["p_injection"])
