@@ -342,6 +342,25 @@ def pick(page, dropdown, option):
     page.get_by_role("option", name=option).first.click()
 
 
+def type_data(page, value: str, tries: int = 5) -> None:
+    """Type ``value`` into the form's data dropdown. Focusing it refreshes its choices, and a refresh that lands
+    mid-typing clears the typed text: so type, press Enter, and wait until the dropdown holds the value, again
+    until it does."""
+    data = field(page, "data")
+    data.click()
+    for _ in range(tries - 1):
+        data.fill(value)
+        data.press("Enter")
+        try:
+            expect(data).to_have_value(value, timeout=3000)
+            return
+        except AssertionError:
+            continue
+    data.fill(value)
+    data.press("Enter")
+    expect(data).to_have_value(value)
+
+
 def choose_tiny_model(page):
     """The tiny preset with the offline tokenizer, no tracker: the form opens on this machine's recipe
     (SmolLM2, wandb), and the tests want a seconds-long run."""

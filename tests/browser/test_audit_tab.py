@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from helpers import field, pick
+from helpers import field, pick, type_data
 from helpers import DATA_DIR
 
 pytestmark = pytest.mark.browser
@@ -34,12 +34,7 @@ def queue_audit(page, data):
     for section in ("Data", "Optimisation", "Logging"):
         page.get_by_text(f"{section} settings", exact=True).click()
     pick(page, field(page, "tracker"), re.compile(r"^none$"))
-    data_input = field(page, "data")
-    data_input.click()
-    page.wait_for_timeout(1000)  # focusing refreshes the snapshot list; type after it lands
-    data_input.fill(str(data))
-    data_input.press("Enter")
-    expect(data_input).to_have_value(str(data))
+    type_data(page, str(data))
     for name, value in FAST.items():
         field(page, name).fill(value)
     page.get_by_text("Label audit", exact=True).click()

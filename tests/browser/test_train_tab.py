@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from helpers import choose_tiny_model, field
+from helpers import choose_tiny_model, field, type_data
 from helpers import DATA_DIR, ROOT, SHARED
 
 pytestmark = pytest.mark.browser
@@ -35,12 +35,7 @@ def open_train_tab(page, app):
 def queue_tiny_run(page, name, data=str(DATA_DIR), **values):
     """Fill the form for a tiny CPU run (on the shared data by default) and press Start; returns the run id."""
     field(page, "run_name").fill(name)
-    data_input = field(page, "data")
-    data_input.click()
-    page.wait_for_timeout(1000)  # focusing refreshes the snapshot list; type after it lands
-    data_input.fill(data)
-    data_input.press("Enter")
-    expect(data_input).to_have_value(data)
+    type_data(page, data)
     choose_tiny_model(page)
     for name_, value in {**TINY_RUN, **values}.items():
         field(page, name_).fill(value)

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from access.users import hash_password
-from helpers import DATA_DIR
+from helpers import DATA_DIR, type_data
 from helpers import open_browser
 from helpers import choose_tiny_model, field
 
@@ -69,11 +69,7 @@ def fill_tiny_run(page, data):
     for section in ("Model", "Data", "Optimisation", "Logging"):
         page.get_by_text(f"{section} settings", exact=True).click()
     field(page, "run_name").fill("loop")
-    data_input = field(page, "data")
-    data_input.click()
-    page.wait_for_timeout(1000)
-    data_input.fill(data)
-    data_input.press("Enter")
+    type_data(page, data)
     choose_tiny_model(page)
     for name, value in TINY.items():
         field(page, name).fill(value)
