@@ -75,9 +75,9 @@ def measure(name: str, detector: Detector, texts: list[str], batch: list[str]) -
           f"(median {statistics.median(len(t) for t in texts):.0f} characters), "
           f"device {next(detector.model.parameters()).device}")
     for side, adapter in (("base", False), ("fine-tuned", True)):
-        score = _milliseconds(lambda t: detector.score([t], adapter=adapter), texts)
-        answer = _milliseconds(lambda t: detector.score([t], adapter=adapter, answers=True,
-                                                        max_new_tokens=ANSWER_TOKENS), texts)
+        score = _milliseconds(lambda t, on=adapter: detector.score([t], adapter=on), texts)
+        answer = _milliseconds(lambda t, on=adapter: detector.score([t], adapter=on, answers=True,
+                                                                    max_new_tokens=ANSWER_TOKENS), texts)
         print(f"  {side:<10} score only      {_percentiles(score)}")
         print(f"  {side:<10} with answer     {_percentiles(answer)}")
     started = time.perf_counter()

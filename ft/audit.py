@@ -295,9 +295,11 @@ def _outcome(config: TrainConfig, options: AuditOptions, folder: AuditDir, resum
             "issues": issues, "rows": len(suspects), "ended": time.time()}
 
 
-def audit(config: TrainConfig, options: AuditOptions = AuditOptions(), audit_id: str | None = None,
+def audit(config: TrainConfig, options: AuditOptions | None = None, audit_id: str | None = None,
           resume: bool = False) -> AuditDir:
-    """Run the label audit into ``runs_dir/audit_id``; returns its folder (see the module docstring)."""
+    """Run the label audit into ``runs_dir/audit_id`` (default options: ``AuditOptions()``); returns its folder
+    (see the module docstring)."""
+    options = options or AuditOptions()
     config.validate()
     options.validate()
     config = config.resolved()

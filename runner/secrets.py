@@ -6,6 +6,7 @@ refused (``runner.forms.check_config``) and any log text goes through ``redact``
 
 from __future__ import annotations
 
+import contextlib
 import netrc
 import os
 import re
@@ -31,10 +32,8 @@ def _stored_secrets() -> list[str]:
     except (OSError, netrc.NetrcParseError):
         pass
     hf_home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    try:
+    with contextlib.suppress(OSError):
         found.append((hf_home / "token").read_text().strip())
-    except OSError:
-        pass
     return found
 
 

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AuthenticationError
 
 from helpers import Caller
 
@@ -36,9 +37,9 @@ def test_without_credentials_every_route_and_client_call_is_refused(team_app):
         assert status_of(base + route) in (401, 403), route
     body = json.dumps({"data": ["hello", "base:tiny", 0.5]}).encode()
     assert status_of(base + "/gradio_api/call/detect", body) in (401, 403)
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError):
         Client(team_app.url, verbose=False)
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError):
         Client(team_app.url, auth=("rev", "wrong"), verbose=False)
 
 

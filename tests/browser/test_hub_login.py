@@ -19,6 +19,7 @@ from base64 import b64encode
 import itsdangerous
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AuthenticationError
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from playwright.sync_api import expect
@@ -135,7 +136,7 @@ def test_visitors_get_a_sign_in_page_and_nothing_else(hub_app, openid_provider):
     assert fetch(base + "/gradio_api/upload", data=upload, content_type="multipart/form-data; boundary=b")[0] == 401
     snapshot = hub_app.data_dir / "snapshots" / "x" / "train.parquet"
     assert fetch(f"{base}/gradio_api/file={snapshot}")[0] == 401
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationError):
         Client(hub_app.url, verbose=False)
     status, headers, _ = fetch(base + "/login/huggingface")
     assert status in (302, 307)
