@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from curation import sources
 from curation.demo import demo_only, load_demo_if_empty
 from curation.store import LabelStore
 from ft.paths import SHARED
+from runner.queue import JobManager
+from serving.service import DetectorService
 from ui import api, curate, detect, train
 from ui.context import Studio
 from ui.endpoints import PRIVATE, GuardedBlocks, check_endpoints
@@ -131,6 +134,15 @@ def allowed_roots(extra: list[Path], dataset: str | None) -> list[Path]:
     return roots
 
 
+def compose_studio(data_dir: Path, store: LabelStore, runs_dir: Path | None = None, **context) -> Studio:
+    """The studio over an open store, with this process's one job queue and one detector over ``runs_dir``
+    (data_dir/runs unless given); ``context``: Studio's other fields. The scheduler is not started: serve()
+    runs it while the page is served, and a test that wants it calls ``studio.jobs.start()`` and ``stop()``."""
+    runs = Path(runs_dir) if runs_dir else Path(data_dir) / "runs"
+    return Studio(data_dir=Path(data_dir), store=store, jobs=JobManager(runs), detector=DetectorService(runs),
+                  **context)
+
+
 def open_studio(data_dir: Path, dataset: str | None = None, users: Users | HubUsers | None = None,
                 roots: list[Path] | None = None, access_note: str = "") -> Studio:
     """Open (or create) the store; import ``dataset`` if given, else the demo dataset into an empty store."""
@@ -141,8 +153,8 @@ def open_studio(data_dir: Path, dataset: str | None = None, users: Users | HubUs
               f"{result.duplicates} duplicate texts dropped", flush=True)
     if load_demo_if_empty(store):
         print("No data yet: loaded the demo dataset", flush=True)
-    return Studio(data_dir=Path(data_dir), store=store, demo=demo_only(store), users=users,
-                  allowed_roots=roots or [], access_note=access_note)
+    return compose_studio(data_dir, store, demo=demo_only(store), users=users, allowed_roots=roots or [],
+                          access_note=access_note)
 
 
 def access_note(host: str, users: Users | HubUsers | None) -> str:
@@ -179,6 +191,17 @@ def build_app(studio: Studio) -> gr.Blocks:
     return app
 
 
+def serve(app: gr.Blocks, studio: Studio, **launch_options) -> None:
+    """Serve the page until the server stops (Ctrl+C, or SIGTERM once main() has made it one), with the job
+    scheduler running meanwhile; the scheduler is stopped on the way out (its lock released, so another
+    app on this data directory takes over). Runs already started go on: they are processes of their own."""
+    studio.jobs.start()
+    try:
+        app.launch(**launch_options)
+    finally:
+        studio.jobs.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
@@ -190,12 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError) as error:  # SourceError, UsersError, HubLoginError are ValueErrors
         sys.exit(f"Cannot start: {error}")
     print(studio.access_note, flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request closes the app like Ctrl+C does
     # run_history=False: Gradio would otherwise keep every call's inputs (dataset text, prompts) in the
     # browser's storage, or in a Hub bucket a user connects.
-    build_app(studio).launch(server_name=args.host, server_port=args.port, **access_options(users, guard),
-                             head=curate.KEYBOARD_HEAD,
-                             allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False, run_history=False,
-                             max_file_size=int(args.max_upload_mb * 2**20))
+    serve(build_app(studio), studio, server_name=args.host, server_port=args.port, **access_options(users, guard),
+          head=curate.KEYBOARD_HEAD,
+          allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False, run_history=False,
+          max_file_size=int(args.max_upload_mb * 2**20))
 
 
 if __name__ == "__main__":

@@ -32,16 +32,9 @@ LABELS = {label_name(label): label for label in (INJECTION, BENIGN, UNSURE)}
 """A vote's label by the name a script gives: injection, benign or unsure."""
 
 
-def _jobs(studio: Studio) -> JobManager:
-    if studio.jobs is None:
-        raise RuntimeError("the run queue is not set up: build the Train tab (which starts it) before the API")
-    return studio.jobs
-
-
 def register(studio: Studio) -> None:
-    """Add the script endpoints to the Blocks being built; call inside ``with GuardedBlocks(...)``, after the
-    Train tab (it starts the run queue the endpoints use)."""
-    jobs = _jobs(studio)
+    """Add the script endpoints to the Blocks being built; call inside ``with GuardedBlocks(...)``."""
+    jobs = studio.jobs
 
     def on_run(action, run_id: str):
         """``action(run_id)``; a run id that names no run, or an action its state refuses, is the error."""

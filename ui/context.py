@@ -1,4 +1,5 @@
-"""What every tab is given: the data directory, the open label store, who may do what."""
+"""What every tab is given: the data directory, the open label store, the run queue, the detector, who may do
+what. app.py builds these services once (the composition root); the tabs only use them."""
 
 from __future__ import annotations
 
@@ -34,26 +35,23 @@ def reviewer_name_state() -> gr.BrowserState:
 class Studio:
     data_dir: Path
     store: LabelStore
+    jobs: JobManager
+    """The run queue of runs_dir. Its scheduler is started and stopped by whoever opened the studio (app.py)."""
+    detector: DetectorService
+    """The one model of this process (Detect, and Compare and Export run through its lock)."""
     demo: bool = False
     """True when the app started on the bundled demo dataset (no data of its own yet)."""
-    runs_dir: Path | None = None
-    """Training runs; data_dir/runs unless given."""
     users: Users | HubUsers | None = None
     """Who may sign in (passwords or Hugging Face accounts); None for a single local user, who may do everything."""
     allowed_roots: list[Path] = field(default_factory=list)
     """Folders a typed path may point into, besides the data directory."""
     access_note: str = ""
     """One line for the page: who may sign in, or that nobody needs to."""
-    detector: DetectorService | None = None
-    """The one model of this process (Detect, and Compare runs through its lock); over runs_dir unless given."""
-    jobs: JobManager | None = None
-    """The run queue of runs_dir (runner.queue), shared by the Train tab and the API; the Train tab starts it."""
 
-    def __post_init__(self) -> None:
-        if self.runs_dir is None:
-            self.runs_dir = self.data_dir / "runs"
-        if self.detector is None:
-            self.detector = DetectorService(self.runs_dir)
+    @property
+    def runs_dir(self) -> Path:
+        """Training runs (the job queue's folder)."""
+        return self.jobs.runs_dir
 
     @property
     def roots(self) -> list[Path]:

@@ -35,6 +35,9 @@ VIEW_EVENTS = {"concurrency_limit": 2, "concurrency_id": "detect_view", "trigger
 CSV_DIR = Path(gr.utils.get_upload_folder()) / "injection-studio-detect"
 """Inside Gradio's cache, so the file is served as it is (no second copy) and swept with the cache."""
 SIDES = ("before", "after")
+RESULT_BOXES = ("Answer", "P(injection)", "Verdict", "Latency")
+"""A side's result boxes; each box is labelled with its name and the side, e.g. "Verdict after"."""
+NOTE_BOX = "Detection note"
 NOT_LOADED = ("Nothing is loaded until you pick a detector or press Detect: loading a model takes seconds "
               "to minutes on a CPU.")
 
@@ -52,21 +55,21 @@ def detector_summary(choice: DetectorChoice) -> str:
     return f"Loaded {choice.label}; its test metrics (eval.json) are below."
 
 
-def one_prompt_view(result: dict | None, threshold: float) -> list:
-    """Per side: answer, P, verdict at ``threshold``, latency; then the note. From the stored result only."""
-    if not result:
-        return [gr.skip()] * (4 * len(SIDES) + 1)
-    values = []
+def one_prompt_view(result: dict, threshold: float) -> dict[str, str]:
+    """Each result box's text by its label (per side: answer, P, verdict at ``threshold``, latency; then the
+    note), from the stored result only."""
+    values = {}
     for name in SIDES:
         side = result.get(name)
         if side is None:
-            values += ["(no fine-tuned adapter: pick a run)", "", "", ""]
-            continue
-        values += [side["answer"], f"{side['p_injection']:.4f}", verdict(side["p_injection"], threshold),
-                   f"{side['latency_ms']:.0f} ms"]
+            shown = dict.fromkeys(RESULT_BOXES, "") | {"Answer": "(no fine-tuned adapter: pick a run)"}
+        else:
+            shown = {"Answer": side["answer"], "P(injection)": f"{side['p_injection']:.4f}",
+                     "Verdict": verdict(side["p_injection"], threshold), "Latency": f"{side['latency_ms']:.0f} ms"}
+        values |= {f"{what} {name}": text for what, text in shown.items()}
     note = (f"The prompt was longer than the model's {result['max_length']} tokens: only its beginning was scored."
             if result["truncated"] else "")
-    return values + [note]
+    return values | {NOTE_BOX: note}
 
 
 def batch_view(scores: pd.DataFrame | None, threshold: float):
@@ -120,14 +123,14 @@ def build(studio: Studio) -> None:
         with gr.Tab("One prompt"):
             prompt = gr.Textbox(label="Prompt", lines=4, max_lines=12, placeholder="Type or paste a prompt")
             detect_btn = gr.Button("Detect", variant="primary")
-            outputs = {}
+            result_boxes = {}  # what one_prompt_view fills, by label
             with gr.Row():
                 for name, title in zip(SIDES, ("Base model (before)", "Fine-tuned (after)")):
                     with gr.Column():
                         gr.Markdown(f"**{title}**")
-                        outputs[name] = [gr.Textbox(label=f"{what} {name}", interactive=False)
-                                         for what in ("Answer", "P(injection)", "Verdict", "Latency")]
-            note = gr.Textbox(label="Detection note", interactive=False)
+                        result_boxes |= {label: gr.Textbox(label=label, interactive=False)
+                                         for label in (f"{what} {name}" for what in RESULT_BOXES)}
+            result_boxes[NOTE_BOX] = gr.Textbox(label=NOTE_BOX, interactive=False)
             examples = gr.Dataframe(label="Example prompts from the test split (click one to try it)",
                                     datatype="str", interactive=False, wrap=True, max_height=400)
             example_texts = gr.State([])
@@ -158,7 +161,7 @@ def build(studio: Studio) -> None:
             send_flag = gr.Button("Flag for review, no label")
         review_status = gr.Textbox(label="Send status", interactive=False)
 
-    one_outputs = [*outputs["before"], *outputs["after"], note]
+    one_outputs = list(result_boxes.values())
 
     # -- the detector ------------------------------------------------------------------------------
     def offered_detectors(current: str | None = None):
@@ -170,12 +173,13 @@ def build(studio: Studio) -> None:
         try:
             choice = service.load(key)
         except ServingError as exc:
-            return f"⚠ {exc}", no_test_metrics(), examples_table([]), []
+            return {status: f"⚠ {exc}", metrics: no_test_metrics(), examples: examples_table([]), example_texts: []}
         try:
             picked, status_text = service.example_prompts(key), detector_summary(choice)
         except ServingError as exc:
             picked, status_text = [], f"{detector_summary(choice)} {exc}"
-        return status_text, choice.test_metrics(), examples_table(picked), [e.text for e in picked]
+        return {status: status_text, metrics: choice.test_metrics(), examples: examples_table(picked),
+                example_texts: [e.text for e in picked]}
 
     detector_outputs = [status, metrics, examples, example_texts]
     gr.on(None, offered_detectors, inputs=None, outputs=[detector], api_name="detector_choices", **PRIVATE)
@@ -205,15 +209,19 @@ def build(studio: Studio) -> None:
             outcome = service.compare(detector, text).to_dict(threshold)
         except ServingError as exc:
             raise page_error(exc) from None
-        return outcome, {"result": outcome, "candidate": one_prompt_candidate(text, outcome)}
+        return {result: outcome, last: {"result": outcome, "candidate": one_prompt_candidate(text, outcome)}}
+
+    def result_view(outcome: dict, threshold: float) -> dict:
+        return {result_boxes[label]: text for label, text in one_prompt_view(outcome, threshold).items()}
 
     def show_result(stored: dict | None, threshold: float):
         if not stored:
-            return [gr.skip()] * (len(one_outputs) + 2)
-        return [*one_prompt_view(stored["result"], threshold), stored["candidate"]["text"], stored["candidate"]]
+            return gr.skip()
+        return {**result_view(stored["result"], threshold), review_text: stored["candidate"]["text"],
+                candidate: stored["candidate"]}
 
     def rethreshold(stored: dict | None, threshold: float):
-        return one_prompt_view(stored["result"] if stored else None, threshold)
+        return result_view(stored["result"], threshold) if stored else gr.skip()
 
     detect_btn.click(detect, inputs=[prompt, detector, threshold], outputs=[result, last], api_name="detect",
                      **MODEL_EVENTS).success(
@@ -238,7 +246,7 @@ def build(studio: Studio) -> None:
                 detector, texts, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} prompts"))
         except (BatchInputError, ServingError) as exc:
             raise page_error(exc) from None
-        return batch_view(scored, threshold), f"Scored {read_note}.", scored
+        return {table: batch_view(scored, threshold), batch_note: f"Scored {read_note}.", scores: scored}
 
     def export_csv(stored: pd.DataFrame | None, threshold: float, request: gr.Request) -> str:
         """This session's last batch at ``threshold`` as a CSV file (full text, formulas escaped); the
@@ -250,11 +258,11 @@ def build(studio: Studio) -> None:
 
     def batch_candidate(stored: pd.DataFrame | None, evt: gr.SelectData):
         if stored is None:
-            return gr.skip(), gr.skip()
+            return gr.skip()
         row = int(evt.row_value[0])
         text = stored.at[row, "text"]
         p = float(stored.at[row, "p_after"]) if "p_after" in stored else None
-        return text, {"text": text, "detector": stored.attrs["detector"], "p": p}
+        return {review_text: text, candidate: {"text": text, "detector": stored.attrs["detector"], "p": p}}
 
     score_btn.click(detect_batch, inputs=[pasted, upload, detector, threshold],
                     outputs=[table, batch_note, scores], api_name="detect_batch", **MODEL_EVENTS)

@@ -135,7 +135,7 @@ def test_a_long_paste_is_clipped_to_the_same_tokens_and_marked_truncated(service
     result = service.compare(RUN, megabyte)
     assert result.truncated and result.max_length == 128
     from ui.detect import one_prompt_view
-    assert "longer than the model's 128 tokens" in one_prompt_view(result.to_dict(0.5), 0.5)[-1]
+    assert "longer than the model's 128 tokens" in one_prompt_view(result.to_dict(0.5), 0.5)["Detection note"]
 
 
 def _copy_run(source, runs_dir, run_id):

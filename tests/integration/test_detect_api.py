@@ -26,7 +26,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     home = tmp_path_factory.mktemp("detect-api")
-    opened = Studio(data_dir=home, store=LabelStore(home), runs_dir=trained_data_dir() / "runs")
+    opened = app.compose_studio(home, LabelStore(home), runs_dir=trained_data_dir() / "runs")
     yield opened
     opened.store.close()
 
@@ -47,8 +47,8 @@ def client(demo):
     return Client(demo.local_url, verbose=False)
 
 
-def page_function(demo, api_name: str):
-    return next(fn.fn for fn in demo.fns.values() if fn.api_name == api_name)
+def page_event(demo, api_name: str):
+    return next(fn for fn in demo.fns.values() if fn.api_name == api_name)
 
 
 def test_only_detect_and_the_batch_endpoints_are_public_from_this_tab(demo, client):
@@ -64,7 +64,8 @@ def test_only_detect_and_the_batch_endpoints_are_public_from_this_tab(demo, clie
 
 
 def test_the_api_returns_what_the_page_function_returns(demo, client):
-    page, _ = page_function(demo, "detect")(TEXTS[0], RUN, 0.5)
+    event = page_event(demo, "detect")
+    page = event.fn(TEXTS[0], RUN, 0.5)[event.outputs[0]]
     api = client.predict(TEXTS[0], RUN, 0.5, api_name="/detect")
     for side in ("before", "after"):
         assert api[side]["p_injection"] == pytest.approx(page[side]["p_injection"], abs=1e-6)
@@ -110,8 +111,9 @@ def test_moving_the_threshold_never_calls_the_model(monkeypatch, studio):
               "before": {"p_injection": 0.4, "verdict": "benign", "answer": "x", "latency_ms": 3.0},
               "after": {"p_injection": 0.7, "verdict": "injection", "answer": "yes", "latency_ms": 2.0}}
     low, high = one_prompt_view(result, 0.3), one_prompt_view(result, 0.8)
-    assert (low[2], low[6]) == ("injection", "injection") and (high[2], high[6]) == ("benign", "benign")
-    assert low[1] == "0.4000" and low[3] == "3 ms" and low[-1] == ""
+    verdicts = ("Verdict before", "Verdict after")
+    assert [low[v] for v in verdicts] == ["injection", "injection"] and [high[v] for v in verdicts] == ["benign"] * 2
+    assert low["P(injection) before"] == "0.4000" and low["Latency before"] == "3 ms" and low["Detection note"] == ""
     scores = pd.DataFrame({"text": ["a", "b"], "p_before": [0.4, 0.1], "p_after": [0.7, 0.2],
                            "truncated": [False, False]})
     assert batch_view(scores, 0.65)["verdict_after"].tolist() == ["injection", "benign"]

@@ -1,4 +1,7 @@
-"""The app's start-up: flags, data directory, demo data, --dataset import, building the page."""
+"""The app's start-up: flags, data directory, demo data, --dataset import, building the page, serving it."""
+import socket
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -9,6 +12,7 @@ from access.users import hash_password
 from helpers import DATA_DIR
 from curation.demo import DEMO_PATH, demo_only
 from curation.sources import load
+from runner.queue import JobManager
 
 
 def test_flags_and_defaults(monkeypatch, tmp_path):
@@ -100,6 +104,40 @@ def test_build_app(tmp_path):
     blocks = app.build_app(app.open_studio(tmp_path))
     assert isinstance(blocks, gr.Blocks)
     assert "Curate" in [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_the_served_app_runs_the_queue_and_hands_it_over_when_it_stops(tmp_path):
+    studio = app.open_studio(tmp_path)
+    assert not studio.jobs.is_scheduler  # opening and building start nothing
+    blocks = app.build_app(studio)
+    serving = threading.Thread(target=app.serve, args=(blocks, studio),
+                               kwargs={"server_name": "127.0.0.1", "server_port": free_port(), "quiet": True,
+                                       "ssr_mode": False}, daemon=True)
+    serving.start()
+    # launch() is done starting once its start-up events ran: a close() before that would be undone by them
+    wait_for(lambda: studio.jobs.is_scheduler and blocks.app.startup_events_triggered)
+    other_app = JobManager(studio.runs_dir)
+    other_app.tick()
+    assert not other_app.is_scheduler
+    blocks.close()
+    serving.join(timeout=30)
+    assert not serving.is_alive() and not studio.jobs.is_scheduler
+    other_app.tick()
+    assert other_app.is_scheduler
+    other_app.stop()
 
 
 def test_page_errors_show_quoted_text_as_text():

@@ -20,7 +20,7 @@ from ui.curate.browse import ALL_SPLITS, Browse, browse_tab
 from ui.curate.common import Shared
 from ui.curate.importing import import_tab
 from ui.curate.review import KEYBOARD_HEAD, review_tab
-from ui.curate.reviewers import reviewers_tab, reviewers_view
+from ui.curate.reviewers import ReviewersPanel, reviewers_tab, reviewers_view
 from ui.curate.snapshots import snapshots_tab, snapshots_view
 from ui.endpoints import PRIVATE
 
@@ -41,13 +41,15 @@ def _top_of_tab() -> Shared:
     return Shared(banner, saved_name, current_id, browse_filter, reviewer_box, counts)
 
 
-def _overview_on_load(store: LabelStore, shared: Shared, browse: Browse, reviewers: list, snapshots: list) -> None:
+def _overview_on_load(store: LabelStore, shared: Shared, browse: Browse, reviewers: ReviewersPanel,
+                      snapshots: list) -> None:
     """On page load: the banner, the split choices, the Reviewers and Snapshots sub-tabs as they are now."""
     def overview():
-        return (gr.Markdown(visible=demo_only(store)), gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
-                *reviewers_view(store), *snapshots_view(store))
+        return {shared.banner: gr.Markdown(visible=demo_only(store)),
+                browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
+                **reviewers_view(store, reviewers), **dict(zip(snapshots, snapshots_view(store), strict=True))}
 
-    gr.on(None, overview, outputs=[shared.banner, browse.split, *reviewers, *snapshots], api_name="overview",
+    gr.on(None, overview, outputs=[shared.banner, browse.split, *reviewers.outputs, *snapshots], api_name="overview",
           **PRIVATE)
 
 

@@ -29,8 +29,9 @@ def _browse_filter(split: str, current: str, original: str, reviewed: str, chang
                          changed=changed, disagree=disagree, flagged=flagged, search=search or "")
 
 
-def _browse_page(store: LabelStore, browse_filter: ExampleFilter, page: int) -> tuple:
-    """(table, "showing" line, page number) for one page; the page number is clamped to what exists."""
+def _browse_page(store: LabelStore, panel: BrowsePanel, browse_filter: ExampleFilter, page: int) -> dict:
+    """The panel's table, "showing" line and page number for one page; the page number is clamped to what
+    exists."""
     result = store.page(browse_filter, max(page, 0), PAGE_SIZE)
     if not result.rows and result.total:
         result = store.page(browse_filter, (result.total - 1) // PAGE_SIZE, PAGE_SIZE)
@@ -40,7 +41,7 @@ def _browse_page(store: LabelStore, browse_filter: ExampleFilter, page: int) -> 
                     "yes" if e.disagree else "", "yes" if e.flagged else ""] for e in result.rows])
     first = page * PAGE_SIZE + 1 if result.total else 0
     shown = f"Showing {first}–{page * PAGE_SIZE + len(result.rows)} of {result.total} · page {page + 1}"
-    return table, shown, page
+    return {panel.table: table, panel.shown: shown, panel.page: page}
 
 
 class Filters(NamedTuple):
@@ -69,7 +70,7 @@ class BrowsePanel:
 
     @property
     def page_outputs(self) -> list:
-        """What _browse_page fills, in its order."""
+        """What _browse_page fills."""
         return [self.table, self.shown, self.page]
 
 
@@ -116,14 +117,14 @@ def _wire_pages(store: LabelStore, shared: Shared, panel: BrowsePanel) -> Handle
     def browse(split: str, current: str, original: str, reviewed: str, changed: bool, disagree: bool, flagged: bool,
                search: str):  # named, so that the API lists them by name
         chosen = _browse_filter(split, current, original, reviewed, changed, disagree, flagged, search)
-        return *_browse_page(store, chosen, 0), chosen
+        return {**_browse_page(store, panel, chosen, 0), shared.browse_filter: chosen}
 
     first_page = Handler(browse, list(panel.filters), [*panel.page_outputs, shared.browse_filter])
     gr.on(None, first_page.fn, inputs=first_page.inputs, outputs=first_page.outputs, trigger_mode="always_last",
           api_name="browse")
-    panel.prev_btn.click(lambda f, p: _browse_page(store, f, p - 1), [shared.browse_filter, panel.page],
+    panel.prev_btn.click(lambda f, p: _browse_page(store, panel, f, p - 1), [shared.browse_filter, panel.page],
                          panel.page_outputs, api_name="browse_previous")
-    panel.next_btn.click(lambda f, p: _browse_page(store, f, p + 1), [shared.browse_filter, panel.page],
+    panel.next_btn.click(lambda f, p: _browse_page(store, panel, f, p + 1), [shared.browse_filter, panel.page],
                          panel.page_outputs, api_name="browse_next")
     return first_page
 
@@ -132,12 +133,15 @@ def _wire_selection(store: LabelStore, panel: BrowsePanel, review: Review, tabs:
     """A clicked row shows its full text; "Review this example" opens it in the Review sub-tab."""
     def select_row(evt: gr.SelectData):
         example = store.example(int(evt.row_value[0]))
-        return (example.id, example.text) if example else (None, "")
+        if example is None:
+            return {panel.selected_id: None, panel.full_text: ""}
+        return {panel.selected_id: example.id, panel.full_text: example.text}
 
     def review_selected(example_id: int | None):
         if example_id is None:
             raise page_error("Select a row in the table first.")
-        return *review_view(store, example_id), gr.Tabs(selected="review")
+        return {**dict(zip(review.outputs, review_view(store, example_id), strict=True)),
+                tabs: gr.Tabs(selected="review")}
 
     panel.table.select(select_row, outputs=[panel.selected_id, panel.full_text], api_name="browse_select_row",
                        **PRIVATE)

@@ -71,13 +71,15 @@ def _wire_read(studio: Studio, form: ImportForm) -> None:
                                  name=os.path.basename(uploaded) if uploaded else None,
                                  progress=lambda f, d: progress(f, desc=d))
         except SourceError as error:
-            return f"Cannot import:\n{error}", frame(MAPPING_COLUMNS, []), None, gr.Button(interactive=False)
+            return {form.import_status: f"Cannot import:\n{error}", form.mapping: frame(MAPPING_COLUMNS, []),
+                    form.preview: None, form.import_btn: gr.Button(interactive=False)}
         rows = [[value, count, label_name(result.proposed_mapping[value])]
                 for value, count in result.label_counts.items()]
         tables = "\n".join(f"  {t.file}: {len(t.frame)} {t.unit}s" for t in result.tables)
         summary = (f"Read {result.source}: {result.n_rows} rows\n{tables}\n"
                    "Check the label mapping below, then import. Nothing has been written yet.")
-        return summary, frame(MAPPING_COLUMNS, rows), result, gr.Button(interactive=True)
+        return {form.import_status: summary, form.mapping: frame(MAPPING_COLUMNS, rows), form.preview: result,
+                form.import_btn: gr.Button(interactive=True)}
 
     form.preview_btn.click(read, inputs=[form.source, form.upload, form.text_column, form.label_column,
                                          form.single_split],
@@ -104,8 +106,8 @@ def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Re
                 f"({done.conflicting_duplicates} of them with a different label; the first was kept).\n{per_split}")
 
     def after_import():
-        return (gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]), gr.Markdown(visible=demo_only(store)),
-                gr.Button(interactive=False))
+        return {browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
+                shared.banner: gr.Markdown(visible=demo_only(store)), form.import_btn: gr.Button(interactive=False)}
 
     form.import_btn.click(write, inputs=[form.preview, form.mapping, shared.reviewer_box],
                           outputs=[form.import_status], api_name="import_write").then(

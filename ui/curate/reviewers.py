@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from curation.labels import label_name
@@ -16,8 +18,20 @@ AGREEMENT_HELP = ("Agreement counts each reviewer's latest injection/benign vote
                   "pairs' kappas weighted by shared items.")
 
 
-def reviewers_view(store: LabelStore) -> tuple:
-    """(votes per reviewer, agreement line, pairs of reviewers, recent changes)."""
+@dataclass(frozen=True)
+class ReviewersPanel:
+    counts: gr.Dataframe
+    agreement: gr.Markdown
+    pairs: gr.Dataframe
+    recent: gr.Dataframe
+
+    @property
+    def outputs(self) -> list:
+        return [self.counts, self.agreement, self.pairs, self.recent]
+
+
+def reviewers_view(store: LabelStore, panel: ReviewersPanel) -> dict:
+    """The panel as the store is now: votes per reviewer, agreement line, pairs of reviewers, recent changes."""
     counts = frame(["reviewer", "votes", "injection", "benign", "unsure", "adjudications", "items"],
                    [[c.reviewer, c.votes, c.injection, c.benign, c.unsure, c.adjudications, c.items]
                     for c in store.reviewer_counts()])
@@ -34,11 +48,11 @@ def reviewers_view(store: LabelStore) -> tuple:
     events = frame(["when", "who", "what", "example", "label before", "label after"],
                    [[when(e.at), e.actor, e.action, e.example_id or "", label_name(e.from_label),
                      label_name(e.to_label)] for e in store.events(50)])
-    return counts, text, pairs, events
+    return {panel.counts: counts, panel.agreement: text, panel.pairs: pairs, panel.recent: events}
 
 
-def reviewers_tab(store: LabelStore) -> list:
-    """The Reviewers sub-tab, refreshed when opened or on its button; returns what reviewers_view fills."""
+def reviewers_tab(store: LabelStore) -> ReviewersPanel:
+    """The Reviewers sub-tab, refreshed when opened or on its button."""
     with gr.Tab("Reviewers", id="reviewers") as tab:
         refresh = gr.Button("Refresh", size="sm")
         counts = gr.Dataframe(label="Votes per reviewer", datatype="str", interactive=False)
@@ -46,6 +60,7 @@ def reviewers_tab(store: LabelStore) -> list:
         gr.Markdown(AGREEMENT_HELP)
         pairs = gr.Dataframe(label="Pairs of reviewers", datatype="str", interactive=False)
         recent = gr.Dataframe(label="Recent changes (audit log)", datatype="str", interactive=False, wrap=True)
-    outputs = [counts, agreement, pairs, recent]
-    gr.on([refresh.click, tab.select], lambda: reviewers_view(store), outputs=outputs, api_name="reviewers_view")
-    return outputs
+    panel = ReviewersPanel(counts, agreement, pairs, recent)
+    gr.on([refresh.click, tab.select], lambda: reviewers_view(store, panel), outputs=panel.outputs,
+          api_name="reviewers_view")
+    return panel

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gradio as gr
 
-from runner.queue import JobManager
 from ui.context import Studio
 from ui.train.compare import compare_form, wire_compare
 from ui.train.export import export_panel, wire_export
@@ -23,16 +22,14 @@ from ui.train.runs import REFRESH_S, RunView, refresh_on_timer, run_charts, run_
 __all__ = ["build"]
 
 
-def build(studio: Studio) -> JobManager:
+def build(studio: Studio) -> None:
     """The Train tab's components and events; call inside ``with gr.Tab("Train"):``.
 
-    Starts the job scheduler for ``studio.runs_dir`` (it launches only if no other app holds the lock).
-    The whole layout comes first, then the events: the timer and the run list feed several parts. Every
-    event names its endpoint (ui/endpoints.py).
+    The tab reads and commands ``studio.jobs``, whose scheduler app.py runs. The whole layout comes first,
+    then the events: the timer and the run list feed several parts. Every event names its endpoint
+    (ui/endpoints.py).
     """
-    manager = JobManager(studio.runs_dir)
-    manager.start()
-    studio.jobs = manager
+    manager = studio.jobs
     table = runs_table(manager)
     with gr.Row():
         with gr.Column(scale=1):
@@ -56,4 +53,3 @@ def build(studio: Studio) -> JobManager:
     wire_run_picking(manager, runs, view)
     wire_run_actions(manager, runs, selected)
     wire_export(studio, manager, selected.picker, export)
-    return manager

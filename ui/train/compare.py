@@ -65,8 +65,10 @@ def wire_compare(studio: Studio, manager: JobManager, form: CompareForm) -> None
                                     max_rows=int(max_rows) if max_rows else None)
         except Exception as error:  # a missing adapter, unreadable data...: all shown the same way
             raise page_error(f"Cannot compare: {type(error).__name__}: {error}") from None
-        frames = (done.eval_metrics, done.same_text_metrics, done.verdicts, done.other_evals)
-        return summary_text(done), *(run_views.text_frame(f) for f in frames)
+        return {form.summary: summary_text(done), form.eval_metrics: run_views.text_frame(done.eval_metrics),
+                form.same_text_metrics: run_views.text_frame(done.same_text_metrics),
+                form.verdicts: run_views.text_frame(done.verdicts),
+                form.other_evals: run_views.text_frame(done.other_evals)}
 
     offer_completed_runs(manager, form.run_a, "compare_a_choices")
     offer_completed_runs(manager, form.run_b, "compare_b_choices")

@@ -77,7 +77,7 @@ def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel:
             raise page_error(error) from None
         except Exception as error:  # a config, tokenizer or model that cannot be read or loaded, a full disk...
             raise page_error(f"Cannot export: {type(error).__name__}: {error}".splitlines()[0]) from None
-        return str(archive), "\n".join(lines)
+        return {panel.download: str(archive), panel.status: "\n".join(lines)}
 
     def push_run(run_id: str | None, repo_id: str, private: bool, merged: bool) -> str:
         """Push the adapter (or the merged model) with its model card to a Hub model repo: one commit."""

@@ -74,9 +74,8 @@ class AuditForm:
 class NewRunForm:
     saved: gr.Dropdown
     load_btn: gr.Button
-    names: list[str]
-    """The config fields' names, in the order of ``inputs``."""
-    inputs: list
+    fields: dict[str, gr.components.Component]
+    """The config fields' inputs by field name."""
     show_btn: gr.Button
     start_btn: gr.Button
     audit: AuditForm
@@ -84,17 +83,22 @@ class NewRunForm:
     planned_id: gr.State
     """The run id whose command Show command printed, so that Start run starts that very command."""
 
+    @property
+    def inputs(self) -> list:
+        """The config fields' inputs, in ``fields``' order (so a handler receives their values in that order)."""
+        return list(self.fields.values())
 
-def _config_inputs(studio: Studio) -> tuple[list[str], list]:
-    """(field names, their inputs): the Run section's fields, then each other section in a closed accordion.
+
+def _config_inputs(studio: Studio) -> dict[str, gr.components.Component]:
+    """Each field's input by name: the Run section's fields, then each other section in a closed accordion.
     They start on this machine's recipe, the config the saved-config box shows."""
     fields = form_fields()
     values = form_values(TrainConfig.from_yaml(machine_recipe()))
-    form = [(f, _field_input(f, values[f.name], studio)) for f in fields if f.section == TOP_SECTION]
+    form = {f.name: _field_input(f, values[f.name], studio) for f in fields if f.section == TOP_SECTION}
     for section in dict.fromkeys(f.section for f in fields if f.section != TOP_SECTION):
         with gr.Accordion(f"{section} settings", open=False):
-            form += [(f, _field_input(f, values[f.name], studio)) for f in fields if f.section == section]
-    return [f.name for f, _ in form], [component for _, component in form]
+            form |= {f.name: _field_input(f, values[f.name], studio) for f in fields if f.section == section}
+    return form
 
 
 def _audit_form() -> AuditForm:
@@ -119,19 +123,19 @@ def new_run_form(studio: Studio, manager: JobManager) -> NewRunForm:
                             label="Start from a saved config (the form holds this machine's recipe)",
                             elem_id="train-saved-config")
         load_btn = gr.Button("Load", size="sm", scale=1, elem_id="train-load-config")
-    names, inputs = _config_inputs(studio)
+    fields = _config_inputs(studio)
     with gr.Row():
         show_btn = gr.Button("Show command")
         start_btn = gr.Button("Start run", variant="primary", elem_id="train-start")
     audit = _audit_form()
     command_box = gr.Textbox(label="Command", interactive=False, lines=3, elem_id="train-command")
     planned_id = gr.State(None)
-    return NewRunForm(saved, load_btn, names, inputs, show_btn, start_btn, audit, command_box, planned_id)
+    return NewRunForm(saved, load_btn, fields, show_btn, start_btn, audit, command_box, planned_id)
 
 
 def _form_config(studio: Studio, manager: JobManager, form: NewRunForm, values) -> TrainConfig:
     """The form's values as a config, its typed paths checked first (Studio.checked_config_paths)."""
-    return config_from_form(studio.checked_config_paths(dict(zip(form.names, values))), manager.runs_dir)
+    return config_from_form(studio.checked_config_paths(dict(zip(form.fields, values))), manager.runs_dir)
 
 
 def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
@@ -145,7 +149,7 @@ def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
             values = form_values(TrainConfig.from_yaml(path))
         except ConfigError as error:
             raise page_error(str(error)) from None
-        return [values[name] for name in form.names]
+        return {component: values[name] for name, component in form.fields.items()}
 
     form.saved.focus(lambda: gr.Dropdown(choices=_saved_configs(manager)), None, form.saved, show_progress="hidden",
                      api_name="saved_configs", **PRIVATE)
@@ -159,14 +163,15 @@ def wire_audit(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
     def start_audit(known, folds, seed, in_sample, *values):
         seed = (seed or "").strip()
         if seed and not seed.lstrip("-").isdigit():
-            return f"Refused: seed must be a whole number or empty, got {seed!r}", gr.skip(), gr.skip(), gr.skip()
+            return {form.command_box: f"Refused: seed must be a whole number or empty, got {seed!r}"}
         try:
             options = AuditOptions(folds=int(folds) if folds is not None else AuditOptions.folds,
                                    seed=int(seed) if seed else None, in_sample_run=in_sample or None)
             run_id = manager.submit_audit(_form_config(studio, manager, form, values), options)
         except ConfigError as error:
-            return f"Refused: {error}", gr.skip(), gr.skip(), gr.skip()
-        return f"Queued audit {run_id}:\n{shell_command(manager.command(run_id))}", *runs.refresh.fn(run_id, known)
+            return {form.command_box: f"Refused: {error}"}
+        return {form.command_box: f"Queued audit {run_id}:\n{shell_command(manager.command(run_id))}",
+                **runs.refresh.fn(run_id, known)}
 
     audit.start_btn.click(start_audit, [runs.known_ids, audit.folds, audit.seed, audit.in_sample_run, *form.inputs],
                           [form.command_box, *runs.refresh.outputs], api_name="start_audit", **PRIVATE)
@@ -179,16 +184,17 @@ def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
         try:
             config = _form_config(studio, manager, form, values)
         except ConfigError as error:
-            return planned, f"Refused: {error}"
+            return {form.command_box: f"Refused: {error}"}
         run_id = planned if planned and not manager.run_dir(planned).path.exists() else manager.new_run_id(config)
-        return run_id, shell_command(manager.command(run_id))
+        return {form.planned_id: run_id, form.command_box: shell_command(manager.command(run_id))}
 
     def start(planned, known, *values):
         try:
             run_id = manager.submit(_form_config(studio, manager, form, values), planned)
         except ConfigError as error:
-            return None, f"Refused: {error}", gr.skip(), gr.skip(), gr.skip()
-        return None, f"Queued {run_id}:\n{shell_command(manager.command(run_id))}", *runs.refresh.fn(run_id, known)
+            return {form.planned_id: None, form.command_box: f"Refused: {error}"}
+        return {form.planned_id: None, form.command_box: f"Queued {run_id}:\n{shell_command(manager.command(run_id))}",
+                **runs.refresh.fn(run_id, known)}
 
     form.show_btn.click(show_command, [form.planned_id, *form.inputs], [form.planned_id, form.command_box],
                         api_name="show_command", **PRIVATE)

@@ -36,7 +36,16 @@ class RunList:
     picker: gr.Dropdown
     known_ids: gr.State
     refresh: Handler
-    """table(selected, known) -> (runs table, picker update, ids), keeping ``selected`` if it still exists."""
+    """table(selected, known) -> ``view`` of the runs now, keeping ``selected`` if it still exists."""
+
+    def view(self, runs: list[RunInfo], selected, known) -> dict:
+        """The runs table, the picker (only when its runs or choice change) and the ids now known."""
+        ids = [r.run_id for r in runs]
+        chosen = selected if selected in ids else (ids[0] if ids else None)
+        shown = {self.table: run_views.runs_frame(runs), self.known_ids: ids}
+        if ids != known or chosen != selected:
+            shown[self.picker] = gr.Dropdown(choices=ids, value=chosen)
+        return shown
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ class RunCharts(NamedTuple):
 
 @dataclass(frozen=True)
 class RunView:
-    """Everything _run_view fills, in its order."""
+    """Everything _run_view fills."""
     progress_bar: gr.HTML
     details: gr.Textbox
     charts: RunCharts
@@ -136,22 +145,15 @@ def run_charts() -> RunCharts:
     return RunCharts(loss, learning_rate, evaluations, test_report, other_data, other_groups, predictions, log)
 
 
-def _list_view(runs: list[RunInfo], selected, known) -> tuple:
-    """The runs table, the picker (updated only when its runs or choice change) and the ids now known."""
-    ids = [r.run_id for r in runs]
-    chosen = selected if selected in ids else (ids[0] if ids else None)
-    update = gr.Dropdown(choices=ids, value=chosen) if ids != known or chosen != selected else gr.skip()
-    return run_views.runs_frame(runs), update, ids
-
-
 def run_list(manager: JobManager, table_component: gr.Dataframe, picker: gr.Dropdown,
              known_ids: gr.State) -> RunList:
     """The run list over these components, with the handler that refreshes them."""
     def table(selected, known):
-        return _list_view(manager.runs(), selected, known)
+        return runs.view(manager.runs(), selected, known)
 
-    return RunList(table_component, picker, known_ids,
+    runs = RunList(table_component, picker, known_ids,
                    Handler(table, [picker, known_ids], [table_component, picker, known_ids]))
+    return runs
 
 
 def offer_completed_runs(manager: JobManager, picker: gr.Dropdown, api_name: str) -> None:
@@ -163,8 +165,19 @@ def offer_completed_runs(manager: JobManager, picker: gr.Dropdown, api_name: str
     picker.focus(completed_choices, None, picker, show_progress="hidden", api_name=api_name, **PRIVATE)
 
 
-def _run_view(manager: JobManager, run_id, version, force=False, runs: list[RunInfo] | None = None) -> list:
-    """The selected run's view (RunView's order); the charts are skipped while its files are unchanged.
+def _charts(info: RunInfo, charts: RunCharts) -> dict:
+    """The run's curves, tables and log, as its files hold them now."""
+    return {charts.loss: run_views.curve_frame(info, "loss"),
+            charts.learning_rate: run_views.curve_frame(info, "learning_rate"),
+            charts.evaluations: run_views.evaluations_frame(info), charts.test_report: run_views.test_frame(info),
+            charts.other_data: run_views.evals_frame(info.dir),
+            charts.other_groups: run_views.eval_groups_frame(info.dir),
+            charts.predictions: run_views.predictions_frame(info), charts.log: log_tail(info)}
+
+
+def _run_view(manager: JobManager, view: RunView, run_id, version, force=False,
+              runs: list[RunInfo] | None = None) -> dict:
+    """The selected run's view; the charts are left alone while its files are unchanged.
 
     ``runs``: the runs as just read, when the caller has them (so one refresh reads the run folders once).
     """
@@ -172,22 +185,21 @@ def _run_view(manager: JobManager, run_id, version, force=False, runs: list[RunI
         runs = manager.runs() if run_id else []
     info = next((r for r in runs if r.run_id == run_id), None)
     if info is None:
-        return ["", "", *RunCharts(*[None] * (len(RunCharts._fields) - 1), log=""), None]
+        return {view.progress_bar: "", view.details: "", **dict.fromkeys(view.charts), view.charts.log: "",
+                view.version: None}
     now_version = run_views.files_version(info)
-    head = [_progress_html(run_views.progress(info)),
-            run_views.details_text(info, shell_command(info.job.get("command") or manager.command(run_id)))]
+    command = shell_command(info.job.get("command") or manager.command(run_id))
+    head = {view.progress_bar: _progress_html(run_views.progress(info)),
+            view.details: run_views.details_text(info, command)}
     if now_version == version and not force:
-        return head + [gr.skip()] * len(RunCharts._fields) + [version]
-    return head + [run_views.curve_frame(info, "loss"), run_views.curve_frame(info, "learning_rate"),
-                   run_views.evaluations_frame(info), run_views.test_frame(info),
-                   run_views.evals_frame(info.dir), run_views.eval_groups_frame(info.dir),
-                   run_views.predictions_frame(info), log_tail(info), now_version]
+        return head
+    return {**head, **_charts(info, view.charts), view.version: now_version}
 
 
 def refresh_on_timer(manager: JobManager, timer: gr.Timer, runs: RunList, view: RunView) -> None:
     def tick(selected, known, version):
         now = manager.runs()
-        return [*_list_view(now, selected, known), *_run_view(manager, selected, version, runs=now)]
+        return {**runs.view(now, selected, known), **_run_view(manager, view, selected, version, runs=now)}
 
     timer.tick(tick, [runs.picker, runs.known_ids, view.version], [*runs.refresh.outputs, *view.outputs],
                show_progress="hidden", api_name="train_refresh", **PRIVATE)
@@ -198,7 +210,7 @@ def wire_run_picking(manager: JobManager, runs: RunList, view: RunView) -> None:
     def picked_row(event: gr.SelectData):
         return event.row_value[0]
 
-    runs.picker.change(lambda run_id: _run_view(manager, run_id, None, force=True), runs.picker, view.outputs,
+    runs.picker.change(lambda run_id: _run_view(manager, view, run_id, None, force=True), runs.picker, view.outputs,
                        show_progress="hidden", api_name="run_view", **PRIVATE)
     runs.table.select(picked_row, None, runs.picker, show_progress="hidden", api_name="run_pick_row", **PRIVATE)
 
@@ -221,7 +233,7 @@ def wire_run_actions(manager: JobManager, runs: RunList, selected: SelectedRun) 
         return _act(manager.resume, run_id)
 
     def delete(run_id):
-        return _act(manager.delete, run_id), gr.Row(visible=False)
+        return {selected.action_box: _act(manager.delete, run_id), selected.confirm_row: gr.Row(visible=False)}
 
     selected.cancel_btn.click(cancel, runs.picker, selected.action_box, api_name="cancel")
     selected.resume_btn.click(resume, runs.picker, selected.action_box, api_name="resume")
