@@ -90,6 +90,12 @@ def data_lock(runs_dir: str | Path):
         yield
 
 
+def completed_training_runs(runs: list[RunInfo]) -> list[RunInfo]:
+    """The completed training runs (not audits) that left an adapter, in the order given: the ones a detector
+    can be loaded from, compared or audited with."""
+    return [r for r in runs if r.kind == "train" and r.status == "completed" and r.dir.adapter.is_dir()]
+
+
 def runs_using(runs_dir: str | Path, data: str | Path) -> list[str]:
     """The ids of runs (and audits) whose data is ``data`` or a file inside it (relative paths from ROOT,
     where runs start)."""

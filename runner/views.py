@@ -67,11 +67,6 @@ def run_name(info: RunInfo) -> str:
     return f"{info.name} [label audit{', ' + info.state['method'] if info.state.get('method') else ''}]"
 
 
-def completed_runs(runs: list[RunInfo]) -> list[str]:
-    """Ids of the completed training runs (not audits) that left an adapter: the ones to compare or audit with."""
-    return [r.run_id for r in runs if r.kind == "train" and r.status == "completed" and r.dir.adapter.is_dir()]
-
-
 def duration(info: RunInfo, now: float | None = None) -> float | None:
     started = info.state.get("started")
     if not started or info.status == "queued":

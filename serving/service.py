@@ -38,7 +38,7 @@ from safetensors import safe_open
 from ft import data, models
 from ft.config import PRESETS, default_preset
 from ft.paths import ROOT, SHARED
-from runner.catalog import list_runs, read_run
+from runner.catalog import completed_training_runs, list_runs, read_run
 from ft.detector import Detector, Scored, load_detector
 from ft.exported import ExportedError, described_config, download, load_exported, read_description
 from ft.run_dir import RunDir
@@ -96,11 +96,6 @@ class DetectorChoice:
 
 def no_test_metrics() -> pd.DataFrame:
     return pd.DataFrame(columns=["model", *TEST_COLUMNS], dtype=str)
-
-
-def completed_runs(runs_dir: Path) -> list[RunDir]:
-    """Training runs whose state.json says "completed", newest first (audits have no adapter to load)."""
-    return [info.dir for info in list_runs(runs_dir) if info.status == "completed" and info.kind == "train"]
 
 
 def run_choice(run: RunDir) -> DetectorChoice | None:
@@ -250,7 +245,7 @@ class DetectorService:
 
     def choices(self) -> list[DetectorChoice]:
         """Completed runs (newest first), the exported detectors added, then the base presets."""
-        runs = [c for c in (run_choice(r) for r in completed_runs(self.runs_dir)) if c is not None]
+        runs = [c for c in (run_choice(r) for r in (info.dir for info in completed_training_runs(list_runs(self.runs_dir)))) if c is not None]
         bases = [base_choice(p, self.example_data) for p in BASE_PRESETS]
         return runs + list(self._added.values()) + bases
 

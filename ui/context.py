@@ -31,6 +31,15 @@ def reviewer_name_state() -> gr.BrowserState:
     return gr.BrowserState("", storage_key="injection-studio-reviewer", secret="injection-studio-reviewer")
 
 
+def name_box(saved: str, request: gr.Request | None, login_label: str | None = None) -> gr.Textbox:
+    """A reviewer-name box's value on page load: the login name, fixed, when signed in; else the name saved in
+    this browser, editable."""
+    name = getattr(request, "username", None)
+    if name:
+        return gr.Textbox(value=name, interactive=False, **({"label": login_label} if login_label else {}))
+    return gr.Textbox(value=saved or "")
+
+
 @dataclass
 class Studio:
     data_dir: Path

@@ -26,7 +26,7 @@ import pandas as pd
 from curation.store import LabelStore
 from serving.batch_io import BatchInputError, batch_texts, examples_table, verdict_table, write_session_csv
 from serving.service import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
-from ui.context import Studio, page_error, reviewer_name_state
+from ui.context import Studio, name_box, page_error, reviewer_name_state
 from ui.endpoints import PRIVATE
 
 MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
@@ -289,9 +289,7 @@ def build(studio: Studio) -> None:
                      **PRIVATE)
 
     def identify(saved: str, request: gr.Request):
-        if getattr(request, "username", None):
-            return gr.Textbox(value=request.username, interactive=False)
-        return gr.Textbox(value=saved or "")
+        return name_box(saved, request)
 
     gr.on(None, identify, inputs=[saved_name], outputs=[name_box], api_name="detect_identify", **PRIVATE)
     gr.on([name_box.submit, name_box.blur], lambda typed: (typed or "").strip(), inputs=[name_box],

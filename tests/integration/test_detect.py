@@ -41,6 +41,8 @@ def fake_run(runs_dir, run_id, status="completed", config="model: tiny\n"):
     folder.mkdir(parents=True)
     (folder / "state.json").write_text(json.dumps({"status": status}))
     (folder / "config.yaml").write_text(config)
+    if status == "completed":
+        (folder / "adapter").mkdir()
     return folder
 
 
@@ -52,6 +54,7 @@ def test_choices_are_completed_runs_then_base_presets(tmp_path):
     fake_run(runs, "done")
     fake_run(runs, "busy", status="running")
     fake_run(runs, "unreadable", config="model: [")
+    shutil.rmtree(fake_run(runs, "no-adapter") / "adapter")
     service = DetectorService(runs)
     assert [c.key for c in service.choices()] == ["run:done", "base:qwen2.5-1.5b", "base:smollm2-135m", "base:tiny"]
     assert service.default_key() == "run:done"

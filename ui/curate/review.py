@@ -16,7 +16,7 @@ from curation.labels import BENIGN, INJECTION, LABEL_RULE, UNSURE, label_name
 from curation.store import AuditInfo, Event, LabelStore, ReviewItem, ReviewQueue, VoteRecord
 from curation.suspects import audit_to_review, list_audits, read_audit
 from access.roles import ADJUDICATE
-from ui.context import Studio, page_error
+from ui.context import Studio, name_box, page_error
 from ui.curate.common import Shared, frame, reviewer, reviewer_name, when
 from ui.endpoints import PRIVATE
 from ui.handler import Handler
@@ -270,10 +270,7 @@ def _first_item(studio: Studio, shared: Shared, answers: Answers) -> Handler:
 def _identify_then_show_first_item(shared: Shared, first_item: Handler) -> None:
     """On page load: the login name (fixed) or the name saved in this browser, then the first item."""
     def identify(saved: str, request: gr.Request):
-        if getattr(request, "username", None):
-            return {shared.reviewer_box: gr.Textbox(value=request.username, interactive=False,
-                                                    label="Reviewer (from your login)")}
-        return {shared.reviewer_box: gr.Textbox(value=saved or "")}
+        return {shared.reviewer_box: name_box(saved, request, login_label="Reviewer (from your login)")}
 
     gr.on(None, identify, inputs=[shared.saved_name], outputs=[shared.reviewer_box], api_name="curate_identify",
           **PRIVATE).then(*first_item, api_name="review_first_item")

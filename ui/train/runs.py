@@ -10,7 +10,7 @@ from typing import NamedTuple
 import gradio as gr
 
 from runner import views as run_views
-from runner.catalog import RunInfo, log_tail
+from runner.catalog import RunInfo, completed_training_runs, log_tail
 from runner.commands import shell_command
 from runner.queue import JobError, JobManager
 from ui.endpoints import PRIVATE
@@ -159,7 +159,7 @@ def run_list(manager: JobManager, table_component: gr.Dataframe, picker: gr.Drop
 def offer_completed_runs(manager: JobManager, picker: gr.Dropdown, api_name: str) -> None:
     """Fill ``picker`` with the completed runs whenever it gets the focus."""
     def completed_choices():
-        ids = run_views.completed_runs(manager.runs())
+        ids = [r.run_id for r in completed_training_runs(manager.runs())]
         return gr.Dropdown(choices=ids)
 
     picker.focus(completed_choices, None, picker, show_progress="hidden", api_name=api_name, **PRIVATE)
