@@ -16,7 +16,6 @@ from access.hub_login import HubUsers
 from access.login_guard import ADDRESS_FAILURE_LIMIT, FAILURE_WINDOW_S, NAME_FAILURE_LIMIT, LoginGuard
 from access.origin import SameOriginOnly, allowed_host_names
 from access.users import Users
-
 from curation import sources
 from curation.demo import demo_only, load_demo_if_empty
 from curation.store import LabelStore
@@ -32,9 +31,11 @@ OFFLINE_SHARED = SHARED
 """The offline data and tokenizer beside the repository on build machines: allowed by default when present."""
 ON_SPACE = bool(os.environ.get("SPACE_ID"))
 ROLES_LINE = "reviewers label and query, leads also adjudicate, admins also import and run."
-LOCKOUT_MESSAGE = (f"After {NAME_FAILURE_LIMIT} wrong passwords for a name, or {ADDRESS_FAILURE_LIMIT} from one "
-                   f"address, within {FAILURE_WINDOW_S / 60:.0f} minutes, sign-in is refused until those minutes "
-                   "have passed, the right password too.")
+LOCKOUT_MESSAGE = (
+    f"After {NAME_FAILURE_LIMIT} wrong passwords for a name, or {ADDRESS_FAILURE_LIMIT} from one "
+    f"address, within {FAILURE_WINDOW_S / 60:.0f} minutes, sign-in is refused until those minutes "
+    "have passed, the right password too."
+)
 """Shown on the sign-in page: Gradio's form says nothing when a locked-out attempt is refused (HTTP 429)."""
 SPACE_EMBEDDER = ("https://huggingface.co",)
 """The site that shows a Space's page in a frame: the one other site allowed to frame this app."""
@@ -49,30 +50,55 @@ def default_data_dir() -> Path:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="where the label database, snapshots and runs live (default: /data if it exists, "
-                             "else ./studio_data)")
-    parser.add_argument("--dataset", default=None,
-                        help="import this dataset at start (Hub id, folder of <split>.parquet files, or a "
-                             "parquet/CSV/JSONL file); texts already stored are skipped")
-    parser.add_argument("--host", default=None,
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space). Any address other "
-                             "than loopback needs login (--auth or STUDIO_USERS) or --public-without-auth")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the label database, snapshots and runs live (default: /data if it exists, else ./studio_data)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="import this dataset at start (Hub id, folder of <split>.parquet files, or a "
+        "parquet/CSV/JSONL file); texts already stored are skipped",
+    )
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space). Any address other "
+        "than loopback needs login (--auth or STUDIO_USERS) or --public-without-auth",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    parser.add_argument("--auth", type=Path, default=None,
-                        help="users file: 'name:hash[:role]' lines (hash from 'python -m access.users', role "
-                             "reviewer or admin); the STUDIO_USERS environment variable works the same")
-    parser.add_argument("--public-without-auth", action="store_true",
-                        default=os.environ.get("STUDIO_ALLOW_PUBLIC") == "1",
-                        help="allow a non-loopback address with no login (anyone who reaches it is an admin)")
-    parser.add_argument("--allow-path", type=Path, action="append", default=[],
-                        help="a folder typed paths may point into, besides the data directory (repeatable; "
-                             "../shared beside the repository is allowed when present)")
+    parser.add_argument(
+        "--auth",
+        type=Path,
+        default=None,
+        help="users file: 'name:hash[:role]' lines (hash from 'python -m access.users', role "
+        "reviewer or admin); the STUDIO_USERS environment variable works the same",
+    )
+    parser.add_argument(
+        "--public-without-auth",
+        action="store_true",
+        default=os.environ.get("STUDIO_ALLOW_PUBLIC") == "1",
+        help="allow a non-loopback address with no login (anyone who reaches it is an admin)",
+    )
+    parser.add_argument(
+        "--allow-path",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder typed paths may point into, besides the data directory (repeatable; "
+        "../shared beside the repository is allowed when present)",
+    )
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest file a page may upload")
-    parser.add_argument("--allowed-host", action="append", default=[],
-                        help="without sign-in on loopback, a host name the page may be reached at besides "
-                             "localhost, 127.0.0.1 and [::1] (repeatable); other names are refused, so a web "
-                             "page whose name re-resolves to this machine (DNS rebinding) cannot use the app")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        help="without sign-in on loopback, a host name the page may be reached at besides "
+        "localhost, 127.0.0.1 and [::1] (repeatable); other names are refused, so a web "
+        "page whose name re-resolves to this machine (DNS rebinding) cannot use the app",
+    )
     args = parser.parse_args(argv)
     args.data_dir = args.data_dir or default_data_dir()
     args.host = args.host or ("0.0.0.0" if ON_SPACE else "127.0.0.1")
@@ -84,8 +110,10 @@ def load_users(auth_file: Path | None) -> Users | HubUsers | None:
     passwords = Users.from_file(auth_file) if auth_file else Users.from_environment()
     hub_accounts = HubUsers.from_environment()
     if passwords and hub_accounts:
-        raise ValueError("two ways to sign in were given: use password users (--auth or STUDIO_USERS) or "
-                         "Hugging Face accounts (STUDIO_HF_USERS), not both")
+        raise ValueError(
+            "two ways to sign in were given: use password users (--auth or STUDIO_USERS) or "
+            "Hugging Face accounts (STUDIO_HF_USERS), not both"
+        )
     return passwords or hub_accounts
 
 
@@ -102,8 +130,10 @@ def access_options(users: Users | HubUsers | None, guard: Middleware) -> dict:
     """launch() arguments that put sign-in in front of the page and the API alike, and refuse cross-site calls."""
     app_kwargs = {"middleware": [guard, Middleware(LoginGuard)]}
     if isinstance(users, HubUsers):
-        return {"auth_dependency": users.user_of,
-                "app_kwargs": {**app_kwargs, "exception_handlers": {401: users.refused}}}
+        return {
+            "auth_dependency": users.user_of,
+            "app_kwargs": {**app_kwargs, "exception_handlers": {401: users.refused}},
+        }
     if users is None:
         return {"auth": None, "app_kwargs": app_kwargs}
     return {"auth": users.authenticate, "auth_message": LOCKOUT_MESSAGE, "app_kwargs": app_kwargs}
@@ -121,8 +151,10 @@ def is_loopback(host: str) -> bool:
 def check_binding(host: str, users: Users | HubUsers | None, public_without_auth: bool) -> None:
     """Refuse to listen beyond this machine with no login, unless that was asked for explicitly."""
     if users is None and not is_loopback(host) and not public_without_auth:
-        raise ValueError(f"--host {host} without login would let anyone who reaches it in: give --auth FILE "
-                         "(or STUDIO_USERS), or say --public-without-auth")
+        raise ValueError(
+            f"--host {host} without login would let anyone who reaches it in: give --auth FILE "
+            "(or STUDIO_USERS), or say --public-without-auth"
+        )
 
 
 def allowed_roots(extra: list[Path], dataset: str | None) -> list[Path]:
@@ -139,22 +171,32 @@ def compose_studio(data_dir: Path, store: LabelStore, runs_dir: Path | None = No
     (data_dir/runs unless given); ``context``: Studio's other fields. The scheduler is not started: serve()
     runs it while the page is served, and a test that wants it calls ``studio.jobs.start()`` and ``stop()``."""
     runs = Path(runs_dir) if runs_dir else Path(data_dir) / "runs"
-    return Studio(data_dir=Path(data_dir), store=store, jobs=JobManager(runs), detector=DetectorService(runs),
-                  **context)
+    return Studio(
+        data_dir=Path(data_dir), store=store, jobs=JobManager(runs), detector=DetectorService(runs), **context
+    )
 
 
-def open_studio(data_dir: Path, dataset: str | None = None, users: Users | HubUsers | None = None,
-                roots: list[Path] | None = None, access_note: str = "") -> Studio:
+def open_studio(
+    data_dir: Path,
+    dataset: str | None = None,
+    users: Users | HubUsers | None = None,
+    roots: list[Path] | None = None,
+    access_note: str = "",
+) -> Studio:
     """Open (or create) the store; import ``dataset`` if given, else the demo dataset into an empty store."""
     store = LabelStore(data_dir)
     if dataset:
         result = store.import_examples(sources.load(dataset), actor="app")
-        print(f"Imported {result.source}: {result.added} new, {result.already_present} already stored, "
-              f"{result.duplicates} duplicate texts dropped", flush=True)
+        print(
+            f"Imported {result.source}: {result.added} new, {result.already_present} already stored, "
+            f"{result.duplicates} duplicate texts dropped",
+            flush=True,
+        )
     if load_demo_if_empty(store):
         print("No data yet: loaded the demo dataset", flush=True)
-    return compose_studio(data_dir, store, demo=demo_only(store), users=users, allowed_roots=roots or [],
-                          access_note=access_note)
+    return compose_studio(
+        data_dir, store, demo=demo_only(store), users=users, allowed_roots=roots or [], access_note=access_note
+    )
 
 
 def access_note(host: str, users: Users | HubUsers | None) -> str:
@@ -208,18 +250,31 @@ def main(argv: list[str] | None = None) -> None:
         users = load_users(args.auth)
         check_binding(args.host, users, args.public_without_auth)
         guard = origin_guard(args.host, users, args.allowed_host)
-        studio = open_studio(args.data_dir, args.dataset, users, allowed_roots(args.allow_path, args.dataset),
-                             access_note(args.host, users))
+        studio = open_studio(
+            args.data_dir,
+            args.dataset,
+            users,
+            allowed_roots(args.allow_path, args.dataset),
+            access_note(args.host, users),
+        )
     except (OSError, ValueError) as error:  # SourceError, UsersError, HubLoginError are ValueErrors
         sys.exit(f"Cannot start: {error}")
     print(studio.access_note, flush=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request closes the app like Ctrl+C does
     # run_history=False: Gradio would otherwise keep every call's inputs (dataset text, prompts) in the
     # browser's storage, or in a Hub bucket a user connects.
-    serve(build_app(studio), studio, server_name=args.host, server_port=args.port, **access_options(users, guard),
-          head=curate.KEYBOARD_HEAD,
-          allowed_paths=[str(studio.store.snapshots_dir)], ssr_mode=False, run_history=False,
-          max_file_size=int(args.max_upload_mb * 2**20))
+    serve(
+        build_app(studio),
+        studio,
+        server_name=args.host,
+        server_port=args.port,
+        **access_options(users, guard),
+        head=curate.KEYBOARD_HEAD,
+        allowed_paths=[str(studio.store.snapshots_dir)],
+        ssr_mode=False,
+        run_history=False,
+        max_file_size=int(args.max_upload_mb * 2**20),
+    )
 
 
 if __name__ == "__main__":

@@ -80,11 +80,13 @@ def signed_in_hub_name(request: Request) -> str | None:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Injection Studio: {title}</title>"
-            "<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:12vh auto;padding:0 1rem;"
-            "line-height:1.5}a.button{display:inline-block;padding:.6rem 1rem;border-radius:.5rem;"
-            "background:#ffd21e;color:#000;text-decoration:none;font-weight:600}</style></head>"
-            f"<body><h1>Injection Studio</h1>{body}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Injection Studio: {title}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:34rem;margin:12vh auto;padding:0 1rem;"
+        "line-height:1.5}a.button{display:inline-block;padding:.6rem 1rem;border-radius:.5rem;"
+        "background:#ffd21e;color:#000;text-decoration:none;font-weight:600}</style></head>"
+        f"<body><h1>Injection Studio</h1>{body}</body></html>"
+    )
 
 
 class HubUsers:
@@ -94,7 +96,7 @@ class HubUsers:
         self._by_name = parse_hub_users(text)
 
     @classmethod
-    def from_environment(cls, environ=os.environ) -> "HubUsers | None":
+    def from_environment(cls, environ=os.environ) -> HubUsers | None:
         """The list from STUDIO_HF_USERS, None when unset; an error when set where OAuth cannot run."""
         value = environ.get(ENV_VAR, "").strip()
         if not value:
@@ -102,8 +104,10 @@ class HubUsers:
         users = cls(value)
         missing = missing_oauth_settings(environ)
         if missing:
-            raise HubLoginError(f"{ENV_VAR} needs Hugging Face sign-in, which runs on a Space with "
-                                f"'hf_oauth: true' in its README metadata; missing: {', '.join(missing)}")
+            raise HubLoginError(
+                f"{ENV_VAR} needs Hugging Face sign-in, which runs on a Space with "
+                f"'hf_oauth: true' in its README metadata; missing: {', '.join(missing)}"
+            )
         return users
 
     def _entry(self, name: str | None) -> tuple[str, str] | None:
@@ -125,12 +129,17 @@ class HubUsers:
         """The page a refused browser sees: a sign-in button, or why a signed-in account is not let in."""
         name = signed_in_hub_name(request)
         if name is None:
-            return _page("sign in", "<p>This Studio is open to a list of Hugging Face accounts.</p>"
-                                    f"<p><a class='button' href='{LOGIN_PATH}'>Sign in with Hugging Face</a></p>")
-        return _page("not on the list",
-                     f"<p>You are signed in to Hugging Face as <b>{html.escape(name)}</b>, who is not on this "
-                     f"Studio's list. Ask one of its admins to add you to {ENV_VAR}.</p>"
-                     f"<p><a href='{LOGOUT_PATH}'>Sign out</a></p>")
+            return _page(
+                "sign in",
+                "<p>This Studio is open to a list of Hugging Face accounts.</p>"
+                f"<p><a class='button' href='{LOGIN_PATH}'>Sign in with Hugging Face</a></p>",
+            )
+        return _page(
+            "not on the list",
+            f"<p>You are signed in to Hugging Face as <b>{html.escape(name)}</b>, who is not on this "
+            f"Studio's list. Ask one of its admins to add you to {ENV_VAR}.</p>"
+            f"<p><a href='{LOGOUT_PATH}'>Sign out</a></p>",
+        )
 
     async def refused(self, request: Request, exc: HTTPException) -> Response:
         """Gradio's 401 for a browser asking for a page becomes the sign-in page; API callers keep the JSON."""

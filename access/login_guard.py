@@ -18,7 +18,7 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict, deque
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -41,9 +41,11 @@ class TooManyFailedSignIns(HTTPException):
 
     def __init__(self, wait_s: float):
         minutes = max(1, math.ceil(wait_s / 60))
-        super().__init__(status_code=429,
-                         detail=f"Too many failed sign-ins; try again in {minutes} minute{'s' * (minutes > 1)}",
-                         headers={"Retry-After": str(max(1, math.ceil(wait_s)))})
+        super().__init__(
+            status_code=429,
+            detail=f"Too many failed sign-ins; try again in {minutes} minute{'s' * (minutes > 1)}",
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+        )
 
 
 class FailureCounter:
@@ -54,8 +56,13 @@ class FailureCounter:
     Used from the event loop only (not thread-safe).
     """
 
-    def __init__(self, limit: int, window_s: float = FAILURE_WINDOW_S, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = MAX_TRACKED_KEYS):
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = FAILURE_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = MAX_TRACKED_KEYS,
+    ):
         self.limit, self.window_s, self.clock, self.max_keys = limit, window_s, clock, max_keys
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         """Each key's failure times, oldest first; keys in the order of their last charge."""
@@ -122,7 +129,7 @@ def is_sign_in(scope: Scope) -> bool:
         return False
     path, root_path = scope["path"], scope.get("root_path", "")
     under_root = bool(root_path) and path.startswith(root_path + "/")
-    return (path[len(root_path):] if under_root else path) in SIGN_IN_PATHS
+    return (path[len(root_path) :] if under_root else path) in SIGN_IN_PATHS
 
 
 class LoginGuard:

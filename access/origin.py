@@ -101,8 +101,7 @@ class SameOriginOnly:
     ``embedded_by`` lists the origins besides this app's own that may frame it (huggingface.co on a Space).
     """
 
-    def __init__(self, app: ASGIApp, allowed_hosts: Collection[str] | None = None,
-                 embedded_by: tuple[str, ...] = ()):
+    def __init__(self, app: ASGIApp, allowed_hosts: Collection[str] | None = None, embedded_by: tuple[str, ...] = ()):
         self.app = app
         self.allowed_hosts = None if allowed_hosts is None else frozenset(map(_host_name, allowed_hosts))
         self.frame_headers = frame_headers(embedded_by)
@@ -137,8 +136,7 @@ class SameOriginOnly:
 
         async def send_with_frame_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": with_missing_headers(message.get("headers", []),
-                                                                      self.frame_headers)}
+                message = {**message, "headers": with_missing_headers(message.get("headers", []), self.frame_headers)}
             await send(message)
 
         if refusal:

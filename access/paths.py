@@ -34,8 +34,13 @@ DATA_SUFFIXES = (".parquet", ".csv", ".jsonl", ".json", ".yaml", ".yml")
 def looks_like_path(ref: str) -> bool:
     """Whether ``ref`` is meant as a path, decided from its spelling alone: asking the disk first would tell
     a caller whether a path outside the allowed folders exists."""
-    return (ref.startswith(("/", ".", "~")) or "\\" in ref or ".." in ref or ref.count("/") > 1
-            or Path(ref).suffix.lower() in DATA_SUFFIXES)
+    return (
+        ref.startswith(("/", ".", "~"))
+        or "\\" in ref
+        or ".." in ref
+        or ref.count("/") > 1
+        or Path(ref).suffix.lower() in DATA_SUFFIXES
+    )
 
 
 def checked_reference(ref: str, roots: list[Path]) -> str:

@@ -26,7 +26,7 @@ class Role(IntEnum):
         return self.name.lower()
 
     @classmethod
-    def named(cls, name: str) -> "Role":
+    def named(cls, name: str) -> Role:
         """The role spelled ``name`` (reviewer, lead, admin); ValueError otherwise."""
         try:
             return cls[name.strip().upper()]

@@ -4,9 +4,9 @@ An entry is ``name:hash`` or ``name:hash:role``: one per line in a file, or
 separated by whitespace or ``;`` in the environment variable. ``hash`` is made
 by ``python -m access.users`` (scrypt, salted); plain passwords are refused, so
 a leaked users file does not leak passwords. Roles: ``reviewer`` (the
-default), ``lead`` and ``admin``; what each may do is in ``access.roles``. A wrong password takes as long for an unknown name as for a
-known one, and repeated failures lock a name (or a client address) out for a
-while: see ``access.login_guard``.
+default), ``lead`` and ``admin``; what each may do is in ``access.roles``.
+A wrong password takes as long for an unknown name as for a known one, and repeated
+failures lock a name (or a client address) out for a while: see ``access.login_guard``.
 
     python -m access.users            # asks for a password twice, prints its hash
 """
@@ -22,10 +22,10 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from access.login_guard import CONCURRENT_PASSWORD_CHECKS, NAME_FAILURE_LIMIT, FailureCounter
 from access.roles import ROLE_NAMES
@@ -101,12 +101,12 @@ class Users:
         self._password_checks = ThreadPoolExecutor(CONCURRENT_PASSWORD_CHECKS, thread_name_prefix="password-check")
 
     @classmethod
-    def from_text(cls, text: str, source: str, separators: str = r"\n") -> "Users":
+    def from_text(cls, text: str, source: str, separators: str = r"\n") -> Users:
         entries = [e for e in re.split(separators, text) if e.strip() and not e.lstrip().startswith("#")]
         return cls([_parse_entry(e, f"{source}, entry {i}") for i, e in enumerate(entries, 1)])
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Users":
+    def from_file(cls, path: str | Path) -> Users:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -114,7 +114,7 @@ class Users:
         return cls.from_text(text, str(path))
 
     @classmethod
-    def from_environment(cls, environ=os.environ) -> "Users | None":
+    def from_environment(cls, environ=os.environ) -> Users | None:
         value = environ.get(ENV_VAR, "").strip()
         return cls.from_text(value, ENV_VAR, r"[\s;]+") if value else None
 

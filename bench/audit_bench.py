@@ -36,8 +36,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ft.audit import audit  # noqa: E402
-from ft.config import AuditOptions
-from ft.config import TrainConfig  # noqa: E402
+from ft.config import (
+    AuditOptions,
+    TrainConfig,  # noqa: E402
+)
 
 TRAIN = ROOT.parent / "shared" / "data" / "safe-guard" / "train.parquet"
 
@@ -58,8 +60,15 @@ def bench_config(path: Path, data: Path, runs: Path) -> TrainConfig:
     """The config file's settings, its relative paths read from the project root, on the noisy copy."""
     config = TrainConfig.from_yaml(path)
     tokenizer = config.tokenizer and str((ROOT / config.tokenizer).resolve())
-    return dataclasses.replace(config, data=str(data), tokenizer=tokenizer, tracker="none", runs_dir=str(runs),
-                               max_train_rows=None, run_name="audit-bench")
+    return dataclasses.replace(
+        config,
+        data=str(data),
+        tokenizer=tokenizer,
+        tracker="none",
+        runs_dir=str(runs),
+        max_train_rows=None,
+        run_name="audit-bench",
+    )
 
 
 def found(ranked_rows: pd.Series, planted: set[int]) -> int:
@@ -75,19 +84,29 @@ def report(suspects: pd.DataFrame, planted: np.ndarray, seconds: float, cpu: flo
     rows = suspects["row"]
     issues = suspects[suspects["is_issue"]]["row"]
     print(f"[audit] {n} rows, {len(wanted)} labels flipped on purpose, method {suspects.attrs.get('method', '')}")
-    print(f"  recall of flips in top {2 * len(wanted):<5}  {found(rows.head(2 * len(wanted)), wanted) / len(wanted):.3f}"
-          "   (target >= 0.75)")
-    print(f"  precision in top {len(wanted):<5}        {found(rows.head(len(wanted)), wanted) / len(wanted):.3f}"
-          "   (lower bound: the data has its own wrong labels)")
-    print(f"  cleanlab issues            {len(issues)}: recall {found(issues, wanted) / len(wanted):.3f}, "
-          f"precision {found(issues, wanted) / max(len(issues), 1):.3f}")
+    print(
+        f"  recall of flips in top {2 * len(wanted):<5}  {found(rows.head(2 * len(wanted)), wanted) / len(wanted):.3f}"
+        "   (target >= 0.75)"
+    )
+    print(
+        f"  precision in top {len(wanted):<5}        {found(rows.head(len(wanted)), wanted) / len(wanted):.3f}"
+        "   (lower bound: the data has its own wrong labels)"
+    )
+    print(
+        f"  cleanlab issues            {len(issues)}: recall {found(issues, wanted) / len(wanted):.3f}, "
+        f"precision {found(issues, wanted) / max(len(issues), 1):.3f}"
+    )
     for k, fold in enumerate(sorted(folder.glob("fold-*"))):
         scores = json.loads((fold / "eval.json").read_text())["after"]
-        print(f"  fold {k} held-out sample vs noisy labels: acc {scores['accuracy']:.3f}, "
-              f"ROC-AUC {scores['roc_auc']:.3f} (n={scores['n']})")
+        print(
+            f"  fold {k} held-out sample vs noisy labels: acc {scores['accuracy']:.3f}, "
+            f"ROC-AUC {scores['roc_auc']:.3f} (n={scores['n']})"
+        )
     print(f"  wall time                  {seconds:.0f} s   (target < 360 s)")
-    print(f"  CPU time, all threads      {cpu:.0f} s   (over the {os.cpu_count()} cores: {cpu / os.cpu_count():.0f} s "
-          "of wall time if nothing else ran)")
+    print(
+        f"  CPU time, all threads      {cpu:.0f} s   (over the {os.cpu_count()} cores: {cpu / os.cpu_count():.0f} s "
+        "of wall time if nothing else ran)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

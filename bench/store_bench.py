@@ -29,12 +29,20 @@ TARGETS_MS = {"page": 50, "search": 100, "vote": 20}
 
 
 def synthetic_frame(rows: int, rng: random.Random) -> pd.DataFrame:
-    vocabulary = [f"{a}{b}" for a in ("ig", "pro", "sys", "re", "act", "tell", "st", "ove", "lan", "da")
-                  for b in ("nore", "mpt", "tem", "veal", "ion", "me", "ory", "rride", "guage", "ta", "x", "ly")]
+    vocabulary = [
+        f"{a}{b}"
+        for a in ("ig", "pro", "sys", "re", "act", "tell", "st", "ove", "lan", "da")
+        for b in ("nore", "mpt", "tem", "veal", "ion", "me", "ory", "rride", "guage", "ta", "x", "ly")
+    ]
     vocabulary += ["ignore", "previous", "instructions", "password", "poem", "recipe", "translate", "summarise"]
     texts = [f"{i} " + " ".join(rng.choices(vocabulary, k=rng.randint(8, 60))) for i in range(rows)]
-    return pd.DataFrame({"text": texts, "label": [rng.random() < 0.3 for _ in range(rows)],
-                         "split": rng.choices(["train", "test"], weights=[4, 1], k=rows)})
+    return pd.DataFrame(
+        {
+            "text": texts,
+            "label": [rng.random() < 0.3 for _ in range(rows)],
+            "split": rng.choices(["train", "test"], weights=[4, 1], k=rows),
+        }
+    )
 
 
 def percentiles(samples_s: list[float]) -> tuple[float, float]:
@@ -68,16 +76,29 @@ def main() -> None:
         for _ in range(2_000):  # some history, so that reviewed/changed/disagree filters have rows
             store.cast_vote(rng.randint(1, args.rows), rng.choice(reviewers), rng.choice([BENIGN, INJECTION]))
 
-        filters = [ExampleFilter(split="train", current_label=INJECTION), ExampleFilter(reviewed=False),
-                   ExampleFilter(original_label=BENIGN, split="test"), ExampleFilter(disagree=True),
-                   ExampleFilter(changed=True), ExampleFilter(reviewed=True, current_label=BENIGN), ExampleFilter()]
+        filters = [
+            ExampleFilter(split="train", current_label=INJECTION),
+            ExampleFilter(reviewed=False),
+            ExampleFilter(original_label=BENIGN, split="test"),
+            ExampleFilter(disagree=True),
+            ExampleFilter(changed=True),
+            ExampleFilter(reviewed=True, current_label=BENIGN),
+            ExampleFilter(),
+        ]
         pages = [timed(lambda: store.page(rng.choice(filters), rng.randint(0, 20))) for _ in range(args.samples)]
         words = ["ignore", "password", "prompt", "systemx", "poem recipe", "reveal", "ignore previous instructions"]
-        searches = [timed(lambda: store.page(ExampleFilter(search=rng.choice(words)), rng.randint(0, 3)))
-                    for _ in range(args.samples)]
-        votes = [timed(lambda: store.cast_vote(rng.randint(1, args.rows), rng.choice(reviewers),
-                                               rng.choice([BENIGN, INJECTION, UNSURE])))
-                 for _ in range(args.samples)]
+        searches = [
+            timed(lambda: store.page(ExampleFilter(search=rng.choice(words)), rng.randint(0, 3)))
+            for _ in range(args.samples)
+        ]
+        votes = [
+            timed(
+                lambda: store.cast_vote(
+                    rng.randint(1, args.rows), rng.choice(reviewers), rng.choice([BENIGN, INJECTION, UNSURE])
+                )
+            )
+            for _ in range(args.samples)
+        ]
 
         print(f"{'':8}{'p50 ms':>9}{'p95 ms':>9}{'target p95':>12}")
         for name, samples in (("page", pages), ("search", searches), ("vote", votes)):

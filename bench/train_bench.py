@@ -30,8 +30,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from ft import collate, models, prompt  # noqa: E402
-from ft.detector import Detector, _left_padded  # noqa: E402
 from ft.config import TrainConfig
+from ft.detector import Detector, _left_padded  # noqa: E402
 from ft.train import answer_loss, train  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -44,7 +44,7 @@ def padding(tokenizer, train: pd.DataFrame, batch_size: int, max_length: int) ->
     lengths = [len(r["input_ids"]) for r in rows]
     grouped = list(collate.LengthGroupedBatchSampler(lengths, batch_size, seed=0))
     order = np.random.default_rng(0).permutation(len(lengths))
-    random_batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    random_batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     eff = collate.padding_efficiency
     print(f"[padding] {len(rows)} rows, batch {batch_size}, max_length {max_length}")
     print(f"  length-grouped       {eff(lengths, grouped):.3f}")
@@ -63,18 +63,30 @@ def _step_seconds(model, batches, loss_fn) -> float:
 
 
 def step_time(tokenizer, train: pd.DataFrame, steps: int, batch_size: int, max_length: int) -> None:
-    model = models.load_for_training("tiny", tokenizer, quantisation="none", lora_dropout=0.0,
-                                     modules_to_save=("embed_tokens", "lm_head"), gradient_checkpointing=False)
+    model = models.load_for_training(
+        "tiny",
+        tokenizer,
+        quantisation="none",
+        lora_dropout=0.0,
+        modules_to_save=("embed_tokens", "lm_head"),
+        gradient_checkpointing=False,
+    )
     model.train()
-    rows = collate.encode_examples(tokenizer, train["text"].tolist()[: steps * batch_size],
-                                   train["label"].tolist()[: steps * batch_size], max_length)
+    rows = collate.encode_examples(
+        tokenizer,
+        train["text"].tolist()[: steps * batch_size],
+        train["label"].tolist()[: steps * batch_size],
+        max_length,
+    )
     pad = collate.RightPadCollator(tokenizer.pad_token_id)
-    batches = [pad(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    batches = [pad(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
     cheap = _step_seconds(model, batches, lambda m, b: answer_loss(m, b))
     full = _step_seconds(model, batches, lambda m, b: m(**b).loss)
     tokens = statistics.mean(b["input_ids"].numel() for b in batches)
-    print(f"[step time] tiny preset, {len(batches)} batches of {batch_size} (~{tokens:.0f} padded tokens), "
-          "median forward+backward")
+    print(
+        f"[step time] tiny preset, {len(batches)} batches of {batch_size} (~{tokens:.0f} padded tokens), "
+        "median forward+backward"
+    )
     print(f"  full logits     {full * 1000:8.1f} ms")
     print(f"  answer-only     {cheap * 1000:8.1f} ms")
     print(f"  speed-up        {full / cheap:8.1f}x")
@@ -87,10 +99,11 @@ def _article_generate(model, tokenizer, texts: list[str], batch_size: int, max_l
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(encoded), batch_size):
-            batch = _left_padded(encoded[start:start + batch_size], tokenizer.pad_token_id, model.device)
-            out = model.generate(**batch, max_new_tokens=5, do_sample=False, num_beams=1,
-                                 pad_token_id=tokenizer.pad_token_id)
-            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            batch = _left_padded(encoded[start : start + batch_size], tokenizer.pad_token_id, model.device)
+            out = model.generate(
+                **batch, max_new_tokens=5, do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id
+            )
+            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     return answers
 
 
@@ -123,10 +136,14 @@ def scoring(tokenizer, test: pd.DataFrame, run: Path | None, article_batch_size:
     same = np.mean([v == s for v, s in zip(parsed, scored)])
     print(f"[scoring] {len(texts)} test prompts, run {run.name}, max_length {config.max_length}")
     print(f"  generate(5), dataset order, batch {article_batch_size:<3d}       {generate:7.2f} s   (the article)")
-    print(f"  one forward pass, sorted, batch {article_batch_size:<3d}         {same_batch:7.2f} s   "
-          f"{same_batch / generate:5.2f}x")
-    print(f"  one forward pass, sorted, batch {config.eval_batch_size:<3d}         {forward:7.2f} s   "
-          f"{forward / generate:5.2f}x   (the app's setting)")
+    print(
+        f"  one forward pass, sorted, batch {article_batch_size:<3d}         {same_batch:7.2f} s   "
+        f"{same_batch / generate:5.2f}x"
+    )
+    print(
+        f"  one forward pass, sorted, batch {config.eval_batch_size:<3d}         {forward:7.2f} s   "
+        f"{forward / generate:5.2f}x   (the app's setting)"
+    )
     print(f"  same verdicts (P>=0.5 vs parsed answer)     {same:7.3f}   ({int(round(same * len(texts)))}/{len(texts)})")
     print(f"  accuracy (forward pass)                     {np.mean(scored == test['label'].to_numpy()):7.3f}")
 

@@ -70,8 +70,9 @@ def agreement_summary(labels_by_item: Mapping[object, Mapping[str, int]]) -> Agr
     weight = sum(p.n_items for p in defined)
     return AgreementSummary(
         n_items=len(shared),
-        percent_agreement=(sum(len(set(labels.values())) == 1 for labels in shared.values()) / len(shared)
-                           if shared else None),
+        percent_agreement=(
+            sum(len(set(labels.values())) == 1 for labels in shared.values()) / len(shared) if shared else None
+        ),
         kappa=sum(p.kappa * p.n_items for p in defined) / weight if weight else None,
         pairs=pairs,
     )

@@ -46,8 +46,11 @@ class ExampleFilter:
     def where(self) -> tuple[str, list]:
         """A SQL condition on table alias ``e`` (examples) and its parameters."""
         clauses, params = ["1"], []
-        for column, value in (("split", self.split), ("current_label", self.current_label),
-                              ("original_label", self.original_label)):
+        for column, value in (
+            ("split", self.split),
+            ("current_label", self.current_label),
+            ("original_label", self.original_label),
+        ):
             if value is not None:
                 clauses.append(f"e.{column} = ?")
                 params.append(value)

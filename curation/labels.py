@@ -23,8 +23,20 @@ LABEL_RULE = (
 
 _RAW_WORDS = {
     BENIGN: {"0", "false", "benign", "safe", "no", "negative", "clean", "legit", "legitimate", "normal"},
-    INJECTION: {"1", "true", "injection", "prompt injection", "prompt_injection", "jailbreak", "unsafe",
-                "yes", "positive", "malicious", "attack", "harmful"},
+    INJECTION: {
+        "1",
+        "true",
+        "injection",
+        "prompt injection",
+        "prompt_injection",
+        "jailbreak",
+        "unsafe",
+        "yes",
+        "positive",
+        "malicious",
+        "attack",
+        "harmful",
+    },
 }
 
 

@@ -59,17 +59,24 @@ def content_hash(rows: Sequence[SnapshotRow]) -> str:
     return digest.hexdigest()
 
 
-def _manifest(snapshot_id: str, rows: Sequence[SnapshotRow], excluded: int, reviewers: dict[str, int],
-              actor: str, digest: str) -> dict:
+def _manifest(
+    snapshot_id: str, rows: Sequence[SnapshotRow], excluded: int, reviewers: dict[str, int], actor: str, digest: str
+) -> dict:
     splits: dict[str, dict[str, int]] = {}
     for row in rows:
         counts = splits.setdefault(row.split, {"rows": 0, label_name(BENIGN): 0, label_name(INJECTION): 0})
         counts["rows"] += 1
         counts[label_name(row.label)] += 1
-    changes = [{"id": r.id, "split": r.split, "text_hash": r.text_hash, "original_label": r.original_label,
-                "label": r.label} for r in rows if r.original_label is not None and r.label != r.original_label]
-    added = [{"id": r.id, "split": r.split, "text_hash": r.text_hash, "label": r.label}
-             for r in rows if r.original_label is None]
+    changes = [
+        {"id": r.id, "split": r.split, "text_hash": r.text_hash, "original_label": r.original_label, "label": r.label}
+        for r in rows
+        if r.original_label is not None and r.label != r.original_label
+    ]
+    added = [
+        {"id": r.id, "split": r.split, "text_hash": r.text_hash, "label": r.label}
+        for r in rows
+        if r.original_label is None
+    ]
     return {
         "id": snapshot_id,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -87,8 +94,9 @@ def _manifest(snapshot_id: str, rows: Sequence[SnapshotRow], excluded: int, revi
     }
 
 
-def write_snapshot(snapshots_dir: Path, rows: Sequence[SnapshotRow], *, excluded: int,
-                   reviewers: dict[str, int], actor: str) -> SnapshotInfo:
+def write_snapshot(
+    snapshots_dir: Path, rows: Sequence[SnapshotRow], *, excluded: int, reviewers: dict[str, int], actor: str
+) -> SnapshotInfo:
     """Write the snapshot directory; the same labels written twice in one second give the same snapshot."""
     digest = content_hash(rows)
     snapshot_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{digest[:8]}"
@@ -101,8 +109,12 @@ def write_snapshot(snapshots_dir: Path, rows: Sequence[SnapshotRow], *, excluded
     try:
         for split in manifest["splits"]:
             chosen = [r for r in rows if r.split == split]
-            table = pa.table({"text": pa.array([r.text for r in chosen], pa.string()),
-                              "label": pa.array([r.label for r in chosen], pa.int64())})
+            table = pa.table(
+                {
+                    "text": pa.array([r.text for r in chosen], pa.string()),
+                    "label": pa.array([r.label for r in chosen], pa.int64()),
+                }
+            )
             pq.write_table(table, staging / f"{split}.parquet")
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
         staging.rename(final)
@@ -148,13 +160,17 @@ def delete_snapshot(snapshots_dir: Path, snapshot_id: str) -> SnapshotInfo:
 
 def _dataset_card(snapshot: SnapshotInfo) -> str:
     files = "\n".join(f"      - split: {split}\n        path: {split}.parquet" for split in snapshot.manifest["splits"])
-    counts = "\n".join(f"- {split}: {c['rows']} rows ({c['benign']} benign, {c['injection']} injection)"
-                       for split, c in snapshot.manifest["splits"].items())
-    return (f"---\nconfigs:\n  - config_name: default\n    data_files:\n{files}\n---\n\n"
-            f"# Prompt-injection labels, snapshot {snapshot.id}\n\n"
-            f"Exported by Injection Studio. Columns `text` and `label` (0 benign, 1 injection).\n\n{counts}\n\n"
-            f"Labels changed against the original: {snapshot.manifest['n_changes']}. "
-            f"Content hash: `{snapshot.manifest['content_hash']}`. See `manifest.json`.\n")
+    counts = "\n".join(
+        f"- {split}: {c['rows']} rows ({c['benign']} benign, {c['injection']} injection)"
+        for split, c in snapshot.manifest["splits"].items()
+    )
+    return (
+        f"---\nconfigs:\n  - config_name: default\n    data_files:\n{files}\n---\n\n"
+        f"# Prompt-injection labels, snapshot {snapshot.id}\n\n"
+        f"Exported by Injection Studio. Columns `text` and `label` (0 benign, 1 injection).\n\n{counts}\n\n"
+        f"Labels changed against the original: {snapshot.manifest['n_changes']}. "
+        f"Content hash: `{snapshot.manifest['content_hash']}`. See `manifest.json`.\n"
+    )
 
 
 def push_to_hub(snapshot: SnapshotInfo, repo_id: str, token: str | None = None, private: bool = True) -> str:

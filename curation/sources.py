@@ -134,17 +134,28 @@ def label_key(value: object) -> str:
 def _check_columns(name: str, present: list[str], needed: list[str]) -> None:
     missing = [c for c in needed if c not in present]
     if missing:
-        raise SourceError([Problem(name, None, f"no column {', '.join(map(repr, missing))}; "
-                                               f"the columns are {', '.join(map(repr, present))}")])
+        raise SourceError(
+            [
+                Problem(
+                    name,
+                    None,
+                    f"no column {', '.join(map(repr, missing))}; the columns are {', '.join(map(repr, present))}",
+                )
+            ]
+        )
 
 
-def _table(frame: pd.DataFrame, name: str, unit: str, text_column: str, label_column: str,
-           split: str) -> RawTable:
+def _table(frame: pd.DataFrame, name: str, unit: str, text_column: str, label_column: str, split: str) -> RawTable:
     _check_columns(name, [str(c) for c in frame.columns], [text_column, label_column])
     has_splits = "split" in frame.columns and "split" not in (text_column, label_column)
     splits = [split if _missing(v) else v for v in frame["split"].tolist()] if has_splits else split
-    return RawTable(name, unit, pd.DataFrame(
-        {"text": frame[text_column], "label": frame[label_column], "split": splits}, index=frame.index, dtype=object))
+    return RawTable(
+        name,
+        unit,
+        pd.DataFrame(
+            {"text": frame[text_column], "label": frame[label_column], "split": splits}, index=frame.index, dtype=object
+        ),
+    )
 
 
 def _cell_limits(text_column: str, label_column: str) -> dict[str, int]:
@@ -161,11 +172,13 @@ def _source_error(error: TableError) -> SourceError:
 def _read_file(path: Path, name: str, text_column: str, label_column: str, split: str) -> RawTable:
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
-        raise SourceError([Problem(name, None, f"unsupported file type {suffix or '(none)'!r}; "
-                                               f"use {', '.join(FILE_SUFFIXES)}")])
+        raise SourceError(
+            [Problem(name, None, f"unsupported file type {suffix or '(none)'!r}; use {', '.join(FILE_SUFFIXES)}")]
+        )
     try:
-        frame = read_columns(path, _cell_limits(text_column, label_column), {"split": MAX_LABEL_CHARS},
-                             limits=IMPORT_LIMITS, name=name)
+        frame = read_columns(
+            path, _cell_limits(text_column, label_column), {"split": MAX_LABEL_CHARS}, limits=IMPORT_LIMITS, name=name
+        )
     except TableError as error:
         raise _source_error(error) from None
     return _table(frame, name, "line" if suffix == ".jsonl" else "row", text_column, label_column, split)
@@ -177,8 +190,9 @@ def _split_rank(split: str) -> tuple[int, str]:
 
 def _split_files(folder: Path) -> list[tuple[str, Path]]:
     """(split, file) for ``<split>.parquet`` or sharded ``<split>-00000-of-00002.parquet`` files, train first."""
-    files = [(p.stem.split("-")[0], p) for p in sorted(folder.iterdir())
-             if p.is_file() and p.suffix.lower() in FILE_SUFFIXES]
+    files = [
+        (p.stem.split("-")[0], p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in FILE_SUFFIXES
+    ]
     if not files:
         raise SourceError([Problem(str(folder), None, f"no {{split}}{'/'.join(FILE_SUFFIXES)} files in this folder")])
     return sorted(files, key=lambda item: _split_rank(item[0]))
@@ -190,11 +204,21 @@ def _read_hub(dataset_id: str, text_column: str, label_column: str) -> list[RawT
     try:
         loaded = datasets.load_dataset(dataset_id)
     except Exception as exc:  # network, auth, missing repo, bad files: all end the import the same way
-        raise SourceError([Problem(dataset_id, None, "is not a local file or folder, and could not be loaded "
-                                                     "from the Hugging Face Hub "
-                                                     f"({type(exc).__name__}: {exc})")]) from None
-    return [_hub_table(loaded[split], f"{dataset_id} [{split}]", text_column, label_column, split)
-            for split in sorted(loaded, key=_split_rank)]
+        raise SourceError(
+            [
+                Problem(
+                    dataset_id,
+                    None,
+                    "is not a local file or folder, and could not be loaded "
+                    "from the Hugging Face Hub "
+                    f"({type(exc).__name__}: {exc})",
+                )
+            ]
+        ) from None
+    return [
+        _hub_table(loaded[split], f"{dataset_id} [{split}]", text_column, label_column, split)
+        for split in sorted(loaded, key=_split_rank)
+    ]
 
 
 def _hub_table(dataset, name: str, text_column: str, label_column: str, split: str) -> RawTable:
@@ -205,17 +229,27 @@ def _hub_table(dataset, name: str, text_column: str, label_column: str, split: s
     _check_columns(name, dataset.column_names, [text_column, label_column])
     columns = [c for c in dict.fromkeys([text_column, label_column, "split"]) if c in dataset.column_names]
     try:
-        frame = read_arrow(dataset.select_columns(columns).with_format("arrow")[:],
-                           _cell_limits(text_column, label_column), {"split": MAX_LABEL_CHARS},
-                           limits=IMPORT_LIMITS, name=name)
+        frame = read_arrow(
+            dataset.select_columns(columns).with_format("arrow")[:],
+            _cell_limits(text_column, label_column),
+            {"split": MAX_LABEL_CHARS},
+            limits=IMPORT_LIMITS,
+            name=name,
+        )
     except TableError as error:
         raise _source_error(error) from None
     return _table(frame, name, "row", text_column, label_column, split)
 
 
-def read_source(source: str | Path, *, text_column: str = "text", label_column: str = "label",
-                split: str | None = None, name: str | None = None,
-                progress: Progress = no_progress) -> Preview:
+def read_source(
+    source: str | Path,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    split: str | None = None,
+    name: str | None = None,
+    progress: Progress = no_progress,
+) -> Preview:
     """Read ``source`` (a folder of split files, one file, or a Hub dataset id) without writing anything.
 
     ``split`` names the split of a single file that has no ``split`` column (default: the file's
@@ -276,8 +310,9 @@ def _row_problem(text: object, key: str, split: object, mapping: Mapping[str, in
     return None
 
 
-def prepare(preview: Preview, mapping: Mapping[str, int | None] | None = None,
-            progress: Progress = no_progress) -> Prepared:
+def prepare(
+    preview: Preview, mapping: Mapping[str, int | None] | None = None, progress: Progress = no_progress
+) -> Prepared:
     """Map, validate and deduplicate (exact text, first occurrence kept) every row, or raise SourceError."""
     mapping = preview.proposed_mapping if mapping is None else mapping
     problems, rows, seen = [], [], {}
@@ -285,8 +320,9 @@ def prepare(preview: Preview, mapping: Mapping[str, int | None] | None = None,
     done = 0
     for table in preview.tables:
         frame = table.frame
-        for row, text, raw_label, split in zip(frame.index, frame["text"].tolist(), frame["label"].tolist(),
-                                               frame["split"].tolist()):
+        for row, text, raw_label, split in zip(
+            frame.index, frame["text"].tolist(), frame["label"].tolist(), frame["split"].tolist()
+        ):
             done += 1
             if done % 20_000 == 0:
                 progress(done / preview.n_rows, f"Checking {table.file}")
@@ -309,8 +345,14 @@ def prepare(preview: Preview, mapping: Mapping[str, int | None] | None = None,
     return Prepared(preview.source, rows, duplicates, conflicting)
 
 
-def load(source: str | Path, *, text_column: str = "text", label_column: str = "label", name: str | None = None,
-         progress: Progress = no_progress) -> Prepared:
+def load(
+    source: str | Path,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    name: str | None = None,
+    progress: Progress = no_progress,
+) -> Prepared:
     """read_source + prepare with the proposed mapping: for the command line, where no one confirms a mapping."""
     preview = read_source(source, text_column=text_column, label_column=label_column, name=name, progress=progress)
     return prepare(preview, progress=progress)

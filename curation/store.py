@@ -156,17 +156,25 @@ CREATE TABLE IF NOT EXISTS audit_rows (
 CREATE INDEX IF NOT EXISTS audit_rows_rank ON audit_rows (audit_id, rank);
 """
 
-_EXAMPLE_COLUMNS = ("e.id, e.split, {text}, t.text_hash, e.original_label, e.source, e.added_at, e.current_label, "
-                    "e.n_votes, e.n_reviewers, e.disagree, e.adjudicated, e.flagged")
+_EXAMPLE_COLUMNS = (
+    "e.id, e.split, {text}, t.text_hash, e.original_label, e.source, e.added_at, e.current_label, "
+    "e.n_votes, e.n_reviewers, e.disagree, e.adjudicated, e.flagged"
+)
 _VOTE_COLUMNS = "id, example_id, reviewer, label, note, is_adjudication, cast_at, retracted_at"
 _EVENT_COLUMNS = "id, at, actor, action, example_id, from_label, to_label, detail"
-_SUSPECT_COLUMNS = ("e.id, a.rank, a.p_injection, a.audited_label, e.current_label, a.label_quality, a.is_issue, "
-                    "e.split, e.n_votes, t.text")
-_SUSPECTS = ("FROM audit_rows a JOIN texts t ON t.text_hash = a.text_hash JOIN examples e ON e.id = t.id "
-             "WHERE a.audit_id = :audit")
+_SUSPECT_COLUMNS = (
+    "e.id, a.rank, a.p_injection, a.audited_label, e.current_label, a.label_quality, a.is_issue, "
+    "e.split, e.n_votes, t.text"
+)
+_SUSPECTS = (
+    "FROM audit_rows a JOIN texts t ON t.text_hash = a.text_hash JOIN examples e ON e.id = t.id "
+    "WHERE a.audit_id = :audit"
+)
 """An audit's stored examples; its indexes drive the join from the audit's rows in rank order."""
-_NOT_REVIEWED = (" AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.example_id = e.id AND v.retracted_at IS NULL "
-                 "AND v.cast_at >= (SELECT started FROM audits WHERE id = :audit))")
+_NOT_REVIEWED = (
+    " AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.example_id = e.id AND v.retracted_at IS NULL "
+    "AND v.cast_at >= (SELECT started FROM audits WHERE id = :audit))"
+)
 
 
 @dataclass(frozen=True)
@@ -400,8 +408,7 @@ class LabelStore:
         """This thread's connection (SQLite connections are not shared between threads)."""
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                  check_same_thread=False)
+            con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             con.execute("PRAGMA synchronous = FULL")
             con.execute("PRAGMA foreign_keys = ON")
             con.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
@@ -444,49 +451,77 @@ class LabelStore:
     # -- writes -------------------------------------------------------------------------------------
 
     @staticmethod
-    def _log(con: sqlite3.Connection, actor: str, action: str, example_id: int | None = None,
-             from_label: int | None = None, to_label: int | None = None, **detail: object) -> None:
-        con.execute("INSERT INTO events (at, actor, action, example_id, from_label, to_label, detail) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (time.time(), actor, action, example_id, from_label, to_label, json.dumps(detail)))
+    def _log(
+        con: sqlite3.Connection,
+        actor: str,
+        action: str,
+        example_id: int | None = None,
+        from_label: int | None = None,
+        to_label: int | None = None,
+        **detail: object,
+    ) -> None:
+        con.execute(
+            "INSERT INTO events (at, actor, action, example_id, from_label, to_label, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time(), actor, action, example_id, from_label, to_label, json.dumps(detail)),
+        )
 
-    def import_examples(self, prepared: Prepared, actor: str = "import",
-                        progress: Progress = no_progress) -> ImportResult:
+    def import_examples(
+        self, prepared: Prepared, actor: str = "import", progress: Progress = no_progress
+    ) -> ImportResult:
         """Add prepared rows in one transaction; texts already stored are left alone (re-importing is a no-op)."""
         with self._write() as con:
-            con.execute("CREATE TEMP TABLE IF NOT EXISTS staging "
-                        "(split TEXT, text TEXT, text_hash TEXT, label INTEGER)")
+            con.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS staging (split TEXT, text TEXT, text_hash TEXT, label INTEGER)"
+            )
             con.execute("DELETE FROM staging")
             for start in range(0, len(prepared.rows), _IMPORT_BATCH):
                 progress(0.5 * start / len(prepared.rows), f"Writing {prepared.source}")
-                con.executemany("INSERT INTO staging VALUES (?, ?, ?, ?)",
-                                prepared.rows[start:start + _IMPORT_BATCH])
+                con.executemany("INSERT INTO staging VALUES (?, ?, ?, ?)", prepared.rows[start : start + _IMPORT_BATCH])
             progress(0.5, f"Indexing {prepared.source}")
             top = con.execute("SELECT coalesce(max(id), 0) FROM texts").fetchone()[0]
-            added = con.execute("INSERT INTO texts (text_hash, text) SELECT text_hash, text FROM staging "
-                                "WHERE true ORDER BY rowid ON CONFLICT (text_hash) DO NOTHING").rowcount
-            con.execute("INSERT INTO examples (id, split, original_label, current_label, source, added_at) "
-                        "SELECT t.id, s.split, s.label, s.label, ?, ? FROM staging s "
-                        "JOIN texts t ON t.text_hash = s.text_hash WHERE t.id > ?", (prepared.source, time.time(), top))
+            added = con.execute(
+                "INSERT INTO texts (text_hash, text) SELECT text_hash, text FROM staging "
+                "WHERE true ORDER BY rowid ON CONFLICT (text_hash) DO NOTHING"
+            ).rowcount
+            con.execute(
+                "INSERT INTO examples (id, split, original_label, current_label, source, added_at) "
+                "SELECT t.id, s.split, s.label, s.label, ?, ? FROM staging s "
+                "JOIN texts t ON t.text_hash = s.text_hash WHERE t.id > ?",
+                (prepared.source, time.time(), top),
+            )
             con.execute("DELETE FROM staging")
-            result = ImportResult(prepared.source, added, len(prepared.rows) - added, prepared.duplicates,
-                                  prepared.conflicting_duplicates)
-            self._log(con, actor, "import", source=prepared.source, added=added,
-                      already_present=result.already_present, duplicates=prepared.duplicates)
+            result = ImportResult(
+                prepared.source, added, len(prepared.rows) - added, prepared.duplicates, prepared.conflicting_duplicates
+            )
+            self._log(
+                con,
+                actor,
+                "import",
+                source=prepared.source,
+                added=added,
+                already_present=result.already_present,
+                duplicates=prepared.duplicates,
+            )
         progress(1.0, f"Imported {prepared.source}")
         return result
 
     def _refresh(self, con: sqlite3.Connection, example_id: int) -> int | None:
         """Recompute the example's label state from its counted votes; its new current label."""
         original = con.execute("SELECT original_label FROM examples WHERE id = ?", (example_id,)).fetchone()[0]
-        votes = [Vote(reviewer, label, bool(adjudication), order) for reviewer, label, adjudication, order in
-                 con.execute("SELECT reviewer, label, is_adjudication, id FROM votes "
-                             "WHERE example_id = ? AND retracted_at IS NULL", (example_id,))]
+        votes = [
+            Vote(reviewer, label, bool(adjudication), order)
+            for reviewer, label, adjudication, order in con.execute(
+                "SELECT reviewer, label, is_adjudication, id FROM votes WHERE example_id = ? AND retracted_at IS NULL",
+                (example_id,),
+            )
+        ]
         state = label_state(original, votes)
-        con.execute("UPDATE examples SET current_label = ?, n_votes = ?, n_reviewers = ?, disagree = ?, "
-                    "adjudicated = ? WHERE id = ?",
-                    (state.current, state.n_votes, state.n_reviewers, state.disagree, state.adjudicated,
-                     example_id))
+        con.execute(
+            "UPDATE examples SET current_label = ?, n_votes = ?, n_reviewers = ?, disagree = ?, "
+            "adjudicated = ? WHERE id = ?",
+            (state.current, state.n_votes, state.n_reviewers, state.disagree, state.adjudicated, example_id),
+        )
         return state.current
 
     def _current(self, con: sqlite3.Connection, example_id: int) -> int | None:
@@ -495,19 +530,23 @@ class LabelStore:
             raise KeyError(f"no example {example_id}")
         return row[0]
 
-    def _insert_vote(self, con: sqlite3.Connection, example_id: int, reviewer: str, label: int, note: str,
-                     adjudication: bool) -> int:
+    def _insert_vote(
+        self, con: sqlite3.Connection, example_id: int, reviewer: str, label: int, note: str, adjudication: bool
+    ) -> int:
         before = self._current(con, example_id)
-        vote_id = con.execute("INSERT INTO votes (example_id, reviewer, label, note, is_adjudication, cast_at) "
-                              "VALUES (?, ?, ?, ?, ?, ?)",
-                              (example_id, reviewer, label, note, adjudication, time.time())).lastrowid
+        vote_id = con.execute(
+            "INSERT INTO votes (example_id, reviewer, label, note, is_adjudication, cast_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (example_id, reviewer, label, note, adjudication, time.time()),
+        ).lastrowid
         after = self._refresh(con, example_id)
-        self._log(con, reviewer, "vote", example_id, before, after, vote_id=vote_id, label=label,
-                  adjudication=adjudication)
+        self._log(
+            con, reviewer, "vote", example_id, before, after, vote_id=vote_id, label=label, adjudication=adjudication
+        )
         return vote_id
 
-    def cast_vote(self, example_id: int, reviewer: str, label: int, note: str = "",
-                  adjudication: bool = False) -> VoteRecord:
+    def cast_vote(
+        self, example_id: int, reviewer: str, label: int, note: str = "", adjudication: bool = False
+    ) -> VoteRecord:
         """Record one vote (INJECTION, BENIGN or UNSURE) and update the example's current label."""
         reviewer = _clean_reviewer(reviewer)
         note = note.strip()
@@ -520,8 +559,10 @@ class LabelStore:
         """Retract the reviewer's latest standing vote (it stays in the history); None if there is none."""
         reviewer = _clean_reviewer(reviewer)
         with self._write() as con:
-            row = con.execute("SELECT id, example_id FROM votes WHERE reviewer = ? AND retracted_at IS NULL "
-                              "ORDER BY id DESC LIMIT 1", (reviewer,)).fetchone()
+            row = con.execute(
+                "SELECT id, example_id FROM votes WHERE reviewer = ? AND retracted_at IS NULL ORDER BY id DESC LIMIT 1",
+                (reviewer,),
+            ).fetchone()
             if row is None:
                 return None
             vote_id, example_id = row
@@ -531,8 +572,9 @@ class LabelStore:
             self._log(con, reviewer, "undo", example_id, before, after, vote_id=vote_id)
         return self.vote(vote_id)
 
-    def send_to_review(self, text: str, reviewer: str, label: int | None = None, note: str = "",
-                       split: str = "train") -> int:
+    def send_to_review(
+        self, text: str, reviewer: str, label: int | None = None, note: str = "", split: str = "train"
+    ) -> int:
         """Put a text in front of reviewers (the Detect tab's "send to review"); the example's id.
 
         A new text becomes an example with source "detect" and no original label; a text already
@@ -554,8 +596,10 @@ class LabelStore:
                 self._log(con, reviewer, "flag", example_id)
             else:
                 example_id = con.execute("INSERT INTO texts (text_hash, text) VALUES (?, ?)", (digest, text)).lastrowid
-                con.execute("INSERT INTO examples (id, split, source, added_at, flagged) VALUES (?, ?, ?, ?, 1)",
-                            (example_id, split, DETECT_SOURCE, time.time()))
+                con.execute(
+                    "INSERT INTO examples (id, split, source, added_at, flagged) VALUES (?, ?, ?, ?, 1)",
+                    (example_id, split, DETECT_SOURCE, time.time()),
+                )
                 self._log(con, reviewer, "add", example_id, source=DETECT_SOURCE)
             if label is not None:
                 self._insert_vote(con, example_id, reviewer, label, note.strip(), False)
@@ -566,8 +610,7 @@ class LabelStore:
         now = time.time()
         rows = [(text_hash(text), run_id, float(p), now) for text, p in scored]
         with self._write() as con:
-            con.executemany("INSERT INTO scores (text_hash, run_id, p_injection, scored_at) VALUES (?, ?, ?, ?)",
-                            rows)
+            con.executemany("INSERT INTO scores (text_hash, run_id, p_injection, scored_at) VALUES (?, ?, ?, ?)", rows)
         return len(rows)
 
     def record_audit(self, audit: AuditInfo, rows: Sequence[AuditRow]) -> int:
@@ -578,22 +621,35 @@ class LabelStore:
         with self._write() as con:
             if con.execute("SELECT 1 FROM audits WHERE id = ?", (audit.id,)).fetchone():
                 return 0
-            con.execute("INSERT INTO audits (id, method, started, recorded_at) VALUES (?, ?, ?, ?)",
-                        (audit.id, audit.method, audit.started, time.time()))
-            con.executemany("INSERT INTO audit_rows (audit_id, text_hash, rank, p_injection, audited_label, "
-                            "label_quality, is_issue) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                            [(audit.id, r.text_hash, r.rank, r.p_injection, r.audited_label, r.label_quality,
-                              r.is_issue) for r in ranked])
-            if not ranked or con.execute("SELECT 1 FROM scores WHERE text_hash = ? AND run_id = ? LIMIT 1",
-                                         (ranked[0].text_hash, audit.id)).fetchone():
+            con.execute(
+                "INSERT INTO audits (id, method, started, recorded_at) VALUES (?, ?, ?, ?)",
+                (audit.id, audit.method, audit.started, time.time()),
+            )
+            con.executemany(
+                "INSERT INTO audit_rows (audit_id, text_hash, rank, p_injection, audited_label, "
+                "label_quality, is_issue) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [
+                    (audit.id, r.text_hash, r.rank, r.p_injection, r.audited_label, r.label_quality, r.is_issue)
+                    for r in ranked
+                ],
+            )
+            if (
+                not ranked
+                or con.execute(
+                    "SELECT 1 FROM scores WHERE text_hash = ? AND run_id = ? LIMIT 1", (ranked[0].text_hash, audit.id)
+                ).fetchone()
+            ):
                 return 0
             now = time.time()
-            con.executemany("INSERT INTO scores (text_hash, run_id, p_injection, scored_at) VALUES (?, ?, ?, ?)",
-                            [(r.text_hash, audit.id, r.p_injection, now) for r in ranked])
+            con.executemany(
+                "INSERT INTO scores (text_hash, run_id, p_injection, scored_at) VALUES (?, ?, ?, ?)",
+                [(r.text_hash, audit.id, r.p_injection, now) for r in ranked],
+            )
         return len(ranked)
 
-    def cast_vote_and_next(self, example_id: int, label: int, note: str, adjudication: bool,
-                           queue: ReviewQueue) -> int | None:
+    def cast_vote_and_next(
+        self, example_id: int, label: int, note: str, adjudication: bool, queue: ReviewQueue
+    ) -> int | None:
         """Record the queue's reviewer's vote (as cast_vote) and find the queue's next item, in one transaction."""
         reviewer = _clean_reviewer(queue.reviewer)
         note = note.strip()
@@ -608,16 +664,20 @@ class LabelStore:
         Examples without a current label (sent from Detect with a tie or no vote) are left out and counted.
         """
         with self._read() as con:
-            rows = [SnapshotRow(*row) for row in con.execute(
-                "SELECT e.id, e.split, t.text, t.text_hash, e.current_label, e.original_label "
-                "FROM examples e JOIN texts t ON t.id = e.id WHERE e.current_label IS NOT NULL ORDER BY e.id")]
+            rows = [
+                SnapshotRow(*row)
+                for row in con.execute(
+                    "SELECT e.id, e.split, t.text, t.text_hash, e.current_label, e.original_label "
+                    "FROM examples e JOIN texts t ON t.id = e.id WHERE e.current_label IS NOT NULL ORDER BY e.id"
+                )
+            ]
             excluded = con.execute("SELECT count(*) FROM examples WHERE current_label IS NULL").fetchone()[0]
-            reviewers = dict(con.execute("SELECT reviewer, count(*) FROM votes WHERE retracted_at IS NULL "
-                                         "GROUP BY reviewer"))
+            reviewers = dict(
+                con.execute("SELECT reviewer, count(*) FROM votes WHERE retracted_at IS NULL GROUP BY reviewer")
+            )
         snapshot = write_snapshot(self.snapshots_dir, rows, excluded=excluded, reviewers=reviewers, actor=actor)
         with self._write() as con:
-            self._log(con, actor, "snapshot", snapshot_id=snapshot.id,
-                      content_hash=snapshot.manifest["content_hash"])
+            self._log(con, actor, "snapshot", snapshot_id=snapshot.id, content_hash=snapshot.manifest["content_hash"])
         return snapshot
 
     def delete_snapshot(self, snapshot_id: str, actor: str, runs_dir: Path | str | None = None) -> None:
@@ -639,16 +699,20 @@ class LabelStore:
     def _delete_snapshot(self, snapshot_id: str, actor: str) -> None:
         gone = delete_snapshot(self.snapshots_dir, snapshot_id)
         with self._write() as con:
-            self._log(con, actor, "delete_snapshot", snapshot_id=gone.id,
-                      content_hash=gone.manifest["content_hash"])
+            self._log(con, actor, "delete_snapshot", snapshot_id=gone.id, content_hash=gone.manifest["content_hash"])
 
     # -- reads ----------------------------------------------------------------------------------------
 
     def example(self, example_id: int) -> Example | None:
-        row = self._connection().execute(
-            f"SELECT {_EXAMPLE_COLUMNS.format(text='t.text')} FROM examples e JOIN texts t ON t.id = e.id "
-            "WHERE e.id = ?",
-            (example_id,)).fetchone()
+        row = (
+            self._connection()
+            .execute(
+                f"SELECT {_EXAMPLE_COLUMNS.format(text='t.text')} FROM examples e JOIN texts t ON t.id = e.id "
+                "WHERE e.id = ?",
+                (example_id,),
+            )
+            .fetchone()
+        )
         return _example(row) if row else None
 
     def page(self, browse_filter: ExampleFilter = ExampleFilter(), page: int = 0, page_size: int = 50) -> Page:
@@ -660,7 +724,8 @@ class LabelStore:
             rows = con.execute(
                 f"SELECT {columns} FROM examples e JOIN texts t ON t.id = e.id WHERE e.id IN "
                 f"(SELECT e.id FROM examples e WHERE {where} ORDER BY e.id LIMIT ? OFFSET ?) ORDER BY e.id",
-                [*params, page_size, page * page_size]).fetchall()
+                [*params, page_size, page * page_size],
+            ).fetchall()
         return Page([_example(r) for r in rows], total, page, page_size)
 
     def _queue_start(self, reviewer: str) -> int:
@@ -668,8 +733,9 @@ class LabelStore:
         top = self._connection().execute("SELECT coalesce(max(id), 0) FROM examples").fetchone()[0]
         return int(hashlib.sha256(reviewer.encode()).hexdigest()[:8], 16) % (top or 1)
 
-    def next_in_queue(self, queue: Queue, reviewer: str, after_id: int | None = None,
-                      browse_filter: ExampleFilter = ExampleFilter()) -> int | None:
+    def next_in_queue(
+        self, queue: Queue, reviewer: str, after_id: int | None = None, browse_filter: ExampleFilter = ExampleFilter()
+    ) -> int | None:
         """The next example id in the queue after ``after_id`` (wrapping around); None when it is empty.
 
         Queues: unreviewed (no votes yet), the browse filter's set, or open disagreements
@@ -687,10 +753,10 @@ class LabelStore:
         where, params = queue_filter(queue.queue, queue.browse_filter)
         if after_id is None:
             after_id = self._queue_start(_clean_reviewer(queue.reviewer)) if queue.queue is Queue.UNREVIEWED else 0
-        row = con.execute(f"SELECT e.id FROM examples e WHERE {where} AND e.id > ? ORDER BY e.id LIMIT 1",
-                          [*params, after_id]).fetchone()
-        row = row or con.execute(f"SELECT e.id FROM examples e WHERE {where} ORDER BY e.id LIMIT 1",
-                                 params).fetchone()
+        row = con.execute(
+            f"SELECT e.id FROM examples e WHERE {where} AND e.id > ? ORDER BY e.id LIMIT 1", [*params, after_id]
+        ).fetchone()
+        row = row or con.execute(f"SELECT e.id FROM examples e WHERE {where} ORDER BY e.id LIMIT 1", params).fetchone()
         return row[0] if row else None
 
     @staticmethod
@@ -698,14 +764,17 @@ class LabelStore:
         """FROM and WHERE of an audit's suspects queue (parameter ``audit``)."""
         return _SUSPECTS + (" AND a.is_issue = 1" if issues_only else "") + (_NOT_REVIEWED if exclude_reviewed else "")
 
-    def _next_suspect(self, con: sqlite3.Connection, audit_id: str, after_id: int | None,
-                      issues_only: bool = False) -> int | None:
+    def _next_suspect(
+        self, con: sqlite3.Connection, audit_id: str, after_id: int | None, issues_only: bool = False
+    ) -> int | None:
         where = self._suspects_where(issues_only)
         params = {"audit": audit_id, "after": after_id}
         row = None
         if after_id is not None:
-            row = con.execute(f"SELECT e.id {where} AND a.rank > (SELECT a.rank {where} AND e.id = :after) "
-                              "ORDER BY a.rank LIMIT 1", params).fetchone()
+            row = con.execute(
+                f"SELECT e.id {where} AND a.rank > (SELECT a.rank {where} AND e.id = :after) ORDER BY a.rank LIMIT 1",
+                params,
+            ).fetchone()
         row = row or con.execute(f"SELECT e.id {where} ORDER BY a.rank LIMIT 1", params).fetchone()
         return row[0] if row else None
 
@@ -714,13 +783,18 @@ class LabelStore:
         left out); with ``after_id`` still in the queue (a skipped item), the one after it, wrapping around."""
         return self._next_suspect(self._connection(), audit_id, after_id, issues_only)
 
-    def suspects(self, audit_id: str, *, exclude_reviewed: bool = True, issues_only: bool = False,
-                 limit: int | None = None) -> list[Suspect]:
+    def suspects(
+        self, audit_id: str, *, exclude_reviewed: bool = True, issues_only: bool = False, limit: int | None = None
+    ) -> list[Suspect]:
         """The audit's stored examples in rank order (see next_suspect for ``exclude_reviewed``)."""
         where = self._suspects_where(issues_only, exclude_reviewed)
-        return [_suspect(r) for r in self._connection().execute(
-            f"SELECT {_SUSPECT_COLUMNS} {where} ORDER BY a.rank LIMIT :limit",
-            {"audit": audit_id, "limit": -1 if limit is None else limit})]
+        return [
+            _suspect(r)
+            for r in self._connection().execute(
+                f"SELECT {_SUSPECT_COLUMNS} {where} ORDER BY a.rank LIMIT :limit",
+                {"audit": audit_id, "limit": -1 if limit is None else limit},
+            )
+        ]
 
     def suspects_view(self, audit_id: str, shown_id: int | None, top: int) -> SuspectsView:
         """The audit's suspects queue as the review panel shows it, read in one transaction."""
@@ -728,8 +802,10 @@ class LabelStore:
         params = {"audit": audit_id, "shown": shown_id, "limit": top}
         with self._read() as con:
             left = con.execute(f"SELECT count(*) {where}", params).fetchone()[0]
-            head = [_suspect(r) for r in con.execute(f"SELECT {_SUSPECT_COLUMNS} {where} ORDER BY a.rank LIMIT :limit",
-                                                     params)]
+            head = [
+                _suspect(r)
+                for r in con.execute(f"SELECT {_SUSPECT_COLUMNS} {where} ORDER BY a.rank LIMIT :limit", params)
+            ]
             shown = next((s for s in head if s.example_id == shown_id), None)
             if shown is None and shown_id is not None:
                 row = con.execute(f"SELECT {_SUSPECT_COLUMNS} {where} AND e.id = :shown", params).fetchone()
@@ -737,8 +813,7 @@ class LabelStore:
         return SuspectsView(left, head, shown)
 
     def recorded_audit(self, audit_id: str) -> AuditInfo | None:
-        row = self._connection().execute("SELECT id, method, started FROM audits WHERE id = ?",
-                                         (audit_id,)).fetchone()
+        row = self._connection().execute("SELECT id, method, started FROM audits WHERE id = ?", (audit_id,)).fetchone()
         return AuditInfo(*row) if row else None
 
     def review_item(self, example_id: int | None, reviewer: str) -> ReviewItem:
@@ -747,56 +822,96 @@ class LabelStore:
         with self._read():
             example = self.example(example_id) if example_id is not None else None
             found = example is not None
-            return ReviewItem(example, self.latest_score(example_id) if found else None,
-                              self.votes(example_id) if found else [], self.history(example_id) if found else [],
-                              self.totals(), self.standing_votes(reviewer))
+            return ReviewItem(
+                example,
+                self.latest_score(example_id) if found else None,
+                self.votes(example_id) if found else [],
+                self.history(example_id) if found else [],
+                self.totals(),
+                self.standing_votes(reviewer),
+            )
 
     def standing_votes(self, reviewer: str) -> int:
         """The reviewer's votes not retracted."""
-        return self._connection().execute("SELECT count(*) FROM votes WHERE reviewer = ? AND retracted_at IS NULL",
-                                          (reviewer,)).fetchone()[0]
+        return (
+            self._connection()
+            .execute("SELECT count(*) FROM votes WHERE reviewer = ? AND retracted_at IS NULL", (reviewer,))
+            .fetchone()[0]
+        )
 
     def vote(self, vote_id: int) -> VoteRecord:
-        return _vote(self._connection().execute(f"SELECT {_VOTE_COLUMNS} FROM votes WHERE id = ?",
-                                                (vote_id,)).fetchone())
+        return _vote(
+            self._connection().execute(f"SELECT {_VOTE_COLUMNS} FROM votes WHERE id = ?", (vote_id,)).fetchone()
+        )
 
     def votes(self, example_id: int) -> list[VoteRecord]:
         """Every vote on the example, retracted ones included, oldest first."""
-        return [_vote(r) for r in self._connection().execute(
-            f"SELECT {_VOTE_COLUMNS} FROM votes WHERE example_id = ? ORDER BY id", (example_id,))]
+        return [
+            _vote(r)
+            for r in self._connection().execute(
+                f"SELECT {_VOTE_COLUMNS} FROM votes WHERE example_id = ? ORDER BY id", (example_id,)
+            )
+        ]
 
     def history(self, example_id: int) -> list[Event]:
         """The audit events about the example, oldest first."""
-        return [_event(r) for r in self._connection().execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE example_id = ? ORDER BY id", (example_id,))]
+        return [
+            _event(r)
+            for r in self._connection().execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE example_id = ? ORDER BY id", (example_id,)
+            )
+        ]
 
     def events(self, limit: int = 100) -> list[Event]:
         """The latest audit events of the whole store, newest first."""
-        return [_event(r) for r in self._connection().execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?", (limit,))]
+        return [
+            _event(r)
+            for r in self._connection().execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?", (limit,)
+            )
+        ]
 
     def has_scores_from(self, run_id: str, text: str) -> bool:
         """Whether ``run_id`` has scored ``text`` (in the store or not)."""
-        return self._connection().execute("SELECT 1 FROM scores WHERE text_hash = ? AND run_id = ? LIMIT 1",
-                                          (text_hash(text), run_id)).fetchone() is not None
+        return (
+            self._connection()
+            .execute("SELECT 1 FROM scores WHERE text_hash = ? AND run_id = ? LIMIT 1", (text_hash(text), run_id))
+            .fetchone()
+            is not None
+        )
 
     def voted_since(self, since: float) -> set[int]:
         """Ids of the examples with a standing (not retracted) vote cast at or after ``since``."""
-        return {row[0] for row in self._connection().execute(
-            "SELECT DISTINCT example_id FROM votes WHERE retracted_at IS NULL AND cast_at >= ?", (since,))}
+        return {
+            row[0]
+            for row in self._connection().execute(
+                "SELECT DISTINCT example_id FROM votes WHERE retracted_at IS NULL AND cast_at >= ?", (since,)
+            )
+        }
 
     def latest_score(self, example_id: int) -> Score | None:
-        row = self._connection().execute(
-            "SELECT s.run_id, s.p_injection, s.scored_at FROM scores s JOIN texts t ON t.text_hash = s.text_hash "
-            "WHERE t.id = ? ORDER BY s.scored_at DESC, s.id DESC LIMIT 1", (example_id,)).fetchone()
+        row = (
+            self._connection()
+            .execute(
+                "SELECT s.run_id, s.p_injection, s.scored_at FROM scores s JOIN texts t ON t.text_hash = s.text_hash "
+                "WHERE t.id = ? ORDER BY s.scored_at DESC, s.id DESC LIMIT 1",
+                (example_id,),
+            )
+            .fetchone()
+        )
         return Score(*row) if row else None
 
     def totals(self) -> Totals:
-        row = self._connection().execute(
-            "SELECT count(*), coalesce(sum(n_votes > 0), 0), "
-            "coalesce(sum(original_label IS NOT NULL AND current_label IS NOT original_label), 0), "
-            "coalesce(sum(disagree), 0), coalesce(sum(disagree AND NOT adjudicated), 0), coalesce(sum(flagged), 0) "
-            "FROM examples").fetchone()
+        row = (
+            self._connection()
+            .execute(
+                "SELECT count(*), coalesce(sum(n_votes > 0), 0), "
+                "coalesce(sum(original_label IS NOT NULL AND current_label IS NOT original_label), 0), "
+                "coalesce(sum(disagree), 0), coalesce(sum(disagree AND NOT adjudicated), 0), coalesce(sum(flagged), 0) "
+                "FROM examples"
+            )
+            .fetchone()
+        )
         return Totals(*row)
 
     def splits(self) -> list[str]:
@@ -808,20 +923,27 @@ class LabelStore:
 
     def reviewer_counts(self) -> list[ReviewerCount]:
         """Standing (not retracted) votes per reviewer, most active first."""
-        return [ReviewerCount(*r) for r in self._connection().execute(
-            f"SELECT reviewer, count(*), sum(label = {INJECTION}), sum(label = {BENIGN}), sum(label = {UNSURE}), "
-            "sum(is_adjudication), count(DISTINCT example_id) FROM votes WHERE retracted_at IS NULL "
-            "GROUP BY reviewer ORDER BY count(*) DESC, reviewer")]
+        return [
+            ReviewerCount(*r)
+            for r in self._connection().execute(
+                f"SELECT reviewer, count(*), sum(label = {INJECTION}), sum(label = {BENIGN}), sum(label = {UNSURE}), "
+                "sum(is_adjudication), count(DISTINCT example_id) FROM votes WHERE retracted_at IS NULL "
+                "GROUP BY reviewer ORDER BY count(*) DESC, reviewer"
+            )
+        ]
 
     def reviewer_labels(self) -> dict[int, dict[str, int]]:
         """{example: {reviewer: latest decisive label}} for examples two or more reviewers voted on."""
         by_example: dict[int, list[Vote]] = {}
         for example_id, reviewer, label, order in self._connection().execute(
-                "SELECT v.example_id, v.reviewer, v.label, v.id FROM votes v JOIN examples e ON e.id = v.example_id "
-                "WHERE e.n_reviewers >= 2 AND v.retracted_at IS NULL"):
+            "SELECT v.example_id, v.reviewer, v.label, v.id FROM votes v JOIN examples e ON e.id = v.example_id "
+            "WHERE e.n_reviewers >= 2 AND v.retracted_at IS NULL"
+        ):
             by_example.setdefault(example_id, []).append(Vote(reviewer, label, False, order))
-        return {example_id: {r: label for r, label in latest_per_reviewer(votes).items() if label != UNSURE}
-                for example_id, votes in by_example.items()}
+        return {
+            example_id: {r: label for r, label in latest_per_reviewer(votes).items() if label != UNSURE}
+            for example_id, votes in by_example.items()
+        }
 
     def agreement(self) -> AgreementSummary:
         """Percent agreement and Cohen's kappa (definitions in curation.agreement)."""

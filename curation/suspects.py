@@ -32,8 +32,17 @@ from ft.run_dir import RunDir
 
 SUSPECTS_FILE = RunDir(".").suspects.name
 SUSPECTS_COLUMNS = ["text", "label", "p_injection", "label_quality", "is_issue", "rank"]
-QUEUE_COLUMNS = ["example_id", "rank", "p_injection", "audited_label", "current_label", "label_quality",
-                 "is_issue", "split", "n_votes"]
+QUEUE_COLUMNS = [
+    "example_id",
+    "rank",
+    "p_injection",
+    "audited_label",
+    "current_label",
+    "label_quality",
+    "is_issue",
+    "split",
+    "n_votes",
+]
 
 
 @dataclass(frozen=True)
@@ -98,9 +107,12 @@ def _optional(value, kind):
 def record_audit_scores(store: LabelStore, audit: Audit) -> int:
     """Record the audit's rows in the store and every row's P(injection) under the audit id; the scores recorded,
     0 when the audit was recorded already."""
-    rows = [AuditRow(digest, int(rank), float(p), _optional(label, int), _optional(quality, float), bool(issue))
-            for digest, rank, p, label, quality, issue in audit.suspects[
-                ["text_hash", "rank", "p_injection", "label", "label_quality", "is_issue"]].itertuples(index=False)]
+    rows = [
+        AuditRow(digest, int(rank), float(p), _optional(label, int), _optional(quality, float), bool(issue))
+        for digest, rank, p, label, quality, issue in audit.suspects[
+            ["text_hash", "rank", "p_injection", "label", "label_quality", "is_issue"]
+        ].itertuples(index=False)
+    ]
     return store.record_audit(audit.info, rows)
 
 
@@ -131,8 +143,14 @@ def _recorded(store: LabelStore, audit: Audit | AuditInfo) -> str:
     return audit.id
 
 
-def suspects_queue(store: LabelStore, audit: Audit | AuditInfo, *, exclude_reviewed: bool = True,
-                   issues_only: bool = False, limit: int | None = None) -> pd.DataFrame:
+def suspects_queue(
+    store: LabelStore,
+    audit: Audit | AuditInfo,
+    *,
+    exclude_reviewed: bool = True,
+    issues_only: bool = False,
+    limit: int | None = None,
+) -> pd.DataFrame:
     """The store's examples in the audit's rank order, columns QUEUE_COLUMNS.
 
     Audit rows whose text is not in the store are left out, and a text audited twice appears once,
@@ -140,23 +158,28 @@ def suspects_queue(store: LabelStore, audit: Audit | AuditInfo, *, exclude_revie
     with a standing vote cast since the audit started; ``issues_only`` keeps cleanlab's flagged
     label issues only; ``limit`` cuts the queue after that many items.
     """
-    rows = store.suspects(_recorded(store, audit), exclude_reviewed=exclude_reviewed, issues_only=issues_only,
-                          limit=limit)
-    return pd.DataFrame({
-        "example_id": [r.example_id for r in rows],
-        "rank": [r.rank for r in rows],
-        "p_injection": [r.p_injection for r in rows],
-        "audited_label": [r.audited_label for r in rows],
-        "current_label": pd.array([r.current_label for r in rows], dtype="Int64"),
-        "label_quality": [r.label_quality for r in rows],
-        "is_issue": [r.is_issue for r in rows],
-        "split": [r.split for r in rows],
-        "n_votes": [r.n_votes for r in rows],
-    }, columns=QUEUE_COLUMNS)
+    rows = store.suspects(
+        _recorded(store, audit), exclude_reviewed=exclude_reviewed, issues_only=issues_only, limit=limit
+    )
+    return pd.DataFrame(
+        {
+            "example_id": [r.example_id for r in rows],
+            "rank": [r.rank for r in rows],
+            "p_injection": [r.p_injection for r in rows],
+            "audited_label": [r.audited_label for r in rows],
+            "current_label": pd.array([r.current_label for r in rows], dtype="Int64"),
+            "label_quality": [r.label_quality for r in rows],
+            "is_issue": [r.is_issue for r in rows],
+            "split": [r.split for r in rows],
+            "n_votes": [r.n_votes for r in rows],
+        },
+        columns=QUEUE_COLUMNS,
+    )
 
 
-def next_suspect(store: LabelStore, audit: Audit | AuditInfo, issues_only: bool = False,
-                 after_id: int | None = None) -> int | None:
+def next_suspect(
+    store: LabelStore, audit: Audit | AuditInfo, issues_only: bool = False, after_id: int | None = None
+) -> int | None:
     """The example id at the head of the queue (reviewed ones excluded); None when it is empty.
 
     With ``after_id`` still in the queue (a skipped item), the one after it, wrapping around.

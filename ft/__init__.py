@@ -1,4 +1,5 @@
-"""The detector core. Importing it first quiets one known-harmless warning of bitsandbytes (``_MissingKernelsPackage``)."""
+"""The detector core. Importing it first quiets one known-harmless warning of bitsandbytes
+(``_MissingKernelsPackage``)."""
 
 import logging
 

@@ -58,16 +58,15 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ft import data
-from ft.run_dir import RunDir
-from ft.config import IN_SAMPLE, AuditOptions, ConfigError, TrainConfig, new_run_id
+from ft.config import AuditOptions, ConfigError, TrainConfig, new_run_id
 from ft.detector import load_detector
+from ft.run_dir import RunDir
 from ft.train import log_to_file, running, train
 
 log = logging.getLogger("ft.audit")
@@ -111,8 +110,14 @@ class AuditDir(RunDir):
 def audited_rows(config: TrainConfig, split: str | None = None) -> pd.DataFrame:
     """The split to audit as columns text, label (sampled to ``max_train_rows`` with the config's seed)."""
     name = split or config.train_split
-    rows = data.read_split(config.data, name, text_column=config.text_column, label_column=config.label_column,
-                           max_rows=config.max_train_rows, seed=config.seed)
+    rows = data.read_split(
+        config.data,
+        name,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        max_rows=config.max_train_rows,
+        seed=config.seed,
+    )
     if rows["label"].nunique() < 2:
         raise data.DataError(f"{config.data} [{name}]: an audit needs both labels present")
     return rows
@@ -167,9 +172,19 @@ def write_fold_data(rows: pd.DataFrame, fold_of: np.ndarray, k: int, folder: Pat
 def fold_config(config: TrainConfig, audit: AuditDir, k: int, seed: int, eval_rows: int) -> TrainConfig:
     """The TrainConfig of fold k's run: the audit's config pointed at the fold's data folder."""
     return dataclasses.replace(
-        config, data=str(audit.fold_data(k)), text_column="text", label_column="label", train_split="train",
-        test_split="test", validation_split=None, max_train_rows=None, max_test_rows=eval_rows, seed=seed,
-        runs_dir=str(audit.path), run_name=f"{audit.run_id} fold {k}")
+        config,
+        data=str(audit.fold_data(k)),
+        text_column="text",
+        label_column="label",
+        train_split="train",
+        test_split="test",
+        validation_split=None,
+        max_train_rows=None,
+        max_test_rows=eval_rows,
+        seed=seed,
+        runs_dir=str(audit.path),
+        run_name=f"{audit.run_id} fold {k}",
+    )
 
 
 def run_probabilities(config: TrainConfig, adapter_dir: Path, texts: list[str]) -> np.ndarray:
@@ -200,8 +215,16 @@ class _Progress:
         self.audit.write_state(step=self.step, total_steps=self.total)
 
 
-def _fold_probabilities(config: TrainConfig, audit: AuditDir, k: int, held_out: pd.DataFrame, seed: int,
-                        options: AuditOptions, resume: bool, progress: _Progress) -> np.ndarray | None:
+def _fold_probabilities(
+    config: TrainConfig,
+    audit: AuditDir,
+    k: int,
+    held_out: pd.DataFrame,
+    seed: int,
+    options: AuditOptions,
+    resume: bool,
+    progress: _Progress,
+) -> np.ndarray | None:
     """Out-of-sample P(injection) of fold k's rows; None when its training was cancelled."""
     stored = _stored_scores(audit.held_out_scores(k), held_out["text"]) if resume else None
     if stored is not None:
@@ -219,19 +242,29 @@ def _fold_probabilities(config: TrainConfig, audit: AuditDir, k: int, held_out: 
     progress.start(f"fold {k + 1}/{options.folds}: scoring its {len(held_out)} held-out rows")
     p = run_probabilities(config, run.adapter, held_out["text"].tolist())
     pd.DataFrame({"row": held_out.index, "text": held_out["text"], "p_injection": p}).to_parquet(
-        audit.held_out_scores(k), index=False)
+        audit.held_out_scores(k), index=False
+    )
     progress.done()
     return p
 
 
-def cross_fit(config: TrainConfig, options: AuditOptions, audit: AuditDir, rows: pd.DataFrame,
-              resume: bool = False) -> pd.DataFrame | None:
+def cross_fit(
+    config: TrainConfig, options: AuditOptions, audit: AuditDir, rows: pd.DataFrame, resume: bool = False
+) -> pd.DataFrame | None:
     """``rows`` with out-of-sample p_injection and fold columns; None when a fold was cancelled."""
     seed = config.seed if options.seed is None else options.seed
     fold_of = fold_of_rows(rows["text"], rows["label"], options.folds, seed)
-    audit.folds_file.write_text(json.dumps({
-        "method": options.method, "k": options.folds, "seed": seed, "rows": len(rows),
-        "folds": [np.flatnonzero(fold_of == k).tolist() for k in range(options.folds)]}))
+    audit.folds_file.write_text(
+        json.dumps(
+            {
+                "method": options.method,
+                "k": options.folds,
+                "seed": seed,
+                "rows": len(rows),
+                "folds": [np.flatnonzero(fold_of == k).tolist() for k in range(options.folds)],
+            }
+        )
+    )
     progress = _Progress(audit, 2 * options.folds + 1)
     p = np.zeros(len(rows))
     for k in range(options.folds):
@@ -250,8 +283,11 @@ def in_sample(options: AuditOptions, audit: AuditDir, rows: pd.DataFrame) -> pd.
     run = RunDir(options.in_sample_run)
     progress = _Progress(audit, 2)
     progress.start(f"scoring {len(rows)} rows with run {run.run_id} (in-sample)")
-    audit.folds_file.write_text(json.dumps({"method": options.method, "k": 0, "scored_by": str(run.path.resolve()),
-                                            "rows": len(rows), "folds": []}))
+    audit.folds_file.write_text(
+        json.dumps(
+            {"method": options.method, "k": 0, "scored_by": str(run.path.resolve()), "rows": len(rows), "folds": []}
+        )
+    )
     p = run_probabilities(TrainConfig.from_yaml(run.config), run.adapter, rows["text"].tolist())
     progress.done()
     progress.start("ranking")
@@ -280,8 +316,11 @@ def _outcome(config: TrainConfig, options: AuditOptions, folder: AuditDir, resum
     try:
         rows = audited_rows(config, options.split)
         log.info("auditing %d rows of %s (%s)", len(rows), config.data, options.method)
-        scored = in_sample(options, folder, rows) if options.in_sample_run else cross_fit(
-            config, options, folder, rows, resume)
+        scored = (
+            in_sample(options, folder, rows)
+            if options.in_sample_run
+            else cross_fit(config, options, folder, rows, resume)
+        )
     except Cancelled:
         scored = None
     if scored is None:
@@ -291,12 +330,19 @@ def _outcome(config: TrainConfig, options: AuditOptions, folder: AuditDir, resum
     suspects.to_parquet(folder.suspects, index=False)
     issues = int(suspects["is_issue"].sum())
     log.info("%d label issues among %d rows; suspects in %s", issues, len(suspects), folder.suspects)
-    return {"status": "completed", "step": folder.read_state().get("total_steps"), "phase": "done",
-            "issues": issues, "rows": len(suspects), "ended": time.time()}
+    return {
+        "status": "completed",
+        "step": folder.read_state().get("total_steps"),
+        "phase": "done",
+        "issues": issues,
+        "rows": len(suspects),
+        "ended": time.time(),
+    }
 
 
-def audit(config: TrainConfig, options: AuditOptions | None = None, audit_id: str | None = None,
-          resume: bool = False) -> AuditDir:
+def audit(
+    config: TrainConfig, options: AuditOptions | None = None, audit_id: str | None = None, resume: bool = False
+) -> AuditDir:
     """Run the label audit into ``runs_dir/audit_id`` (default options: ``AuditOptions()``); returns its folder
     (see the module docstring)."""
     options = options or AuditOptions()
@@ -317,16 +363,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=AuditOptions.folds, help="K of the cross-fitting (default 2)")
     parser.add_argument("--seed", type=int, help="fold assignment and training seed (default: the config's)")
     parser.add_argument("--split", help="split to audit (default: the config's train split)")
-    parser.add_argument("--eval-rows", type=int, default=AuditOptions.eval_rows,
-                        help="held-out rows each fold's eval.json is computed on")
+    parser.add_argument(
+        "--eval-rows",
+        type=int,
+        default=AuditOptions.eval_rows,
+        help="held-out rows each fold's eval.json is computed on",
+    )
     parser.add_argument("--in-sample-run", help="score with this run's adapter instead of cross-fitting (biased)")
     parser.add_argument("--audit-id", help="folder name under runs_dir (default: time + audit + model)")
     parser.add_argument("--resume", action="store_true", help="keep the folds already scored; resume the cut one")
     args = parser.parse_args(argv)
     try:
         config = TrainConfig.from_yaml(args.config)
-        options = AuditOptions(folds=args.folds, seed=args.seed, split=args.split,
-                               in_sample_run=args.in_sample_run, eval_rows=args.eval_rows)
+        options = AuditOptions(
+            folds=args.folds,
+            seed=args.seed,
+            split=args.split,
+            in_sample_run=args.in_sample_run,
+            eval_rows=args.eval_rows,
+        )
         options.validate()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

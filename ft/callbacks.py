@@ -25,8 +25,15 @@ from ft.run_dir import RunDir
 
 
 class PredictionLogger(TrainerCallback):
-    def __init__(self, detector: Detector, sample: pd.DataFrame, run: RunDir, tracker: str = "none",
-                 every_n_steps: int = 0, threshold: float = 0.5):
+    def __init__(
+        self,
+        detector: Detector,
+        sample: pd.DataFrame,
+        run: RunDir,
+        tracker: str = "none",
+        every_n_steps: int = 0,
+        threshold: float = 0.5,
+    ):
         self.detector = detector
         self.sample = sample.reset_index(drop=True)
         self.run = run
@@ -38,12 +45,14 @@ class PredictionLogger(TrainerCallback):
     def predictions(self, step: int) -> pd.DataFrame:
         """The sample's table at ``step``: text, label, answer, p_injection."""
         scored = self.detector.score(self.sample["text"].tolist(), answers=True)
-        return pd.DataFrame({
-            "text": self.sample["text"],
-            "label": self.sample["label"],
-            "answer": [s.answer for s in scored],
-            "p_injection": [s.p_injection for s in scored],
-        })
+        return pd.DataFrame(
+            {
+                "text": self.sample["text"],
+                "label": self.sample["label"],
+                "answer": [s.answer for s in scored],
+                "p_injection": [s.p_injection for s in scored],
+            }
+        )
 
     def _log(self, state) -> None:
         step = state.global_step
@@ -54,8 +63,15 @@ class PredictionLogger(TrainerCallback):
         self.run.predictions.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.run.predictions / f"step-{step}.parquet", index=False)
         scores = classification_metrics(table["label"], table["p_injection"], table["answer"], self.threshold)
-        self.run.append_metrics({"kind": "predictions", "step": step, "epoch": state.epoch or 0.0,
-                                 "time": time.time(), **{k: v for k, v in scores.items() if k != "confusion"}})
+        self.run.append_metrics(
+            {
+                "kind": "predictions",
+                "step": step,
+                "epoch": state.epoch or 0.0,
+                "time": time.time(),
+                **{k: v for k, v in scores.items() if k != "confusion"},
+            }
+        )
         self._to_tracker(table, step)
 
     def _to_tracker(self, table: pd.DataFrame, step: int) -> None:
@@ -107,8 +123,9 @@ class RunFiles(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            self.run.append_metrics({"kind": "log", "step": state.global_step, "epoch": state.epoch or 0.0,
-                                     "time": time.time(), **logs})
+            self.run.append_metrics(
+                {"kind": "log", "step": state.global_step, "epoch": state.epoch or 0.0, "time": time.time(), **logs}
+            )
 
     def on_train_end(self, args, state, control, **kwargs):
         self._progress(state, force=True)

@@ -66,7 +66,7 @@ def _learned_tokens(tokenizer, prompt_ids: list[int], full: list[int]) -> list[i
     """The answer and end-of-turn ids that follow ``prompt_ids`` in the rendered conversation ``full``."""
     if full[: len(prompt_ids)] != prompt_ids:
         raise TemplateError("the rendered prompt is not a prefix of the rendered conversation")
-    answer = full[len(prompt_ids):]
+    answer = full[len(prompt_ids) :]
     end_of_turn = prompt.end_of_turn_id(tokenizer)
     if end_of_turn not in answer:
         raise TemplateError("the chat template does not close the assistant turn with the eos token")

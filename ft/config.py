@@ -23,22 +23,72 @@ TRACKERS = ("none", "wandb", "trackio")
 QUANTISATIONS = ("auto", "4bit", "8bit", "none")
 PRECISIONS = ("auto", "bf16", "fp32")
 TEST_ANSWERS = ("generate", "first_token")
-LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                 "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-                 "warmup_stable_decay", "greedy")
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+    "greedy",
+)
 """transformers' ``SchedulerType`` values, listed here so a config is read without importing torch
 (a unit test keeps the two equal)."""
-OPTIMISERS = ("auto", "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor",
-              "adamw_anyprecision", "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad",
-              "adamw_bnb_8bit", "adamw_8bit", "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit",
-              "paged_adamw_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit",
-              "paged_lion_8bit", "rmsprop", "rmsprop_bnb", "rmsprop_bnb_8bit", "rmsprop_bnb_32bit", "galore_adamw",
-              "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise", "galore_adamw_8bit_layerwise",
-              "galore_adafactor_layerwise", "lomo", "adalomo", "grokadamw", "schedule_free_radam",
-              "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw", "apollo_adamw_layerwise", "stable_adamw")
+OPTIMISERS = (
+    "auto",
+    "adamw_torch",
+    "adamw_torch_fused",
+    "adamw_torch_xla",
+    "adamw_torch_npu_fused",
+    "adafactor",
+    "adamw_anyprecision",
+    "adamw_torch_4bit",
+    "adamw_torch_8bit",
+    "ademamix",
+    "sgd",
+    "adagrad",
+    "adamw_bnb_8bit",
+    "adamw_8bit",
+    "ademamix_8bit",
+    "lion_8bit",
+    "lion_32bit",
+    "paged_adamw_32bit",
+    "paged_adamw_8bit",
+    "paged_ademamix_32bit",
+    "paged_ademamix_8bit",
+    "paged_lion_32bit",
+    "paged_lion_8bit",
+    "rmsprop",
+    "rmsprop_bnb",
+    "rmsprop_bnb_8bit",
+    "rmsprop_bnb_32bit",
+    "galore_adamw",
+    "galore_adamw_8bit",
+    "galore_adafactor",
+    "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise",
+    "galore_adafactor_layerwise",
+    "lomo",
+    "adalomo",
+    "grokadamw",
+    "schedule_free_radam",
+    "schedule_free_adamw",
+    "schedule_free_sgd",
+    "apollo_adamw",
+    "apollo_adamw_layerwise",
+    "stable_adamw",
+)
 """"auto" and transformers' ``OptimizerNames`` values (a unit test keeps them equal)."""
-PRESETS = {"qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B-Instruct", "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
-           "tiny": "tiny"}
+PRESETS = {
+    "qwen2.5-1.5b": "Qwen/Qwen2.5-1.5B-Instruct",
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "tiny": "tiny",
+}
 """The model presets by name, with the Hub id each stands for (``ft.models`` loads them)."""
 SECTIONS = ("Run", "Model", "Data", "Optimisation", "Logging")
 """The form's sections: "Run" on top, the others in closed accordions."""
@@ -68,8 +118,13 @@ class ConfigError(ValueError):
     """A TrainConfig value is unusable; the message names the field."""
 
 
-_FIELD_KINDS = {"bool": ((bool,), "true or false"), "int": ((int,), "a whole number"),
-                "float": ((int, float), "a number"), "str": ((str,), "text"), "list[str]": ((list,), "a list")}
+_FIELD_KINDS = {
+    "bool": ((bool,), "true or false"),
+    "int": ((int,), "a whole number"),
+    "float": ((int, float), "a number"),
+    "str": ((str,), "text"),
+    "list[str]": ((list,), "a list"),
+}
 
 
 def _typed(name: str, value, annotation: str):
@@ -99,7 +154,7 @@ def _typed(name: str, value, annotation: str):
 
 
 def wandb_mode(environ: dict[str, str] | None = None) -> str:
-    """"online" when a wandb key or login is present, else "offline"; a WANDB_MODE of offline or disabled stays."""
+    """ "online" when a wandb key or login is present, else "offline"; a WANDB_MODE of offline or disabled stays."""
     environ = os.environ if environ is None else environ
     if environ.get("WANDB_MODE") in ("offline", "disabled"):
         return environ["WANDB_MODE"]
@@ -111,8 +166,9 @@ def _field(*, section: str, help: str, choices: tuple[str, ...] | dict = (), ope
     """A dataclass field whose metadata holds its form section, help line and choices.
 
     ``open_choices``: a value outside ``choices`` is allowed too (a Hub id beside the presets)."""
-    return field(metadata={"section": section, "help": help, "choices": tuple(choices),
-                           "open_choices": open_choices}, **kwargs)
+    return field(
+        metadata={"section": section, "help": help, "choices": tuple(choices), "open_choices": open_choices}, **kwargs
+    )
 
 
 @dataclass
@@ -170,9 +226,8 @@ class TrainConfig:
     runs_dir: str = _field(default="runs", section=APP_OWNED, help="Folder of the run folders; the app sets its own")
     # fmt: on
 
-
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         fields = {f.name: f.type for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields))
         if unknown:
@@ -182,7 +237,7 @@ class TrainConfig:
         return config
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
         try:
             values = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
@@ -196,9 +251,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError on the first unusable value; cheap, runs before any model loads."""
-        positive = {"batch_size": self.batch_size, "gradient_accumulation": self.gradient_accumulation,
-                    "max_length": self.max_length, "eval_batch_size": self.eval_batch_size,
-                    "lora_r": self.lora_r, "logging_steps": self.logging_steps, "save_steps": self.save_steps}
+        positive = {
+            "batch_size": self.batch_size,
+            "gradient_accumulation": self.gradient_accumulation,
+            "max_length": self.max_length,
+            "eval_batch_size": self.eval_batch_size,
+            "lora_r": self.lora_r,
+            "logging_steps": self.logging_steps,
+            "save_steps": self.save_steps,
+        }
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -211,15 +272,24 @@ class TrainConfig:
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (self.prediction_samples >= 1, f"prediction_samples must be >= 1, got {self.prediction_samples}"),
             (self.validation_size > 0, f"validation_size must be > 0, got {self.validation_size}"),
-            (self.max_train_rows is None or self.max_train_rows > 0,
-             f"max_train_rows must be > 0 or empty (all rows), got {self.max_train_rows}"),
-            (self.max_test_rows is None or self.max_test_rows > 0,
-             f"max_test_rows must be > 0 or empty (all rows), got {self.max_test_rows}"),
+            (
+                self.max_train_rows is None or self.max_train_rows > 0,
+                f"max_train_rows must be > 0 or empty (all rows), got {self.max_train_rows}",
+            ),
+            (
+                self.max_test_rows is None or self.max_test_rows > 0,
+                f"max_test_rows must be > 0 or empty (all rows), got {self.max_test_rows}",
+            ),
             (self.quantisation in QUANTISATIONS, f"quantisation must be one of {QUANTISATIONS}"),
             (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
-            (self.test_answers in TEST_ANSWERS, f"test_answers must be one of {TEST_ANSWERS}, got {self.test_answers!r}"),
-            (self.lora_layers is None or self.lora_layers > 0,
-             f"lora_layers must be > 0 or empty (every layer), got {self.lora_layers}"),
+            (
+                self.test_answers in TEST_ANSWERS,
+                f"test_answers must be one of {TEST_ANSWERS}, got {self.test_answers!r}",
+            ),
+            (
+                self.lora_layers is None or self.lora_layers > 0,
+                f"lora_layers must be > 0 or empty (every layer), got {self.lora_layers}",
+            ),
             (self.tracker in TRACKERS, f"tracker must be one of {TRACKERS}, got {self.tracker!r}"),
             (self.max_length >= 64, f"max_length must be at least 64 tokens, got {self.max_length}"),
             (bool(str(self.data).strip()), "data is empty"),
@@ -229,13 +299,19 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy whose local paths are absolute, so it runs the same from any directory."""
+
         def absolute(ref):
             return str(Path(ref).resolve()) if ref and Path(ref).exists() else ref
 
-        return dataclasses.replace(self, data=absolute(self.data), model=absolute(self.model),
-                                   tokenizer=absolute(self.tokenizer), runs_dir=str(Path(self.runs_dir).resolve()))
+        return dataclasses.replace(
+            self,
+            data=absolute(self.data),
+            model=absolute(self.model),
+            tokenizer=absolute(self.tokenizer),
+            runs_dir=str(Path(self.runs_dir).resolve()),
+        )
 
 
 def new_run_id(config: TrainConfig) -> str:

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
-READERS = {".parquet": pd.read_parquet, ".csv": lambda p: pd.read_csv(p, keep_default_na=False),
-           ".jsonl": lambda p: pd.read_json(p, lines=True)}
+READERS = {
+    ".parquet": pd.read_parquet,
+    ".csv": lambda p: pd.read_csv(p, keep_default_na=False),
+    ".jsonl": lambda p: pd.read_json(p, lines=True),
+}
 
 
 class DataError(ValueError):
@@ -62,7 +65,9 @@ def read_splits(ref: str) -> dict[str, pd.DataFrame]:
     return _read_hub(ref)
 
 
-def clean_split(frame: pd.DataFrame, source: str, text_column: str = "text", label_column: str = "label") -> pd.DataFrame:
+def clean_split(
+    frame: pd.DataFrame, source: str, text_column: str = "text", label_column: str = "label"
+) -> pd.DataFrame:
     """The split as columns ``text`` (str) and ``label`` (0/1), or a DataError naming the bad row."""
     missing = [c for c in (text_column, label_column) if c not in frame.columns]
     if missing:
@@ -93,8 +98,15 @@ def _head(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     return frame.sample(n=n, random_state=seed).reset_index(drop=True)
 
 
-def read_split(ref: str, split: str, *, text_column: str = "text", label_column: str = "label",
-               max_rows: int | None = None, seed: int = 0) -> pd.DataFrame:
+def read_split(
+    ref: str,
+    split: str,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One checked split as columns text, label, sampled to ``max_rows`` with ``seed``."""
     raw = read_splits(ref)
     if split not in raw:
@@ -102,10 +114,19 @@ def read_split(ref: str, split: str, *, text_column: str = "text", label_column:
     return _head(clean_split(raw[split], f"{ref} [{split}]", text_column, label_column), max_rows, seed)
 
 
-def load_training_data(ref: str, *, text_column: str = "text", label_column: str = "label",
-                       train_split: str = "train", test_split: str = "test", validation_split: str | None = None,
-                       validation_size: int = 200, max_train_rows: int | None = None,
-                       max_test_rows: int | None = None, seed: int = 42) -> dict[str, pd.DataFrame]:
+def load_training_data(
+    ref: str,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    train_split: str = "train",
+    test_split: str = "test",
+    validation_split: str | None = None,
+    validation_size: int = 200,
+    max_train_rows: int | None = None,
+    max_test_rows: int | None = None,
+    seed: int = 42,
+) -> dict[str, pd.DataFrame]:
     """Checked ``train``, ``validation`` and ``test`` frames (columns text, label) for a run."""
     raw = read_splits(ref)
     for needed in (train_split, test_split):

@@ -51,8 +51,8 @@ def _left_padded(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = torch.tensor(r)
+        mask[i, width - len(r) :] = 1
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 
@@ -132,8 +132,13 @@ class Detector:
             if bool(done.all()):
                 break
             mask, position = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1), position + 1
-            out = body(input_ids=said[-1][:, None], attention_mask=mask, position_ids=position,
-                       past_key_values=cache, use_cache=True)
+            out = body(
+                input_ids=said[-1][:, None],
+                attention_mask=mask,
+                position_ids=position,
+                past_key_values=cache,
+                use_cache=True,
+            )
             cache = out.past_key_values
             step = torch.where(done, pad, head(out.last_hidden_state[:, -1]).argmax(-1))
             said.append(step)
@@ -148,8 +153,9 @@ class Detector:
             texts.append(self.tokenizer.decode(row[: ends[0]] if ends else row, skip_special_tokens=True).strip())
         return texts
 
-    def score(self, texts: list[str], *, adapter: bool = True, answers: bool = False,
-              max_new_tokens: int = 4) -> list[Scored]:
+    def score(
+        self, texts: list[str], *, adapter: bool = True, answers: bool = False, max_new_tokens: int = 4
+    ) -> list[Scored]:
         """P(injection) for each text (and the greedy answer when ``answers``), in input order."""
         encoded, cut = collate.encode_prompts(self.tokenizer, list(texts), self.max_length)
         p = np.zeros(len(encoded))
@@ -198,8 +204,14 @@ def load_detector(config, adapter_dir=None) -> Detector:
     tokenizer it was trained with.
     """
     saved = adapter_dir is not None and (Path(adapter_dir) / "tokenizer_config.json").is_file()
-    tokenizer = models.load_tokenizer(str(adapter_dir) if saved else
-                                      config.tokenizer or models.default_tokenizer(config.model))
+    tokenizer = models.load_tokenizer(
+        str(adapter_dir) if saved else config.tokenizer or models.default_tokenizer(config.model)
+    )
     model = models.load_for_inference(config.model, tokenizer, adapter_dir, config.quantisation)
-    return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size,
-                    bf16=models.uses_bf16(config.precision))
+    return Detector(
+        model,
+        tokenizer,
+        max_length=config.max_length,
+        batch_size=config.eval_batch_size,
+        bf16=models.uses_bf16(config.precision),
+    )

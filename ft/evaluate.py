@@ -28,9 +28,9 @@ import pandas as pd
 from sklearn import metrics as skm
 
 from ft import data, models
+from ft.config import TrainConfig
 from ft.detector import classification_metrics, load_detector
 from ft.run_dir import RunDir
-from ft.config import TrainConfig
 from ft.train import score_before_after, spoken_answers
 
 GROUP_COLUMNS = ("source", "category")
@@ -55,31 +55,41 @@ def expected_calibration_error(labels, p_injection, bins: int = CALIBRATION_BINS
     """Mean |share of injections - mean P(injection)| over equal-width P bins, weighted by each bin's rows."""
     y, p = np.asarray(labels, dtype=float), np.asarray(p_injection, dtype=float)
     which = np.minimum((p * bins).astype(int), bins - 1)
-    gaps = [abs(y[which == b].mean() - p[which == b].mean()) * np.mean(which == b)
-            for b in range(bins) if np.any(which == b)]
+    gaps = [
+        abs(y[which == b].mean() - p[which == b].mean()) * np.mean(which == b)
+        for b in range(bins)
+        if np.any(which == b)
+    ]
     return float(np.sum(gaps))
 
 
 def detection_metrics(labels, p_injection, answers=None, threshold: float = 0.5) -> dict:
     """classification_metrics plus recall at 1% FPR, Brier score, ECE and the share flagged."""
     out = classification_metrics(labels, p_injection, answers, threshold)
-    out.update(recall_at_1pct_fpr=recall_at_fpr(labels, p_injection), brier=brier_score(labels, p_injection),
-               ece=expected_calibration_error(labels, p_injection),
-               flagged=float(np.mean(np.asarray(p_injection) >= threshold)))
+    out.update(
+        recall_at_1pct_fpr=recall_at_fpr(labels, p_injection),
+        brier=brier_score(labels, p_injection),
+        ece=expected_calibration_error(labels, p_injection),
+        flagged=float(np.mean(np.asarray(p_injection) >= threshold)),
+    )
     return out
 
 
-def group_metrics(frame: pd.DataFrame, scores: dict[str, np.ndarray], answers: dict[str, list],
-                  threshold: float) -> dict:
+def group_metrics(
+    frame: pd.DataFrame, scores: dict[str, np.ndarray], answers: dict[str, list], threshold: float
+) -> dict:
     """{column: {group: {"before": metrics, "after": metrics}}} for every group column present."""
     out = {}
     for column in (c for c in GROUP_COLUMNS if c in frame.columns):
         out[column] = {}
         for group, rows in frame.groupby(frame[column].astype(str), sort=True).groups.items():
             idx = frame.index.get_indexer(rows)
-            out[column][group] = {side: detection_metrics(frame["label"].to_numpy()[idx], scores[side][idx],
-                                                          [answers[side][i] for i in idx], threshold)
-                                  for side in scores}
+            out[column][group] = {
+                side: detection_metrics(
+                    frame["label"].to_numpy()[idx], scores[side][idx], [answers[side][i] for i in idx], threshold
+                )
+                for side in scores
+            }
     return out
 
 
@@ -115,9 +125,17 @@ def eval_name(ref: str, split: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stem}-{split}").strip("-.")
 
 
-def evaluate_run(run: RunDir, ref: str, *, split: str | None = None, text_column: str = "text",
-                 label_column: str = "label", name: str | None = None, max_rows: int | None = None,
-                 seed: int = 0) -> Path:
+def evaluate_run(
+    run: RunDir,
+    ref: str,
+    *,
+    split: str | None = None,
+    text_column: str = "text",
+    label_column: str = "label",
+    name: str | None = None,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> Path:
     """Score the data before and after with ``run``'s detector; returns the evals JSON written."""
     if max_rows is not None and max_rows < 1:
         raise ValueError(f"max_rows must be at least 1, got {max_rows}")
@@ -130,11 +148,21 @@ def evaluate_run(run: RunDir, ref: str, *, split: str | None = None, text_column
     scored = score_before_after(detector, identity, frame["text"].tolist(), "first_token")
     scores = {side: np.array([s.p_injection for s in rows]) for side, (rows, _, _) in scored.items()}
     answers = {side: spoken_answers(rows, "first_token") for side, (rows, _, _) in scored.items()}
-    report = {"run": run.run_id, "data": ref, "split": split, "n": len(frame), "threshold": config.threshold,
-              "answers": "first_token", "created": time.time()}
+    report = {
+        "run": run.run_id,
+        "data": ref,
+        "split": split,
+        "n": len(frame),
+        "threshold": config.threshold,
+        "answers": "first_token",
+        "created": time.time(),
+    }
     for side, (_, seconds, cached) in scored.items():
-        report[side] = {**detection_metrics(frame["label"], scores[side], answers[side], config.threshold),
-                        "seconds": round(seconds, 2), "cached": cached}
+        report[side] = {
+            **detection_metrics(frame["label"], scores[side], answers[side], config.threshold),
+            "seconds": round(seconds, 2),
+            "cached": cached,
+        }
     report["groups"] = group_metrics(frame, scores, answers, config.threshold)
     out = run.evals / f"{name or eval_name(ref, split)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -157,16 +185,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run = find_run(args.run, args.runs_dir)
-        out = evaluate_run(run, args.data, split=args.split, text_column=args.text_column,
-                           label_column=args.label_column, name=args.name, max_rows=args.max_rows)
+        out = evaluate_run(
+            run,
+            args.data,
+            split=args.split,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            name=args.name,
+            max_rows=args.max_rows,
+        )
     except (OSError, data.DataError, ValueError) as exc:  # OSError: no run, or a base not available offline
         print(f"error: {exc}".splitlines()[0], file=sys.stderr)
         return 1
     report = json.loads(out.read_text())
     for side in ("before", "after"):
         m = report[side]
-        print(f"{side:6s} n {m['n']} acc {m['accuracy']:.4f} f1 {m['f1']:.4f} auc {m['roc_auc']} "
-              f"recall@1%fpr {m['recall_at_1pct_fpr']} brier {m['brier']:.4f} ece {m['ece']:.4f}")
+        print(
+            f"{side:6s} n {m['n']} acc {m['accuracy']:.4f} f1 {m['f1']:.4f} auc {m['roc_auc']} "
+            f"recall@1%fpr {m['recall_at_1pct_fpr']} brier {m['brier']:.4f} ece {m['ece']:.4f}"
+        )
     print(out)
     return 0
 

@@ -25,11 +25,11 @@ from pathlib import Path
 from peft import PeftModel
 
 from ft import models
+from ft.config import TrainConfig
 from ft.exported import DETECTOR_FILE, describe
 from ft.model_card import model_card
 from ft.run_dir import RunDir
 from hub import commit_files, hub_token
-from ft.config import TrainConfig
 
 REWRITTEN = ("adapter_config.json", "README.md")
 """adapter/ files an export writes itself; every other file there (weights, tokenizer files, whatever the
@@ -87,9 +87,11 @@ def write_merged_export(run: RunDir, folder: Path, repo: str | None = None) -> P
     try:
         base = models.load_base(config.model, tokenizer, quantisation="none")
     except OSError as exc:
-        raise ExportError(f"The base model {models.resolve_model_id(config.model)} is not available here "
-                          f"({str(exc).splitlines()[0][:200]}); merging needs its full weights: export the "
-                          "adapter, or merge where the Hub or a local copy is reachable.") from None
+        raise ExportError(
+            f"The base model {models.resolve_model_id(config.model)} is not available here "
+            f"({str(exc).splitlines()[0][:200]}); merging needs its full weights: export the "
+            "adapter, or merge where the Hub or a local copy is reachable."
+        ) from None
     merged = PeftModel.from_pretrained(base, str(run.adapter)).merge_and_unload()
     folder.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(folder)
@@ -136,8 +138,10 @@ def merge_note(run: RunDir) -> str:
     """What the merged export is, in one line (it says when the run trained on a quantised base)."""
     trained = trained_quantisation(run, TrainConfig.from_yaml(run.config))
     if trained in ("4bit", "8bit"):
-        return (f"Run {run.run_id} trained on a {trained} base (QLoRA): the adapter was merged into the "
-                "full-precision base, so its scores can differ slightly from the run's.")
+        return (
+            f"Run {run.run_id} trained on a {trained} base (QLoRA): the adapter was merged into the "
+            "full-precision base, so its scores can differ slightly from the run's."
+        )
     return f"Run {run.run_id}: the adapter was merged into the base model."
 
 

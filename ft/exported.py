@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 
 from ft import models, prompt
-from ft.detector import Detector, load_detector
 from ft.config import TrainConfig
+from ft.detector import Detector, load_detector
 
 DETECTOR_FILE = "detector.json"
 FORMAT = "injection-studio-detector"
@@ -85,8 +85,13 @@ def load_exported(folder: str | Path) -> Detector:
         return load_detector(config, folder)
     tokenizer = models.load_tokenizer(str(folder))
     model = models.load_base(str(folder), tokenizer, "none").eval()
-    return Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size,
-                    bf16=models.uses_bf16(config.precision))
+    return Detector(
+        model,
+        tokenizer,
+        max_length=config.max_length,
+        batch_size=config.eval_batch_size,
+        bf16=models.uses_bf16(config.precision),
+    )
 
 
 def download(repo_id: str) -> Path:
@@ -94,8 +99,12 @@ def download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id, repo_type="model",
-                                      allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]))
+        return Path(
+            snapshot_download(
+                repo_id, repo_type="model", allow_patterns=["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
+            )
+        )
     except Exception as exc:  # offline, missing, private: the Hub client raises many types
-        raise ExportedError(f"Cannot fetch {repo_id} from the Hub: {type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise ExportedError(
+            f"Cannot fetch {repo_id} from the Hub: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None

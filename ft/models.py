@@ -39,8 +39,9 @@ import transformers
 from huggingface_hub import try_to_load_from_cache
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-from ft.config import PRESETS, QUANTISATIONS, default_preset
+from ft.config import PRESETS, QUANTISATIONS
 from ft.paths import SHARED
+
 
 @dataclass(frozen=True)
 class TinyShape:
@@ -178,8 +179,12 @@ def smollm2_source() -> Path | str:
 
 def tiny_checkpoint(tokenizer, shape: TinyShape = TinyShape()) -> Path:
     """Folder of the ``tiny`` model for this tokenizer, built with fixed random weights on first use."""
-    spec = {**shape.__dict__, "vocab_size": len(tokenizer), "pad": tokenizer.pad_token_id,
-            "eos": tokenizer.eos_token_id}
+    spec = {
+        **shape.__dict__,
+        "vocab_size": len(tokenizer),
+        "pad": tokenizer.pad_token_id,
+        "eos": tokenizer.eos_token_id,
+    }
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     folder = _cache_root() / key
     if (folder / "config.json").exists():
@@ -208,8 +213,11 @@ def missing_offline(model: str) -> str | None:
     ref = resolve_model_id(model)
     if ref == "tiny":
         tokenizer = default_tokenizer(model)
-        return None if Path(tokenizer).is_dir() or _in_hub_cache(tokenizer, "tokenizer_config.json") else (
-            f"its tokenizer {tokenizer} is not on this machine")
+        return (
+            None
+            if Path(tokenizer).is_dir() or _in_hub_cache(tokenizer, "tokenizer_config.json")
+            else (f"its tokenizer {tokenizer} is not on this machine")
+        )
     if model == SMOLLM2 and smollm2_gguf() is not None:
         return None
     if Path(ref).is_dir() or _in_hub_cache(ref, "config.json"):
@@ -237,8 +245,14 @@ def base_identity(model: str, tokenizer, quantisation: str = "auto") -> str:
     and times (the preset folders are keyed by content already). A Hub id is taken to name fixed weights."""
     path = checkpoint_path(model, tokenizer)
     folder = Path(path)
-    stamps = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.glob("*.safetensors"))
-              + sorted(folder.glob("*.bin"))] if folder.is_dir() else []
+    stamps = (
+        [
+            (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+            for f in sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+        ]
+        if folder.is_dir()
+        else []
+    )
     return json.dumps([path, resolve_quantisation(quantisation), stamps])
 
 
@@ -296,25 +310,52 @@ def _linear_module_names(model) -> list[str]:
     PEFT takes ``layers_to_transform`` only with a list of names, never with "all-linear".
     """
     head = model.get_output_embeddings()
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and module is not head})
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head
+        }
+    )
 
 
-def lora_config(base, *, lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05,
-                modules_to_save: tuple = (), lora_layers: int | None = None) -> LoraConfig:
+def lora_config(
+    base,
+    *,
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.05,
+    modules_to_save: tuple = (),
+    lora_layers: int | None = None,
+) -> LoraConfig:
     """LoRA on every linear layer of every decoder layer, or of the top ``lora_layers`` layers only."""
     targets: dict = {"target_modules": "all-linear"}
     if lora_layers is not None:
         depth = base.config.num_hidden_layers
         first = max(0, depth - lora_layers)
         targets = {"target_modules": _linear_module_names(base), "layers_to_transform": list(range(first, depth))}
-    return LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                      modules_to_save=list(modules_to_save) or None, task_type="CAUSAL_LM", **targets)
+    return LoraConfig(
+        r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        modules_to_save=list(modules_to_save) or None,
+        task_type="CAUSAL_LM",
+        **targets,
+    )
 
 
-def load_for_training(model: str, tokenizer, *, quantisation: str = "auto", lora_r: int = 16,
-                      lora_alpha: int = 32, lora_dropout: float = 0.05, modules_to_save: tuple = (),
-                      gradient_checkpointing: bool = True, lora_layers: int | None = None):
+def load_for_training(
+    model: str,
+    tokenizer,
+    *,
+    quantisation: str = "auto",
+    lora_r: int = 16,
+    lora_alpha: int = 32,
+    lora_dropout: float = 0.05,
+    modules_to_save: tuple = (),
+    gradient_checkpointing: bool = True,
+    lora_layers: int | None = None,
+):
     """A PEFT model ready for the Trainer: QLoRA when quantised, plain LoRA otherwise.
 
     With ``lora_layers`` and no ``modules_to_save`` below the top layers, nothing under the lowest
@@ -324,13 +365,20 @@ def load_for_training(model: str, tokenizer, *, quantisation: str = "auto", lora
     checkpointing = {"use_reentrant": False}
     if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
         base = prepare_model_for_kbit_training(
-            base, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=checkpointing)
+            base, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=checkpointing
+        )
     elif gradient_checkpointing:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
         if lora_layers is None:
             base.enable_input_require_grads()
-    lora = lora_config(base, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                       modules_to_save=modules_to_save, lora_layers=lora_layers)
+    lora = lora_config(
+        base,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        modules_to_save=modules_to_save,
+        lora_layers=lora_layers,
+    )
     return get_peft_model(base, lora)
 
 

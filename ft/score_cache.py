@@ -64,21 +64,29 @@ def _read(path: Path, n: int) -> list[Scored] | None:
         return None
     if len(frame) != n:
         return None
-    return [Scored(float(r.p_injection), r.answer, bool(r.truncated), r.first_token)
-            for r in frame.itertuples(index=False)]
+    return [
+        Scored(float(r.p_injection), r.answer, bool(r.truncated), r.first_token) for r in frame.itertuples(index=False)
+    ]
 
 
 def _write(path: Path, scored: list[Scored]) -> None:
-    frame = pd.DataFrame({"p_injection": [s.p_injection for s in scored], "answer": [s.answer for s in scored],
-                          "truncated": [s.truncated for s in scored], "first_token": [s.first_token for s in scored]})
+    frame = pd.DataFrame(
+        {
+            "p_injection": [s.p_injection for s in scored],
+            "answer": [s.answer for s in scored],
+            "truncated": [s.truncated for s in scored],
+            "first_token": [s.first_token for s in scored],
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     frame.to_parquet(tmp, index=False)
     tmp.replace(path)
 
 
-def base_scores(detector: Detector, base_identity: str, texts: list[str], *,
-                answers: str = "first_token") -> tuple[list[Scored], bool]:
+def base_scores(
+    detector: Detector, base_identity: str, texts: list[str], *, answers: str = "first_token"
+) -> tuple[list[Scored], bool]:
     """The base model's scores for ``texts`` (adapter off) and whether they came from the cache.
 
     ``answers`` is "generate" (a greedy answer per row) or "first_token" (no generation).

@@ -31,20 +31,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
-import math
 import os
-import re
 import sys
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from ft import collate, data, models
 from ft.callbacks import PredictionLogger, RunFiles, StopOnSignal
@@ -70,8 +64,13 @@ def answer_loss(model, inputs: dict, num_items_in_batch=None):
     """
     import torch.nn.functional as F
 
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                logits_to_keep=1, output_hidden_states=True, use_cache=False)
+    out = model(
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs["attention_mask"],
+        logits_to_keep=1,
+        output_hidden_states=True,
+        use_cache=False,
+    )
     targets = inputs["labels"][:, 1:]
     learned = targets != -100
     hidden = out.hidden_states[-1][:, :-1][learned]
@@ -84,7 +83,6 @@ def answer_loss(model, inputs: dict, num_items_in_batch=None):
 def _trainer_class():
     import transformers
     from torch.utils.data import DataLoader
-
 
     class StudioTrainer(transformers.Trainer):
         """The Trainer with the answer-only loss and length-grouped batches."""
@@ -105,10 +103,17 @@ def _trainer_class():
         def get_train_dataloader(self):
             if not self.studio_config.group_by_length:
                 return super().get_train_dataloader()
-            sampler = LengthGroupedBatchSampler([len(r["input_ids"]) for r in self.train_dataset],
-                                                self.args.per_device_train_batch_size, seed=self.args.seed)
-            loader = DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.data_collator,
-                                num_workers=self.args.dataloader_num_workers)
+            sampler = LengthGroupedBatchSampler(
+                [len(r["input_ids"]) for r in self.train_dataset],
+                self.args.per_device_train_batch_size,
+                seed=self.args.seed,
+            )
+            loader = DataLoader(
+                self.train_dataset,
+                batch_sampler=sampler,
+                collate_fn=self.data_collator,
+                num_workers=self.args.dataloader_num_workers,
+            )
             return self.accelerator.prepare(loader)
 
     return StudioTrainer
@@ -126,8 +131,9 @@ def log_to_file(run: RunDir) -> None:
         same = False
     if not same:
         handlers.append(logging.FileHandler(run.log))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
+    )
 
 
 def _optimiser(config: TrainConfig, quantised: bool) -> str:
@@ -204,16 +210,17 @@ def score_before_after(detector, base_identity: str, texts: list[str], test_answ
     return {"before": (before, before_seconds, cached), "after": (after, time.perf_counter() - started, False)}
 
 
-def evaluate_before_after(detector, test, threshold: float, base_identity: str,
-                          test_answers: str = "generate") -> dict:
+def evaluate_before_after(detector, test, threshold: float, base_identity: str, test_answers: str = "generate") -> dict:
     """Test metrics for the base model (adapter off, cached) and the fine-tuned one (adapter on)."""
 
     labels = test["label"].tolist()
     report = {}
-    for name, (scored, seconds, cached) in score_before_after(detector, base_identity, test["text"].tolist(),
-                                                              test_answers).items():
-        report[name] = classification_metrics(labels, [s.p_injection for s in scored],
-                                              spoken_answers(scored, test_answers), threshold)
+    for name, (scored, seconds, cached) in score_before_after(
+        detector, base_identity, test["text"].tolist(), test_answers
+    ).items():
+        report[name] = classification_metrics(
+            labels, [s.p_injection for s in scored], spoken_answers(scored, test_answers), threshold
+        )
         report[name].update(seconds=round(seconds, 2), cached=cached, answers=test_answers)
     return report
 
@@ -258,27 +265,40 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     import transformers
     from datasets import Dataset
 
-
     stop = StopOnSignal()
     frames = data.load_training_data(
-        config.data, text_column=config.text_column, label_column=config.label_column,
-        train_split=config.train_split, test_split=config.test_split, validation_split=config.validation_split,
-        validation_size=config.validation_size, max_train_rows=config.max_train_rows,
-        max_test_rows=config.max_test_rows, seed=config.seed)
+        config.data,
+        text_column=config.text_column,
+        label_column=config.label_column,
+        train_split=config.train_split,
+        test_split=config.test_split,
+        validation_split=config.validation_split,
+        validation_size=config.validation_size,
+        max_train_rows=config.max_train_rows,
+        max_test_rows=config.max_test_rows,
+        seed=config.seed,
+    )
     log.info("data %s: %s", config.data, {k: len(v) for k, v in frames.items()})
     tokenizer = models.load_tokenizer(config.tokenizer or models.default_tokenizer(config.model))
     started = time.perf_counter()
-    rows = collate.encode_examples(tokenizer, frames["train"]["text"].tolist(), frames["train"]["label"].tolist(),
-                                   config.max_length)
+    rows = collate.encode_examples(
+        tokenizer, frames["train"]["text"].tolist(), frames["train"]["label"].tolist(), config.max_length
+    )
     log.info("tokenised %d training rows in %.1fs", len(rows), time.perf_counter() - started)
 
     _tracker_environment(config)
     transformers.set_seed(config.seed)  # the LoRA weights are drawn here, before the Trainer seeds anything
     model = models.load_for_training(
-        config.model, tokenizer, quantisation=config.quantisation, lora_r=config.lora_r,
-        lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        modules_to_save=tuple(config.modules_to_save), gradient_checkpointing=config.gradient_checkpointing,
-        lora_layers=config.lora_layers)
+        config.model,
+        tokenizer,
+        quantisation=config.quantisation,
+        lora_r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        modules_to_save=tuple(config.modules_to_save),
+        gradient_checkpointing=config.gradient_checkpointing,
+        lora_layers=config.lora_layers,
+    )
     quantisation = models.resolve_quantisation(config.quantisation)
     quantised = quantisation != "none"
     trainable, total = model.get_nb_trainable_parameters()
@@ -286,19 +306,28 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     if is_main_process():
         run.write_state(base_quantisation=quantisation)  # what "auto" became on this machine (exports say it)
 
-    detector = Detector(model, tokenizer, max_length=config.max_length, batch_size=config.eval_batch_size,
-                        bf16=models.uses_bf16(config.precision))
+    detector = Detector(
+        model,
+        tokenizer,
+        max_length=config.max_length,
+        batch_size=config.eval_batch_size,
+        bf16=models.uses_bf16(config.precision),
+    )
     sample = frames["validation"].head(config.prediction_samples)
-    predictions = PredictionLogger(detector, sample, run, config.tracker, config.predictions_every_steps,
-                                   config.threshold)
+    predictions = PredictionLogger(
+        detector, sample, run, config.tracker, config.predictions_every_steps, config.threshold
+    )
     trainer = _trainer_class()(
         model=model,
         args=_training_arguments(config, run, quantised),
         train_dataset=Dataset.from_list(rows),
         data_collator=collate.RightPadCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[RunFiles(run, tracker_location=_wandb_location if config.tracker == "wandb" else None),
-                   predictions, stop],
+        callbacks=[
+            RunFiles(run, tracker_location=_wandb_location if config.tracker == "wandb" else None),
+            predictions,
+            stop,
+        ],
         studio_config=config,
     )
     checkpoint = run.last_checkpoint() if resume else None
@@ -312,13 +341,22 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
         return "completed"
     model.save_pretrained(run.adapter)
     tokenizer.save_pretrained(run.adapter)
-    report = evaluate_before_after(detector, frames["test"], config.threshold,
-                                   models.base_identity(config.model, tokenizer, config.quantisation),
-                                   config.test_answers)
+    report = evaluate_before_after(
+        detector,
+        frames["test"],
+        config.threshold,
+        models.base_identity(config.model, tokenizer, config.quantisation),
+        config.test_answers,
+    )
     report["test_rows"] = len(frames["test"])
     run.eval.write_text(json.dumps(report, indent=1))
-    log.info("test before: acc %.3f auc %s | after: acc %.3f auc %s", report["before"]["accuracy"],
-             report["before"]["roc_auc"], report["after"]["accuracy"], report["after"]["roc_auc"])
+    log.info(
+        "test before: acc %.3f auc %s | after: acc %.3f auc %s",
+        report["before"]["accuracy"],
+        report["before"]["roc_auc"],
+        report["after"]["accuracy"],
+        report["after"]["roc_auc"],
+    )
     return "completed"
 
 

@@ -22,8 +22,9 @@ def repo_url(repo_id: str, repo_type: str) -> str:
     return f"{HUB_URL}/{repo_id}" if repo_type == "model" else f"{HUB_URL}/{repo_type}s/{repo_id}"
 
 
-def commit_files(repo_id: str, repo_type: str, files: dict[str, Path | bytes], message: str, token: str,
-                 private: bool = True) -> str:
+def commit_files(
+    repo_id: str, repo_type: str, files: dict[str, Path | bytes], message: str, token: str, private: bool = True
+) -> str:
     """``files`` (path in the repo -> a file or its bytes) committed to ``repo_id`` at once; the repo's URL."""
     from huggingface_hub import CommitOperationAdd, HfApi  # imported on use: the Hub client is slow to import
 

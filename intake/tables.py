@@ -87,8 +87,9 @@ class TableError(ValueError):
 
     def __init__(self, file: str, issues: list[Issue]):
         self.file, self.issues = file, issues
-        super().__init__("\n".join(
-            f"{file if i.row is None else f'{file}, {i.unit} {i.row}'}: {i.message}" for i in issues))
+        super().__init__(
+            "\n".join(f"{file if i.row is None else f'{file}, {i.unit} {i.row}'}: {i.message}" for i in issues)
+        )
 
 
 class NotUtf8(TableError):
@@ -119,8 +120,14 @@ def _names(names: list[str]) -> str:
     return shown if len(names) <= NAMES_SHOWN else f"{shown} and {len(names) - NAMES_SHOWN:,} more"
 
 
-def read_columns(path: str | Path, columns: Mapping[str, int], optional: Mapping[str, int] | None = None, *,
-                 limits: Limits, name: str | None = None) -> pd.DataFrame:
+def read_columns(
+    path: str | Path,
+    columns: Mapping[str, int],
+    optional: Mapping[str, int] | None = None,
+    *,
+    limits: Limits,
+    name: str | None = None,
+) -> pd.DataFrame:
     """The ``columns`` (and those of ``optional`` that the file has) of a CSV, parquet or JSONL file.
 
     ``columns`` and ``optional`` map a column to the most characters one of its cells may hold. The
@@ -139,8 +146,9 @@ def read_columns(path: str | Path, columns: Mapping[str, int], optional: Mapping
         raise _error(name, f"cannot be read ({exc.strerror or exc})") from None
 
 
-def read_arrow(table: pa.Table, columns: Mapping[str, int], optional: Mapping[str, int] | None = None, *,
-               limits: Limits, name: str) -> pd.DataFrame:
+def read_arrow(
+    table: pa.Table, columns: Mapping[str, int], optional: Mapping[str, int] | None = None, *, limits: Limits, name: str
+) -> pd.DataFrame:
     """read_columns for an Arrow table already at hand (a memory-mapped Hub dataset): checked before decoding."""
     wanted = _wanted(columns, optional)
     return _checked_frame(table.select(_needed(wanted, table.schema, name)), wanted, limits, name)
@@ -171,17 +179,33 @@ def _check_column_count(count: int, name: str) -> None:
 
 
 def _is_text(kind: pa.DataType) -> bool:
-    return any(test(kind) for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
-                                       pa.types.is_large_binary, pa.types.is_fixed_size_binary))
+    return any(
+        test(kind)
+        for test in (
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+            pa.types.is_fixed_size_binary,
+        )
+    )
 
 
 def _is_flat(kind: pa.DataType) -> bool:
     """Text or a scalar: the types whose size the checks here can bound (no lists, structs, maps or views)."""
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
-    return _is_text(kind) or any(test(kind) for test in (pa.types.is_integer, pa.types.is_floating,
-                                                         pa.types.is_decimal, pa.types.is_boolean,
-                                                         pa.types.is_null, pa.types.is_temporal))
+    return _is_text(kind) or any(
+        test(kind)
+        for test in (
+            pa.types.is_integer,
+            pa.types.is_floating,
+            pa.types.is_decimal,
+            pa.types.is_boolean,
+            pa.types.is_null,
+            pa.types.is_temporal,
+        )
+    )
 
 
 def _needed(wanted: _Wanted, schema: pa.Schema, name: str) -> list[str]:
@@ -228,15 +252,22 @@ class _Budget:
     def cell(self, row: int, column: str, chars: int) -> None:
         self.counted[column] = None
         if chars > self.cells[column]:
-            raise _error(self.name, f"{column!r} is {chars:,} characters long; the limit is {self.cells[column]:,}",
-                         row, self.unit)
+            raise _error(
+                self.name,
+                f"{column!r} is {chars:,} characters long; the limit is {self.cells[column]:,}",
+                row,
+                self.unit,
+            )
 
     def total(self, chars: int, last_row: int) -> None:
         self.chars += chars
         if self.chars > self.limits.total_chars:
             rows = f"{self.unit} 1 holds" if last_row == 1 else f"{self.unit}s 1 to {last_row:,} hold"
-            raise _error(self.name, f"{rows} {self.chars:,} characters of {_names(list(self.counted))}; "
-                                    f"the limit is {self.limits.total_chars:,}")
+            raise _error(
+                self.name,
+                f"{rows} {self.chars:,} characters of {_names(list(self.counted))}; "
+                f"the limit is {self.limits.total_chars:,}",
+            )
 
     def take(self, table: pa.Table, first_row: int) -> None:
         """Checks the text cells of ``table`` (rows ``first_row`` on) from their lengths alone, total first."""
@@ -250,6 +281,7 @@ class _Budget:
 
 
 # -- parquet -----------------------------------------------------------------------------------------
+
 
 def _read_parquet(path: Path, wanted: _Wanted, limits: Limits, name: str) -> pd.DataFrame:
     try:
@@ -286,8 +318,7 @@ def _row_groups(meta: pq.FileMetaData, limits: Limits, name: str) -> list[int]:
     return groups
 
 
-def _check_uncompressed(meta: pq.FileMetaData, groups: list[int], needed: list[str], limits: Limits,
-                        name: str) -> None:
+def _check_uncompressed(meta: pq.FileMetaData, groups: list[int], needed: list[str], limits: Limits, name: str) -> None:
     """Refuses needed column chunks that inflate past ``limits.file_bytes`` (a huge compressed cell), unread."""
     size = 0
     for group in map(meta.row_group, groups):
@@ -298,6 +329,7 @@ def _check_uncompressed(meta: pq.FileMetaData, groups: list[int], needed: list[s
 
 
 # -- CSV and JSONL -----------------------------------------------------------------------------------
+
 
 def _check_file_bytes(path: Path, limits: Limits, name: str) -> None:
     """A file over ``limits.file_bytes`` is refused, unless only its first rows are read: then reading stops
@@ -321,8 +353,12 @@ def _lines(path: Path, limits: Limits, name: str) -> Iterator[tuple[int, str]]:
     with path.open("rb") as file:
         for number, raw in enumerate(iter(lambda: file.readline(limits.row_bytes + 1), b""), 1):
             if len(raw) > limits.row_bytes:
-                raise _error(name, f"the line is over {limits.row_bytes:,} bytes; the limit is "
-                                   f"{limits.row_bytes:,}", number, "line")
+                raise _error(
+                    name,
+                    f"the line is over {limits.row_bytes:,} bytes; the limit is {limits.row_bytes:,}",
+                    number,
+                    "line",
+                )
             bom = len(codecs.BOM_UTF8) if number == 1 and raw.startswith(codecs.BOM_UTF8) else 0
             yield number, _decoded(raw[bom:], number, position + bom, name)
             position += len(raw)
@@ -354,10 +390,13 @@ def _csv_table(path: Path, needed: list[str], wanted: _Wanted, limits: Limits, n
     budget, batches, rows = _Budget(wanted.cells, limits, name), [], 0
     try:
         reader = pacsv.open_csv(
-            path, read_options=pacsv.ReadOptions(block_size=limits.row_bytes, use_threads=False),
+            path,
+            read_options=pacsv.ReadOptions(block_size=limits.row_bytes, use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(include_columns=needed,
-                                                 column_types=dict.fromkeys(needed, pa.string())))
+            convert_options=pacsv.ConvertOptions(
+                include_columns=needed, column_types=dict.fromkeys(needed, pa.string())
+            ),
+        )
         for batch in reader:
             if rows == limits.rows and limits.keep_first_rows:
                 break
@@ -374,8 +413,10 @@ def _csv_table(path: Path, needed: list[str], wanted: _Wanted, limits: Limits, n
 
 def _unreadable_csv(exc: pa.ArrowException, limits: Limits, name: str) -> TableError:
     if "straddl" in str(exc):  # pyarrow's words for a row longer than a block
-        return _error(name, f"a row (or an unclosed quote) runs over {limits.row_bytes:,} bytes; "
-                            f"the limit is {limits.row_bytes:,}")
+        return _error(
+            name,
+            f"a row (or an unclosed quote) runs over {limits.row_bytes:,} bytes; the limit is {limits.row_bytes:,}",
+        )
     return _error(name, f"not a readable CSV file ({str(exc)[:ERROR_CHARS_SHOWN]})")
 
 
@@ -430,8 +471,12 @@ def _add_keys(keys: dict[str, None], record: dict, line: int, name: str) -> None
     for key in record:
         if key not in keys:
             if len(keys) == MAX_COLUMNS:
-                raise _error(name, f"more than {MAX_COLUMNS:,} different keys up to here; the limit is "
-                                   f"{MAX_COLUMNS:,} columns", line, "line")
+                raise _error(
+                    name,
+                    f"more than {MAX_COLUMNS:,} different keys up to here; the limit is {MAX_COLUMNS:,} columns",
+                    line,
+                    "line",
+                )
             keys[key] = None
 
 

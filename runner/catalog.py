@@ -71,8 +71,11 @@ def list_runs(runs_dir: str | Path) -> list[RunInfo]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    runs = [read_run(RunDir(p)) for p in runs_dir.iterdir()
-            if p.is_dir() and ((p / "state.json").exists() or (p / "config.yaml").exists())]
+    runs = [
+        read_run(RunDir(p))
+        for p in runs_dir.iterdir()
+        if p.is_dir() and ((p / "state.json").exists() or (p / "config.yaml").exists())
+    ]
     queued = sorted((r for r in runs if r.status == "queued"), key=lambda r: r.queue_key)
     position = {r.run_id: i for i, r in enumerate(queued, 1)}
     runs = [dataclasses.replace(r, queue_position=position.get(r.run_id)) for r in runs]

@@ -15,8 +15,14 @@ from pathlib import Path
 from ft.config import AuditOptions
 from ft.paths import ROOT
 
-APP_ONLY_VARIABLES = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "OAUTH_SCOPES", "OPENID_PROVIDER_URL",
-                      "STUDIO_USERS", "STUDIO_HF_USERS")
+APP_ONLY_VARIABLES = (
+    "OAUTH_CLIENT_ID",
+    "OAUTH_CLIENT_SECRET",
+    "OAUTH_SCOPES",
+    "OPENID_PROVIDER_URL",
+    "STUDIO_USERS",
+    "STUDIO_HF_USERS",
+)
 
 
 def train_command(config_path: str | Path, run_id: str, *, resume: bool = False, gpus: int = 1) -> list[str]:
@@ -27,8 +33,13 @@ def train_command(config_path: str | Path, run_id: str, *, resume: bool = False,
     args = ["-m", "ft.train", "--config", str(config_path), "--run-id", run_id] + (["--resume"] if resume else [])
     if gpus > 1:
         launcher = Path(sys.executable).with_name("accelerate")
-        prefix = [str(launcher) if launcher.exists() else "accelerate", "launch", "--multi_gpu",
-                  "--num_processes", str(gpus)]
+        prefix = [
+            str(launcher) if launcher.exists() else "accelerate",
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(gpus),
+        ]
         return prefix + args
     return [sys.executable] + args
 
@@ -47,8 +58,14 @@ def child_environment() -> dict[str, str]:
 
 def audit_command(config_path: str | Path, audit_id: str, options: AuditOptions, resume: bool = False) -> list[str]:
     """The argv of an audit run for a job queue: ``python -m ft.audit --config ... --audit-id ...``."""
-    flags = {"--folds": options.folds, "--seed": options.seed, "--split": options.split,
-             "--eval-rows": options.eval_rows, "--in-sample-run": options.in_sample_run}
+    flags = {
+        "--folds": options.folds,
+        "--seed": options.seed,
+        "--split": options.split,
+        "--eval-rows": options.eval_rows,
+        "--in-sample-run": options.in_sample_run,
+    }
     args = [str(a) for flag, value in flags.items() if value is not None for a in (flag, value)]
     return [sys.executable, "-m", "ft.audit", "--config", str(config_path), "--audit-id", audit_id, *args] + (
-        ["--resume"] if resume else [])
+        ["--resume"] if resume else []
+    )

@@ -59,8 +59,18 @@ def form_fields() -> tuple[FormField, ...]:
         base = str(f.type).replace(" | None", "")
         kind = "list" if base.startswith("list") else base
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        found.append(FormField(f.name, meta["section"], meta["help"], kind, "None" in str(f.type), default,
-                               meta["choices"], meta["open_choices"] or not meta["choices"]))
+        found.append(
+            FormField(
+                f.name,
+                meta["section"],
+                meta["help"],
+                kind,
+                "None" in str(f.type),
+                default,
+                meta["choices"],
+                meta["open_choices"] or not meta["choices"],
+            )
+        )
     return tuple(found)
 
 
@@ -126,8 +136,10 @@ def config_values(config: str | dict) -> dict[str, object]:
         except yaml.YAMLError as error:
             raise ConfigError(f"the config is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
-        raise ConfigError("a config is a mapping of TrainConfig field names to values, got "
-                          + (type(config).__name__ if not isinstance(config, dict) else "a key that is not a name"))
+        raise ConfigError(
+            "a config is a mapping of TrainConfig field names to values, got "
+            + (type(config).__name__ if not isinstance(config, dict) else "a key that is not a name")
+        )
     return config
 
 

@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import os
 import re
 import shlex
 import shutil
 import signal
-import os
 import subprocess
 import sys
 import threading
@@ -165,8 +165,9 @@ class JobManager:
             options = dataclasses.replace(options, in_sample_run=str(self.runs_dir / options.in_sample_run))
         options.validate()
         named = dataclasses.replace(config, run_name=f"audit-{config.run_name or config.model}")
-        return self._queue(config, run_id or self.new_run_id(named),
-                           {"kind": AUDIT, "audit": dataclasses.asdict(options)})
+        return self._queue(
+            config, run_id or self.new_run_id(named), {"kind": AUDIT, "audit": dataclasses.asdict(options)}
+        )
 
     def _queue(self, config: TrainConfig, run_id: str | None, job: dict) -> str:
         config = dataclasses.replace(config, runs_dir=str(self.runs_dir))
@@ -235,7 +236,7 @@ class JobManager:
 
     def _acquire_lock(self) -> bool:
         if self._lock_file is None:
-            handle = open(self.runs_dir / LOCK_NAME, "a")
+            handle = open(self.runs_dir / LOCK_NAME, "a")  # noqa: SIM115 (held open: the lock lives with the file)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -298,15 +299,24 @@ class JobManager:
             with info.dir.log.open("ab") as log:
                 log.write(f"=== {stamp} {'resume' if resume else 'start'}: {shlex.join(argv)}\n".encode())
                 log.flush()
-                child = subprocess.Popen(argv, cwd=ROOT, env=child_environment(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                child = subprocess.Popen(
+                    argv,
+                    cwd=ROOT,
+                    env=child_environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         except Exception as exc:  # an unreadable job.json or config as much as a missing executable
-            info.dir.write_state(status="failed", ended=time.time(),
-                                 error=f"could not start: {type(exc).__name__}: {exc}")
+            info.dir.write_state(
+                status="failed", ended=time.time(), error=f"could not start: {type(exc).__name__}: {exc}"
+            )
             return
         self._children[info.run_id] = child
-        self._update_job(info, pgid=child.pid, launched=time.time(), command=argv, start_step=start_step,
-                         cancel_requested=None)
+        self._update_job(
+            info, pgid=child.pid, launched=time.time(), command=argv, start_step=start_step, cancel_requested=None
+        )
         info.dir.write_state(status="running")
 
     def _reap(self) -> None:

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ft.run_dir import TERMINAL
+from ft.run_dir import TERMINAL, RunDir
 from runner.catalog import RunInfo
 from runner.secrets import redact
-from ft.run_dir import RunDir
 
 RUN_COLUMNS = ["run", "name", "model", "data", "status", "step", "best val F1", "started", "duration"]
 CURVE_COLUMNS = {"loss": "loss", "learning_rate": "learning rate"}
@@ -79,9 +78,19 @@ def runs_frame(runs: list[RunInfo], now: float | None = None) -> pd.DataFrame:
     rows = []
     for r in runs:
         step, total = r.state.get("step"), r.state.get("total_steps")
-        rows.append([r.run_id, run_name(r), r.model, data_name(r.data), status_text(r),
-                     f"{step}/{total}" if total else "" if step is None else str(step), best_f1(r),
-                     clock(r.state.get("started")), span(duration(r, now))])
+        rows.append(
+            [
+                r.run_id,
+                run_name(r),
+                r.model,
+                data_name(r.data),
+                status_text(r),
+                f"{step}/{total}" if total else "" if step is None else str(step),
+                best_f1(r),
+                clock(r.state.get("started")),
+                span(duration(r, now)),
+            ]
+        )
     return pd.DataFrame(rows, columns=RUN_COLUMNS, dtype=str)
 
 
@@ -113,6 +122,7 @@ def progress(info: RunInfo, now: float | None = None) -> Progress:
 
 def files_version(info: RunInfo) -> tuple:
     """Changes whenever anything the run's panel shows may have changed (to skip re-sending it otherwise)."""
+
     def size(path: Path) -> int:
         return path.stat().st_size if path.exists() else -1
 
@@ -124,8 +134,14 @@ def files_version(info: RunInfo) -> tuple:
             return -1, -1
 
     evals = sorted(info.dir.evals.glob("*.json")) if info.dir.evals.is_dir() else []
-    return (info.status, size(info.dir.metrics), size(info.dir.log),
-            tuple(info.dir.prediction_steps()), info.dir.eval.exists(), tuple((p.name, stamp(p)) for p in evals))
+    return (
+        info.status,
+        size(info.dir.metrics),
+        size(info.dir.log),
+        tuple(info.dir.prediction_steps()),
+        info.dir.eval.exists(),
+        tuple((p.name, stamp(p)) for p in evals),
+    )
 
 
 def curve_frame(info: RunInfo, key: str) -> pd.DataFrame:
@@ -137,15 +153,17 @@ def curve_frame(info: RunInfo, key: str) -> pd.DataFrame:
 
 def evaluations_frame(info: RunInfo) -> pd.DataFrame:
     """The validation sample's metrics at each prediction table."""
-    rows = [[_cell(m.get(c)) for c in EVALUATION_COLUMNS] for m in info.dir.read_metrics()
-            if m.get("kind") == "predictions"]
+    rows = [
+        [_cell(m.get(c)) for c in EVALUATION_COLUMNS] for m in info.dir.read_metrics() if m.get("kind") == "predictions"
+    ]
     return pd.DataFrame(rows, columns=EVALUATION_COLUMNS, dtype=str)
 
 
 def metrics_frame(report: dict) -> pd.DataFrame:
     """An eval.json-shaped report's before and after metrics, one row each (none for an empty report)."""
-    rows = [[side] + [_cell(report[side].get(c)) for c in TEST_COLUMNS] for side in ("before", "after")
-            if side in report]
+    rows = [
+        [side] + [_cell(report[side].get(c)) for c in TEST_COLUMNS] for side in ("before", "after") if side in report
+    ]
     return pd.DataFrame(rows, columns=["model"] + TEST_COLUMNS, dtype=str)
 
 
@@ -156,19 +174,27 @@ def test_frame(info: RunInfo) -> pd.DataFrame:
 
 def evals_frame(run: RunDir) -> pd.DataFrame:
     """The run's evaluations on other datasets (``python -m ft.evaluate``): a before and an after row each."""
-    rows = [[name, report.get("data", ""), report.get("split", ""), _cell(report[side].get("n")), side]
-            + [_cell(report[side].get(c)) for c in EVAL_METRICS]
-            for name, report in run.read_evals().items() for side in ("before", "after") if side in report]
+    rows = [
+        [name, report.get("data", ""), report.get("split", ""), _cell(report[side].get("n")), side]
+        + [_cell(report[side].get(c)) for c in EVAL_METRICS]
+        for name, report in run.read_evals().items()
+        for side in ("before", "after")
+        if side in report
+    ]
     return pd.DataFrame(rows, columns=EVALS_COLUMNS, dtype=str)
 
 
 def eval_groups_frame(run: RunDir) -> pd.DataFrame:
     """Every evaluation broken down by its data's ``source``/``category`` groups: before and after rows."""
-    rows = [[name, column, group, _cell(sides[side].get("n")), side]
-            + [_cell(sides[side].get(c)) for c in EVAL_METRICS] + [_cell(sides[side].get("flagged"))]
-            for name, report in run.read_evals().items()
-            for column, by_group in report.get("groups", {}).items() for group, sides in by_group.items()
-            for side in sides]
+    rows = [
+        [name, column, group, _cell(sides[side].get("n")), side]
+        + [_cell(sides[side].get(c)) for c in EVAL_METRICS]
+        + [_cell(sides[side].get("flagged"))]
+        for name, report in run.read_evals().items()
+        for column, by_group in report.get("groups", {}).items()
+        for group, sides in by_group.items()
+        for side in sides
+    ]
     return pd.DataFrame(rows, columns=EVAL_GROUP_COLUMNS, dtype=str)
 
 
@@ -187,14 +213,16 @@ def predictions_frame(info: RunInfo) -> pd.DataFrame:
         return pd.DataFrame(columns=PREDICTION_COLUMNS, dtype=str)
     before = info.dir.read_predictions(before_step)
     after = info.dir.read_predictions(after_step) if after_step is not None else None
-    frame = pd.DataFrame({
-        "text": before["text"],
-        "label": before["label"],
-        "before answer": before["answer"],
-        "before P(injection)": before["p_injection"].map(_cell),
-        "after answer": after["answer"] if after is not None else "",
-        "after P(injection)": after["p_injection"].map(_cell) if after is not None else "",
-    })
+    frame = pd.DataFrame(
+        {
+            "text": before["text"],
+            "label": before["label"],
+            "before answer": before["answer"],
+            "before P(injection)": before["p_injection"].map(_cell),
+            "after answer": after["answer"] if after is not None else "",
+            "after P(injection)": after["p_injection"].map(_cell) if after is not None else "",
+        }
+    )
     return frame.astype(str)
 
 
@@ -239,12 +267,22 @@ def run_summary(info: RunInfo) -> dict:
     """One run as plain values: what the runs table shows, with the test metrics (eval.json) once written."""
     best = best_validation(info)
     finished = info.state.get("ended") if info.status in TERMINAL else None
-    return {"run_id": info.run_id, "name": info.name, "kind": info.kind, "status": info.status,
-            "queue_position": info.queue_position, "step": info.state.get("step"),
-            "total_steps": info.state.get("total_steps"), "model": info.model, "data": info.data,
-            "started": _local_time(info.state.get("started")), "finished": _local_time(finished),
-            "best_val_f1": best["f1"] if best else None, "best_val_step": best["step"] if best else None,
-            "test": info.dir.read_eval()}
+    return {
+        "run_id": info.run_id,
+        "name": info.name,
+        "kind": info.kind,
+        "status": info.status,
+        "queue_position": info.queue_position,
+        "step": info.state.get("step"),
+        "total_steps": info.state.get("total_steps"),
+        "model": info.model,
+        "data": info.data,
+        "started": _local_time(info.state.get("started")),
+        "finished": _local_time(finished),
+        "best_val_f1": best["f1"] if best else None,
+        "best_val_step": best["step"] if best else None,
+        "test": info.dir.read_eval(),
+    }
 
 
 def run_report(info: RunInfo) -> dict:

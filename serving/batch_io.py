@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from serving.service import ExamplePrompt, verdict
 from intake import Limits, NotUtf8, TableError, read_columns
+from serving.service import ExamplePrompt, verdict
 
 MAX_BATCH_ROWS = 1000
 MAX_BATCH_ROW_CHARS = 20_000
@@ -52,8 +52,9 @@ def texts_from_lines(pasted: str | None) -> list[str]:
     texts = []
     for number, line in enumerate(pasted.splitlines(), 1):
         if len(line) > MAX_BATCH_ROW_CHARS:
-            raise BatchInputError(f"Pasted line {number:,} is {len(line):,} characters long; "
-                                  f"the limit is {MAX_BATCH_ROW_CHARS:,}.")
+            raise BatchInputError(
+                f"Pasted line {number:,} is {len(line):,} characters long; the limit is {MAX_BATCH_ROW_CHARS:,}."
+            )
         if line.strip():
             texts.append(line)
     return texts
@@ -64,8 +65,10 @@ def _file_values(path: Path) -> list:
     try:
         frame = read_columns(path, {"text": MAX_BATCH_ROW_CHARS}, limits=FILE_LIMITS)
     except NotUtf8 as exc:
-        raise BatchInputError(f"{path.name} is not UTF-8 text (byte 0x{exc.byte:02x} at position {exc.position:,}); "
-                              "save it as UTF-8 and upload it again.") from None
+        raise BatchInputError(
+            f"{path.name} is not UTF-8 text (byte 0x{exc.byte:02x} at position {exc.position:,}); "
+            "save it as UTF-8 and upload it again."
+        ) from None
     except TableError as exc:
         raise BatchInputError(str(exc)) from None
     return frame["text"].tolist()
@@ -100,8 +103,9 @@ def batch_texts(pasted: str | None, path: str | Path | None) -> tuple[list[str],
 def _check_total(pasted: list[str], from_file: list[str], file: str) -> None:
     chars = sum(map(len, pasted)) + sum(map(len, from_file))
     if chars > MAX_BATCH_CHARS:
-        raise BatchInputError(f"The pasted lines and {file} hold {chars:,} characters together; "
-                              f"the limit is {MAX_BATCH_CHARS:,}.")
+        raise BatchInputError(
+            f"The pasted lines and {file} hold {chars:,} characters together; the limit is {MAX_BATCH_CHARS:,}."
+        )
 
 
 def _cut(text: str, chars: int | None) -> str:
@@ -114,9 +118,14 @@ def verdict_table(scores: pd.DataFrame, threshold: float, text_chars: int | None
     Columns: row, text (cut to ``text_chars``), p_before, verdict_before, and with an adapter
     p_after, verdict_after, change (P after - P before); then truncated. P rounded to 4 places.
     """
-    table = pd.DataFrame({"row": range(len(scores)), "text": [_cut(t, text_chars) for t in scores["text"]],
-                          "p_before": scores["p_before"].round(4),
-                          "verdict_before": [verdict(p, threshold) for p in scores["p_before"]]})
+    table = pd.DataFrame(
+        {
+            "row": range(len(scores)),
+            "text": [_cut(t, text_chars) for t in scores["text"]],
+            "p_before": scores["p_before"].round(4),
+            "verdict_before": [verdict(p, threshold) for p in scores["p_before"]],
+        }
+    )
     if "p_after" in scores:
         table["p_after"] = scores["p_after"].round(4)
         table["verdict_after"] = [verdict(p, threshold) for p in scores["p_after"]]
@@ -160,8 +169,9 @@ def remove_stale_csvs(folder: Path, max_age_s: float, keep: int) -> None:
             continue
 
 
-def write_session_csv(table: pd.DataFrame, folder: str | Path, session: str, max_age_s: float = CSV_MAX_AGE_S,
-                      keep: int = MAX_CSV_FILES) -> Path:
+def write_session_csv(
+    table: pd.DataFrame, folder: str | Path, session: str, max_age_s: float = CSV_MAX_AGE_S, keep: int = MAX_CSV_FILES
+) -> Path:
     """The table as ``folder/<session key>/detect-results.csv``: one file per browser session (a new export
     replaces the session's last one), at most ``keep`` in all, none older than ``max_age_s``. The session
     id comes from the client, so the folder is named by its hash, never by the id itself."""
@@ -178,6 +188,8 @@ def write_session_csv(table: pd.DataFrame, folder: str | Path, session: str, max
 
 def examples_table(examples: list[ExamplePrompt]) -> pd.DataFrame:
     """Example prompts as rows #, why, label, text (cut to TABLE_TEXT_CHARS); # indexes ``examples``."""
-    rows = [[i, e.kind, "injection" if e.label else "benign", _cut(e.text, TABLE_TEXT_CHARS)]
-            for i, e in enumerate(examples)]
+    rows = [
+        [i, e.kind, "injection" if e.label else "benign", _cut(e.text, TABLE_TEXT_CHARS)]
+        for i, e in enumerate(examples)
+    ]
     return pd.DataFrame(rows, columns=EXAMPLE_COLUMNS)

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from ft import data
+from ft.config import TrainConfig
 from ft.detector import classification_metrics, load_detector
 from ft.run_dir import RunDir
-from ft.config import TrainConfig
 from runner.views import TEST_COLUMNS
 
 EVAL_METRICS = ("n", "accuracy", "f1", "roc_auc", "recall_at_1pct_fpr", "brier", "ece")
@@ -73,17 +73,26 @@ def metrics_side_by_side(metrics_a: dict | None, metrics_b: dict | None, names=T
 def evals_side_by_side(evals_a: dict[str, dict], evals_b: dict[str, dict]) -> pd.DataFrame:
     """The "after" metrics of every ``ft.evaluate`` evaluation either run has (``RunDir.read_evals``), by name:
     columns eval, metric, a, b, change; None where a run lacks that evaluation."""
-    frames = [metrics_side_by_side(evals_a.get(name, {}).get("after"), evals_b.get(name, {}).get("after"),
-                                   EVAL_METRICS).assign(eval=name)
-              for name in sorted(evals_a.keys() | evals_b.keys())]
+    frames = [
+        metrics_side_by_side(
+            evals_a.get(name, {}).get("after"), evals_b.get(name, {}).get("after"), EVAL_METRICS
+        ).assign(eval=name)
+        for name in sorted(evals_a.keys() | evals_b.keys())
+    ]
     columns = ["eval", "metric", "a", "b", "change"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
 def changed_verdicts(texts, labels, p_a, p_b, threshold: float = 0.5) -> pd.DataFrame:
     """Rows where A and B give different verdicts, largest probability shift first; b_right is B's verdict == label."""
-    table = pd.DataFrame({"text": list(texts), "label": np.asarray(labels, dtype=int),
-                          "p_a": np.asarray(p_a, dtype=float), "p_b": np.asarray(p_b, dtype=float)})
+    table = pd.DataFrame(
+        {
+            "text": list(texts),
+            "label": np.asarray(labels, dtype=int),
+            "p_a": np.asarray(p_a, dtype=float),
+            "p_b": np.asarray(p_b, dtype=float),
+        }
+    )
     table["verdict_a"] = (table["p_a"] >= threshold).astype(int)
     table["verdict_b"] = (table["p_b"] >= threshold).astype(int)
     table["b_right"] = table["verdict_b"] == table["label"]
@@ -94,11 +103,14 @@ def changed_verdicts(texts, labels, p_a, p_b, threshold: float = 0.5) -> pd.Data
 
 def labels_by_text(ref: str, text_column: str = "text", label_column: str = "label") -> pd.DataFrame:
     """Index text; columns labels (sorted tuple of the labels its copies carry) and split (its first split)."""
-    frames = [data.clean_split(frame, f"{ref} [{name}]", text_column, label_column).assign(split=name)
-              for name, frame in data.read_splits(ref).items()]
+    frames = [
+        data.clean_split(frame, f"{ref} [{name}]", text_column, label_column).assign(split=name)
+        for name, frame in data.read_splits(ref).items()
+    ]
     rows = pd.concat(frames, ignore_index=True)
-    return rows.groupby("text", sort=False).agg(labels=("label", lambda s: tuple(sorted(set(s)))),
-                                                split=("split", "first"))
+    return rows.groupby("text", sort=False).agg(
+        labels=("label", lambda s: tuple(sorted(set(s)))), split=("split", "first")
+    )
 
 
 def label_changes(labels_a: pd.DataFrame, labels_b: pd.DataFrame) -> LabelChanges:
@@ -128,8 +140,15 @@ def _probabilities(run: RunDir, texts: list[str]) -> np.ndarray:
     return p
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, *, test_data: str | None = None, test_split: str | None = None,
-                 max_rows: int | None = None, threshold: float = 0.5) -> RunComparison:
+def compare_runs(
+    run_a: str | Path,
+    run_b: str | Path,
+    *,
+    test_data: str | None = None,
+    test_split: str | None = None,
+    max_rows: int | None = None,
+    threshold: float = 0.5,
+) -> RunComparison:
     """Compare two completed runs; the shared test texts default to run B's test split (the curated labels)."""
     a, b = RunDir(run_a), RunDir(run_b)
     config_a, config_b = _run_config(a), _run_config(b)
@@ -138,15 +157,19 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, test_data: str | None 
     test = data.read_split(test_data, test_split or config_b.test_split, max_rows=max_rows, **columns)
     texts, labels = test["text"].tolist(), test["label"].tolist()
     p_a, p_b = _probabilities(a, texts), _probabilities(b, texts)
-    changes = label_changes(labels_by_text(config_a.data, config_a.text_column, config_a.label_column),
-                            labels_by_text(config_b.data, config_b.text_column, config_b.label_column))
+    changes = label_changes(
+        labels_by_text(config_a.data, config_a.text_column, config_a.label_column),
+        labels_by_text(config_b.data, config_b.text_column, config_b.label_column),
+    )
     eval_a, eval_b = a.read_eval() or {}, b.read_eval() or {}
     return RunComparison(
         run_a=a.run_id,
         run_b=b.run_id,
         eval_metrics=metrics_side_by_side(eval_a.get("after"), eval_b.get("after")),
-        same_text_metrics=metrics_side_by_side(classification_metrics(labels, p_a, threshold=threshold),
-                                               classification_metrics(labels, p_b, threshold=threshold)),
+        same_text_metrics=metrics_side_by_side(
+            classification_metrics(labels, p_a, threshold=threshold),
+            classification_metrics(labels, p_b, threshold=threshold),
+        ),
         verdicts=changed_verdicts(texts, labels, p_a, p_b, threshold),
         other_evals=evals_side_by_side(a.read_evals(), b.read_evals()),
         labels=changes,
@@ -159,8 +182,10 @@ def summary_text(comparison: RunComparison) -> str:
     """Plain text: which run is A and B, what the shared texts were, and how many labels differ in their data."""
     labels = comparison.labels
     by_split = ", ".join(f"{split}: {n}" for split, n in labels.changed_by_split.items()) or "none"
-    return (f"A = {comparison.run_a}, B = {comparison.run_b}\n"
-            f"Same-text metrics on {comparison.test_data} (threshold {comparison.threshold:g}); "
-            f"{len(comparison.verdicts)} verdict(s) changed\n"
-            f"Labels changed between their data: {labels.changed} (by split in B: {by_split}); "
-            f"texts only in A: {labels.only_in_a}, only in B: {labels.only_in_b}")
+    return (
+        f"A = {comparison.run_a}, B = {comparison.run_b}\n"
+        f"Same-text metrics on {comparison.test_data} (threshold {comparison.threshold:g}); "
+        f"{len(comparison.verdicts)} verdict(s) changed\n"
+        f"Labels changed between their data: {labels.changed} (by split in B: {by_split}); "
+        f"texts only in A: {labels.only_in_a}, only in B: {labels.only_in_b}"
+    )

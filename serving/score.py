@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from serving.batch_io import csv_text
+from ft.config import ConfigError, TrainConfig
 from ft.detector import Detector, load_detector
 from ft.exported import DETECTOR_FILE, ExportedError, described_config, download, load_exported, read_description
 from ft.run_dir import RunDir
-from serving.service import RUN_PREFIX, ServingError, check_adapter, clip_to_model, loaded, verdict
-from ft.config import ConfigError, TrainConfig
 from intake import DATASET_LIMITS, TableError, read_columns
+from serving.batch_io import csv_text
+from serving.service import RUN_PREFIX, ServingError, check_adapter, clip_to_model, loaded, verdict
 
 MAX_ROW_CHARS = 100_000
 KEPT_COLUMNS = {"id": 1_000, "label": 1_000}
@@ -93,7 +93,7 @@ def score_texts(detector: Detector, texts: list[str], progress: bool = True) -> 
     step = detector.batch_size * CHUNK_BATCHES
     with tqdm(total=len(texts), unit="prompt", file=sys.stderr, disable=not progress) as bar:
         for start in range(0, len(order), step):
-            idx = order[start:start + step]
+            idx = order[start : start + step]
             scored = detector.score([clipped[i] for i in idx])
             p[idx] = [s.p_injection for s in scored]
             cut[idx] = [s.truncated for s in scored]
@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", required=True, help="run:<id>, a run or exported folder, or a Hub repo id")
     parser.add_argument("--input", type=Path, required=True, help="CSV, parquet or JSONL with a 'text' column")
     parser.add_argument("--output", type=Path, required=True, help="the scored CSV")
-    parser.add_argument("--threshold", type=float, help="P(injection) at or above it is an injection "
-                                                        "(default: the detector's)")
+    parser.add_argument(
+        "--threshold", type=float, help="P(injection) at or above it is an injection (default: the detector's)"
+    )
     parser.add_argument("--runs-dir", default="runs", help="where run:<id> is looked up (default: runs)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

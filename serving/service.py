@@ -36,14 +36,13 @@ from huggingface_hub import is_offline_mode
 from safetensors import safe_open
 
 from ft import data, models
-from ft.config import PRESETS, default_preset
-from ft.paths import ROOT, SHARED
-from runner.catalog import completed_training_runs, list_runs, read_run
+from ft.config import PRESETS, ConfigError, TrainConfig, default_preset
 from ft.detector import Detector, Scored, load_detector
 from ft.exported import ExportedError, described_config, download, load_exported, read_description
+from ft.paths import SHARED
 from ft.run_dir import RunDir
+from runner.catalog import completed_training_runs, list_runs, read_run
 from runner.views import TEST_COLUMNS, metrics_frame, test_frame
-from ft.config import ConfigError, TrainConfig
 
 RUN_PREFIX, BASE_PREFIX, EXPORT_PREFIX, HUB_PREFIX = "run:", "base:", "export:", "hub:"
 BASE_PRESETS = tuple(PRESETS)
@@ -111,10 +110,12 @@ def base_choice(preset: str, example_data: str) -> DetectorChoice:
     """A base preset as a choice, its label saying where it would come from when it is not on this machine."""
     config = TrainConfig(model=preset, tokenizer=models.default_tokenizer(preset), data=example_data)
     missing = models.missing_offline(preset)
-    where = "" if missing is None else (" · not on this machine" if is_offline_mode()
-                                        else " · downloads from the Hub on first use")
-    return DetectorChoice(BASE_PREFIX + preset, f"base model {preset} (no fine-tuning){where}", config,
-                          missing=missing)
+    where = (
+        ""
+        if missing is None
+        else (" · not on this machine" if is_offline_mode() else " · downloads from the Hub on first use")
+    )
+    return DetectorChoice(BASE_PREFIX + preset, f"base model {preset} (no fine-tuning){where}", config, missing=missing)
 
 
 def exported_choice(key: str, folder: Path, shown_as: str) -> DetectorChoice:
@@ -124,10 +125,18 @@ def exported_choice(key: str, folder: Path, shown_as: str) -> DetectorChoice:
         config = described_config(described)
     except ExportedError as exc:
         raise ServingError(str(exc)) from None
-    how = ("merged: one model, with no adapter to switch off, so it shows as 'before'"
-           if described["kind"] == "merged" else "adapter on its base")
-    return DetectorChoice(key, f"exported {shown_as} ({config.model}, {how})", config,
-                          exported=folder, exported_metrics=described.get("test_metrics"))
+    how = (
+        "merged: one model, with no adapter to switch off, so it shows as 'before'"
+        if described["kind"] == "merged"
+        else "adapter on its base"
+    )
+    return DetectorChoice(
+        key,
+        f"exported {shown_as} ({config.model}, {how})",
+        config,
+        exported=folder,
+        exported_metrics=described.get("test_metrics"),
+    )
 
 
 def check_adapter(run: RunDir) -> None:
@@ -141,8 +150,9 @@ def check_adapter(run: RunDir) -> None:
         with safe_open(str(weights), framework="pt") as opened:
             opened.keys()
     except Exception as exc:  # json, UTF-8 and safetensors each raise their own types
-        raise ServingError(f"Run {run.run_id} cannot be used: its adapter is corrupt "
-                           f"({type(exc).__name__}: {exc}).") from None
+        raise ServingError(
+            f"Run {run.run_id} cannot be used: its adapter is corrupt ({type(exc).__name__}: {exc})."
+        ) from None
 
 
 def loaded(label: str, load: Callable[[], Detector]) -> Detector:
@@ -205,14 +215,25 @@ class Comparison:
 
     def to_dict(self, threshold: float) -> dict:
         """The JSON the page and the API return; verdicts at ``threshold``."""
+
         def side(s: Side | None):
             if s is None:
                 return None
-            return {"p_injection": s.p_injection, "verdict": verdict(s.p_injection, threshold),
-                    "answer": s.answer, "latency_ms": round(s.latency_ms, 1)}
+            return {
+                "p_injection": s.p_injection,
+                "verdict": verdict(s.p_injection, threshold),
+                "answer": s.answer,
+                "latency_ms": round(s.latency_ms, 1),
+            }
 
-        return {"detector": self.detector, "threshold": threshold, "truncated": self.truncated,
-                "max_length": self.max_length, "before": side(self.before), "after": side(self.after)}
+        return {
+            "detector": self.detector,
+            "threshold": threshold,
+            "truncated": self.truncated,
+            "max_length": self.max_length,
+            "before": side(self.before),
+            "after": side(self.after),
+        }
 
 
 @dataclass(frozen=True)
@@ -245,7 +266,11 @@ class DetectorService:
 
     def choices(self) -> list[DetectorChoice]:
         """Completed runs (newest first), the exported detectors added, then the base presets."""
-        runs = [c for c in (run_choice(r) for r in (info.dir for info in completed_training_runs(list_runs(self.runs_dir)))) if c is not None]
+        runs = [
+            c
+            for c in (run_choice(r) for r in (info.dir for info in completed_training_runs(list_runs(self.runs_dir))))
+            if c is not None
+        ]
         bases = [base_choice(p, self.example_data) for p in BASE_PRESETS]
         return runs + list(self._added.values()) + bases
 
@@ -319,8 +344,10 @@ class DetectorService:
         if choice.run is not None:
             check_adapter(choice.run)
         if choice.missing is not None and is_offline_mode():
-            raise ServingError(f"Cannot load base model {choice.config.model}: {choice.missing} and the Hub is off "
-                               f"(HF_HUB_OFFLINE). Works here: {self._works_here(choice.key)}.")
+            raise ServingError(
+                f"Cannot load base model {choice.config.model}: {choice.missing} and the Hub is off "
+                f"(HF_HUB_OFFLINE). Works here: {self._works_here(choice.key)}."
+            )
         self.unload()
         try:
             detector = self._load_detector(choice)
@@ -335,8 +362,9 @@ class DetectorService:
     def _load_detector(choice: DetectorChoice) -> Detector:
         if choice.exported is not None:
             return loaded(choice.label, lambda: load_exported(choice.exported))
-        return loaded(choice.label, lambda: load_detector(choice.config,
-                                                          choice.run.adapter if choice.run is not None else None))
+        return loaded(
+            choice.label, lambda: load_detector(choice.config, choice.run.adapter if choice.run is not None else None)
+        )
 
     # -- scoring -----------------------------------------------------------------------------------
 
@@ -348,13 +376,16 @@ class DetectorService:
             detector = loaded.detector
             clipped = clip_to_model(detector.tokenizer, text, detector.max_length)
             before, before_ms = _timed_score(detector, clipped, False, max_new_tokens)
-            after, after_ms = (_timed_score(detector, clipped, True, max_new_tokens)
-                               if detector.has_adapter else (None, 0.0))
+            after, after_ms = (
+                _timed_score(detector, clipped, True, max_new_tokens) if detector.has_adapter else (None, 0.0)
+            )
         return Comparison(
             detector=loaded.choice.key,
             before=Side(before.p_injection, before.answer or "", before_ms),
             after=Side(after.p_injection, after.answer or "", after_ms) if after else None,
-            truncated=before.truncated, max_length=detector.max_length)
+            truncated=before.truncated,
+            max_length=detector.max_length,
+        )
 
     def score_batch(self, key: str | None, texts: list[str], progress: Progress | None = None) -> pd.DataFrame:
         """Columns text, p_before, p_after (only with an adapter), truncated; in input order;
@@ -373,7 +404,7 @@ class DetectorService:
             after: list[Scored] = []
             step = detector.batch_size * 4
             for start in range(0, len(clipped), step):
-                chunk = clipped[start:start + step]
+                chunk = clipped[start : start + step]
                 before += detector.score(chunk, adapter=False)
                 if detector.has_adapter:
                     after += detector.score(chunk, adapter=True)
@@ -409,8 +440,14 @@ def _timed_score(detector: Detector, text: str, adapter: bool, max_new_tokens: i
 def sample_of_test_split(config: TrainConfig, n: int) -> pd.DataFrame:
     """``n`` rows (text, label) drawn with the config's seed from its data's test split."""
     try:
-        return data.read_split(config.data, config.test_split, text_column=config.text_column,
-                               label_column=config.label_column, max_rows=n, seed=config.seed).reset_index(drop=True)
+        return data.read_split(
+            config.data,
+            config.test_split,
+            text_column=config.text_column,
+            label_column=config.label_column,
+            max_rows=n,
+            seed=config.seed,
+        ).reset_index(drop=True)
     except data.DataError as exc:
         raise ServingError(f"No example prompts: {exc}") from None
 
@@ -439,5 +476,4 @@ def pick_examples(scored: pd.DataFrame, threshold: float, per_kind: int) -> list
         ("borderline", take(pd.Series(True, index=scored.index), (p - threshold).abs())),
         ("clear", take(right, -(p - threshold).abs())),
     ]
-    return [ExamplePrompt(kind, int(scored.at[i, "label"]), scored.at[i, "text"]) for kind, rows in kinds
-            for i in rows]
+    return [ExamplePrompt(kind, int(scored.at[i, "label"]), scored.at[i, "text"]) for kind, rows in kinds for i in rows]

@@ -1,5 +1,6 @@
 """Shared test fixtures, offline caches inside the run, and each test's marker from its folder
 (tests/unit, tests/integration, tests/browser). Helpers the tests import are in tests/helpers.py."""
+
 import os
 import sys
 import tempfile
@@ -8,8 +9,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 _CACHE = Path(tempfile.mkdtemp(prefix="studio-test-cache-"))
-for var in ("HF_HOME", "WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR",
-            "GRADIO_TEMP_DIR", "TRACKIO_DIR", "MPLCONFIGDIR", "XDG_CACHE_HOME"):
+for var in (
+    "HF_HOME",
+    "WANDB_DIR",
+    "WANDB_CACHE_DIR",
+    "WANDB_CONFIG_DIR",
+    "WANDB_DATA_DIR",
+    "GRADIO_TEMP_DIR",
+    "TRACKIO_DIR",
+    "MPLCONFIGDIR",
+    "XDG_CACHE_HOME",
+):
     os.environ.setdefault(var, str(_CACHE / var.lower()))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -23,7 +33,6 @@ if str(ROOT) not in sys.path:
 
 
 import pytest  # noqa: E402
-
 from helpers import DATA_DIR, TOKENIZER_DIR, FakeHubApi  # noqa: E402
 
 MARKERS = ("unit", "integration", "browser")

@@ -43,11 +43,28 @@ TOKENIZER_DIR = SHARED / "tokenizers" / "qwen2.5"
 
 def tiny_config(tmp_path, **overrides):
     """A TrainConfig for a seconds-long run of the tiny preset on a slice of the real data."""
-    values = dict(model="tiny", tokenizer=str(TOKENIZER_DIR), data=str(DATA_DIR), quantisation="none",
-                  modules_to_save=["embed_tokens", "lm_head"], gradient_checkpointing=False, max_length=128,
-                  max_train_rows=96, max_test_rows=32, validation_size=16, prediction_samples=8, batch_size=8,
-                  gradient_accumulation=1, learning_rate=3e-3, warmup_steps=0, logging_steps=2, save_steps=4,
-                  eval_batch_size=16, tracker="none", runs_dir=str(tmp_path / "runs"))
+    values = dict(
+        model="tiny",
+        tokenizer=str(TOKENIZER_DIR),
+        data=str(DATA_DIR),
+        quantisation="none",
+        modules_to_save=["embed_tokens", "lm_head"],
+        gradient_checkpointing=False,
+        max_length=128,
+        max_train_rows=96,
+        max_test_rows=32,
+        validation_size=16,
+        prediction_samples=8,
+        batch_size=8,
+        gradient_accumulation=1,
+        learning_rate=3e-3,
+        warmup_steps=0,
+        logging_steps=2,
+        save_steps=4,
+        eval_batch_size=16,
+        tracker="none",
+        runs_dir=str(tmp_path / "runs"),
+    )
     values.update(overrides)
     return TrainConfig.from_dict(values)
 
@@ -131,16 +148,23 @@ print(json.dumps([grew / 1024, message]))
 def peak_growth(setup: str, call: str) -> tuple[float, str]:
     """(MB the peak resident memory of a fresh Python grew by during ``call``, the ValueError it raised or "")."""
     code = _PROBE.format(root=str(ROOT), setup=textwrap.dedent(setup), call=call, headroom=HEADROOM_BYTES)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     grew, message = json.loads(done.stdout.strip().splitlines()[-1])
     return grew, message
 
 
 def read_growth(path, columns: dict, limits: dict) -> tuple[float, str]:
-    return peak_growth("from intake import Limits, read_columns",
-                       f"read_columns({str(path)!r}, {columns!r}, limits=Limits(**{limits!r}))")
+    return peak_growth(
+        "from intake import Limits, read_columns",
+        f"read_columns({str(path)!r}, {columns!r}, limits=Limits(**{limits!r}))",
+    )
 
 
 def dictionary_bomb(path, rows: int, label: bool = False):
@@ -159,8 +183,7 @@ def one_cell_bomb(path, chars: int):
     """One plain-encoded cell of ``chars`` characters, zstd-compressed to a few kB."""
     data = pa.py_buffer(b"x" * chars)
     cell = pa.StringArray.from_buffers(1, pa.py_buffer(np.array([0, chars], np.int32).tobytes()), data)
-    pq.write_table(pa.table({"text": cell}), path, compression="zstd", use_dictionary=False,
-                   write_statistics=False)
+    pq.write_table(pa.table({"text": cell}), path, compression="zstd", use_dictionary=False, write_statistics=False)
     return path
 
 
@@ -198,8 +221,13 @@ def readme_role_table() -> dict[str, Role]:
 # --- the app in a subprocess, and a Chromium for it -----------------------------------------------------
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 START_TIMEOUT_S = 90
 TIMEOUT_MS = 15_000
 """For page actions and expect(): a loaded 2-core machine can take seconds per Gradio event."""
@@ -260,7 +288,8 @@ def open_browser(playwright, profile: Path):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install -y chromium)")
     context = playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+    )
     page = context.pages[0] if context.pages else context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     return page
@@ -305,8 +334,13 @@ class Caller:
         """The queue's last message for this call: ``success`` and ``output`` (``error`` when it failed).
         Calls with the same ``session`` share the server-side state (gr.State) of one page."""
         session = session or uuid.uuid4().hex
-        joined = {"data": data, "fn_index": fn_index, "session_hash": session, "event_data": event_data,
-                  "trigger_id": None}
+        joined = {
+            "data": data,
+            "fn_index": fn_index,
+            "session_hash": session,
+            "event_data": event_data,
+            "trigger_id": None,
+        }
         with self._open("/gradio_api/queue/join", joined) as response:
             event_id = json.load(response)["event_id"]
         deadline = time.monotonic() + CALL_TIMEOUT_S  # the queue's heartbeats keep a stuck call's stream alive
@@ -324,8 +358,9 @@ class Caller:
 
     def _open(self, path: str, body: dict | None = None, timeout: float = 20, headers: dict | None = None):
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.base + path, data=data,
-                                         headers={"Content-Type": "application/json", **(headers or {})})
+        request = urllib.request.Request(
+            self.base + path, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+        )
         return self.opener.open(request, timeout=timeout)
 
 

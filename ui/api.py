@@ -14,10 +14,10 @@ import gradio as gr
 
 from access.roles import ADJUDICATE
 from curation.labels import BENIGN, INJECTION, UNSURE, label_name
-from runner.forms import config_from_fields, config_values
-from runner.queue import JobError, JobManager
-from runner.views import run_report, run_summary
 from ft.config import ConfigError
+from runner.forms import config_from_fields, config_values
+from runner.queue import JobError
+from runner.views import run_report, run_summary
 from ui.context import Studio
 from ui.curate.common import reviewer_name
 
@@ -75,8 +75,14 @@ def register(studio: Studio) -> None:
         validation prediction table's metrics) and evals (evaluations on other datasets by name)."""
         return run_report(on_run(jobs.get, run_id))
 
-    def vote_example(example_id: int, label: str, note: str = "", adjudicate: bool = False, reviewer: str = "",
-                     request: gr.Request = None) -> dict:
+    def vote_example(
+        example_id: int,
+        label: str,
+        note: str = "",
+        adjudicate: bool = False,
+        reviewer: str = "",
+        request: gr.Request = None,
+    ) -> dict:
         """Vote on an example by its id (Browse and /browse show ids): label injection, benign or unsure, an
         optional note. The vote is the signed-in user's; without sign-in, give reviewer (the name the page's
         Reviewer box takes). adjudicate=True decides the label over the majority and needs a lead. Returns
@@ -95,9 +101,18 @@ def register(studio: Studio) -> None:
         except (ValueError, KeyError) as error:  # KeyError: no such example
             raise refused(error.args[0] if error.args else error) from None
         example = studio.store.example(example_id)
-        return {"vote_id": vote.id, "example_id": example_id, "reviewer": vote.reviewer, "label": label,
-                "note": vote.note, "adjudication": vote.adjudication, "current_label": label_name(example.current_label),
-                "votes": example.n_votes, "reviewers": example.n_reviewers, "disagree": example.disagree}
+        return {
+            "vote_id": vote.id,
+            "example_id": example_id,
+            "reviewer": vote.reviewer,
+            "label": label,
+            "note": vote.note,
+            "adjudication": vote.adjudication,
+            "current_label": label_name(example.current_label),
+            "votes": example.n_votes,
+            "reviewers": example.n_reviewers,
+            "disagree": example.disagree,
+        }
 
     for handler in (list_runs, start_run, cancel_run, resume_run, run_metrics, vote_example):
         gr.api(handler, api_name=handler.__name__)

@@ -26,7 +26,7 @@ import pandas as pd
 from curation.store import LabelStore
 from serving.batch_io import BatchInputError, batch_texts, examples_table, verdict_table, write_session_csv
 from serving.service import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
-from ui.context import Studio, name_box, page_error, reviewer_name_state
+from ui.context import Studio, page_error, reviewer_name_state
 from ui.endpoints import PRIVATE
 
 MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
@@ -38,8 +38,9 @@ SIDES = ("before", "after")
 RESULT_BOXES = ("Answer", "P(injection)", "Verdict", "Latency")
 """A side's result boxes; each box is labelled with its name and the side, e.g. "Verdict after"."""
 NOTE_BOX = "Detection note"
-NOT_LOADED = ("Nothing is loaded until you pick a detector or press Detect: loading a model takes seconds "
-              "to minutes on a CPU.")
+NOT_LOADED = (
+    "Nothing is loaded until you pick a detector or press Detect: loading a model takes seconds to minutes on a CPU."
+)
 
 
 def _choice_pairs(service: DetectorService) -> list[tuple[str, str]]:
@@ -50,8 +51,10 @@ def detector_summary(choice: DetectorChoice) -> str:
     if choice.exported is not None:
         return f"Loaded {choice.label}; the test metrics it was exported with are below."
     if choice.run is None:
-        return (f"Loaded {choice.label}. Only the 'before' side is shown: pick a completed run to compare "
-                "with a fine-tuned adapter.")
+        return (
+            f"Loaded {choice.label}. Only the 'before' side is shown: pick a completed run to compare "
+            "with a fine-tuned adapter."
+        )
     return f"Loaded {choice.label}; its test metrics (eval.json) are below."
 
 
@@ -64,11 +67,18 @@ def one_prompt_view(result: dict, threshold: float) -> dict[str, str]:
         if side is None:
             shown = dict.fromkeys(RESULT_BOXES, "") | {"Answer": "(no fine-tuned adapter: pick a run)"}
         else:
-            shown = {"Answer": side["answer"], "P(injection)": f"{side['p_injection']:.4f}",
-                     "Verdict": verdict(side["p_injection"], threshold), "Latency": f"{side['latency_ms']:.0f} ms"}
+            shown = {
+                "Answer": side["answer"],
+                "P(injection)": f"{side['p_injection']:.4f}",
+                "Verdict": verdict(side["p_injection"], threshold),
+                "Latency": f"{side['latency_ms']:.0f} ms",
+            }
         values |= {f"{what} {name}": text for what, text in shown.items()}
-    note = (f"The prompt was longer than the model's {result['max_length']} tokens: only its beginning was scored."
-            if result["truncated"] else "")
+    note = (
+        f"The prompt was longer than the model's {result['max_length']} tokens: only its beginning was scored."
+        if result["truncated"]
+        else ""
+    )
     return values | {NOTE_BOX: note}
 
 
@@ -103,17 +113,29 @@ def send_candidate(store: LabelStore, candidate: dict | None, reviewer: str | No
 def build(studio: Studio) -> None:
     """The Detect tab's components and events; call inside ``with gr.Tab("Detect"):``."""
     service = studio.detector
-    gr.Markdown("Type a prompt and compare the base model (**before**) with the fine-tuned detector (**after**). "
-                "One model is loaded for everyone using this app: picking another detector switches it for all.")
+    gr.Markdown(
+        "Type a prompt and compare the base model (**before**) with the fine-tuned detector (**after**). "
+        "One model is loaded for everyone using this app: picking another detector switches it for all."
+    )
     with gr.Row():
-        detector = gr.Dropdown(_choice_pairs(service), value=service.loaded_key or service.default_key(),
-                               label="Detector", allow_custom_value=True, scale=4)
+        detector = gr.Dropdown(
+            _choice_pairs(service),
+            value=service.loaded_key or service.default_key(),
+            label="Detector",
+            allow_custom_value=True,
+            scale=4,
+        )
         reload_btn = gr.Button("Reload run list", size="sm", scale=0)
-        threshold = gr.Slider(0, 1, value=0.5, step=0.01, label="Threshold",
-                              info="P(injection) at or above it is an injection", scale=3)
+        threshold = gr.Slider(
+            0, 1, value=0.5, step=0.01, label="Threshold", info="P(injection) at or above it is an injection", scale=3
+        )
     with gr.Row():
-        exported_ref = gr.Textbox(label="Exported detector (folder or Hub id)", scale=4, elem_id="detect-exported",
-                                  placeholder="a folder from Train → Export (unzipped), or owner/name on the Hub")
+        exported_ref = gr.Textbox(
+            label="Exported detector (folder or Hub id)",
+            scale=4,
+            elem_id="detect-exported",
+            placeholder="a folder from Train → Export (unzipped), or owner/name on the Hub",
+        )
         add_btn = gr.Button("Load exported detector (folder or Hub id)", size="sm", scale=1)
     status = gr.Textbox(label="Detector status", interactive=False, value=NOT_LOADED)
     with gr.Accordion("Test metrics of this run (eval.json)", open=True):
@@ -128,23 +150,40 @@ def build(studio: Studio) -> None:
                 for name, title in zip(SIDES, ("Base model (before)", "Fine-tuned (after)")):
                     with gr.Column():
                         gr.Markdown(f"**{title}**")
-                        result_boxes |= {label: gr.Textbox(label=label, interactive=False)
-                                         for label in (f"{what} {name}" for what in RESULT_BOXES)}
+                        result_boxes |= {
+                            label: gr.Textbox(label=label, interactive=False)
+                            for label in (f"{what} {name}" for what in RESULT_BOXES)
+                        }
             result_boxes[NOTE_BOX] = gr.Textbox(label=NOTE_BOX, interactive=False)
-            examples = gr.Dataframe(label="Example prompts from the test split (click one to try it)",
-                                    datatype="str", interactive=False, wrap=True, max_height=400)
+            examples = gr.Dataframe(
+                label="Example prompts from the test split (click one to try it)",
+                datatype="str",
+                interactive=False,
+                wrap=True,
+                max_height=400,
+            )
             example_texts = gr.State([])
             last = gr.State(None)
             with gr.Accordion("Result as the API returns it", open=False):
                 result = gr.JSON(elem_id="detect-result")
         with gr.Tab("Many prompts"):
             pasted = gr.Textbox(label="Prompts, one per line", lines=6, max_lines=20)
-            upload = gr.File(label="Prompts file (CSV, parquet or JSONL with a 'text' column)",
-                             file_types=[".csv", ".parquet", ".jsonl"], type="filepath", elem_id="detect-upload")
+            upload = gr.File(
+                label="Prompts file (CSV, parquet or JSONL with a 'text' column)",
+                file_types=[".csv", ".parquet", ".jsonl"],
+                type="filepath",
+                elem_id="detect-upload",
+            )
             score_btn = gr.Button("Score all", variant="primary")
             batch_note = gr.Textbox(label="Batch status", interactive=False)
-            table = gr.Dataframe(label="Batch results, largest disagreement first (click a row to send it to review)",
-                                 datatype="str", interactive=False, wrap=True, max_height=600, elem_id="detect-results")
+            table = gr.Dataframe(
+                label="Batch results, largest disagreement first (click a row to send it to review)",
+                datatype="str",
+                interactive=False,
+                wrap=True,
+                max_height=600,
+                elem_id="detect-results",
+            )
             with gr.Row():
                 export_btn = gr.Button("Export CSV", scale=0, elem_id="detect-export")
                 csv_file = gr.File(label="CSV of the results (full text)", interactive=False, elem_id="detect-csv")
@@ -178,15 +217,21 @@ def build(studio: Studio) -> None:
             picked, status_text = service.example_prompts(key), detector_summary(choice)
         except ServingError as exc:
             picked, status_text = [], f"{detector_summary(choice)} {exc}"
-        return {status: status_text, metrics: choice.test_metrics(), examples: examples_table(picked),
-                example_texts: [e.text for e in picked]}
+        return {
+            status: status_text,
+            metrics: choice.test_metrics(),
+            examples: examples_table(picked),
+            example_texts: [e.text for e in picked],
+        }
 
     detector_outputs = [status, metrics, examples, example_texts]
     gr.on(None, offered_detectors, inputs=None, outputs=[detector], api_name="detector_choices", **PRIVATE)
-    detector.input(show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_pick", **PRIVATE,
-                   **MODEL_EVENTS)
-    reload_btn.click(offered_detectors, inputs=[detector], outputs=[detector], api_name="detector_reload_choices",
-                     **PRIVATE)
+    detector.input(
+        show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_pick", **PRIVATE, **MODEL_EVENTS
+    )
+    reload_btn.click(
+        offered_detectors, inputs=[detector], outputs=[detector], api_name="detector_reload_choices", **PRIVATE
+    )
 
     def add_exported(ref: str):
         """Offer an exported detector (a folder inside the allowed ones, or a Hub model repo) and pick it."""
@@ -196,10 +241,16 @@ def build(studio: Studio) -> None:
             raise page_error(exc) from None
         return gr.Dropdown(choices=_choice_pairs(service), value=key)
 
-    add_btn.click(add_exported, inputs=[exported_ref], outputs=[detector], api_name="detector_add",
-                  **MODEL_EVENTS).success(
-        show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_load_added", **PRIVATE,
-        **MODEL_EVENTS)
+    add_btn.click(
+        add_exported, inputs=[exported_ref], outputs=[detector], api_name="detector_add", **MODEL_EVENTS
+    ).success(
+        show_detector,
+        inputs=[detector],
+        outputs=detector_outputs,
+        api_name="detector_load_added",
+        **PRIVATE,
+        **MODEL_EVENTS,
+    )
 
     # -- one prompt --------------------------------------------------------------------------------
     def detect(text: str, detector: str, threshold: float):
@@ -217,18 +268,32 @@ def build(studio: Studio) -> None:
     def show_result(stored: dict | None, threshold: float):
         if not stored:
             return gr.skip()
-        return {**result_view(stored["result"], threshold), review_text: stored["candidate"]["text"],
-                candidate: stored["candidate"]}
+        return {
+            **result_view(stored["result"], threshold),
+            review_text: stored["candidate"]["text"],
+            candidate: stored["candidate"],
+        }
 
     def rethreshold(stored: dict | None, threshold: float):
         return result_view(stored["result"], threshold) if stored else gr.skip()
 
-    detect_btn.click(detect, inputs=[prompt, detector, threshold], outputs=[result, last], api_name="detect",
-                     **MODEL_EVENTS).success(
-        show_result, inputs=[last, threshold], outputs=[*one_outputs, review_text, candidate],
-        api_name="detect_show", **PRIVATE)
-    threshold.change(rethreshold, inputs=[last, threshold], outputs=one_outputs, api_name="detect_rethreshold",
-                     **PRIVATE, **VIEW_EVENTS)
+    detect_btn.click(
+        detect, inputs=[prompt, detector, threshold], outputs=[result, last], api_name="detect", **MODEL_EVENTS
+    ).success(
+        show_result,
+        inputs=[last, threshold],
+        outputs=[*one_outputs, review_text, candidate],
+        api_name="detect_show",
+        **PRIVATE,
+    )
+    threshold.change(
+        rethreshold,
+        inputs=[last, threshold],
+        outputs=one_outputs,
+        api_name="detect_rethreshold",
+        **PRIVATE,
+        **VIEW_EVENTS,
+    )
 
     def example_text(texts: list[str], evt: gr.SelectData) -> str:
         return texts[int(evt.row_value[0])]
@@ -243,7 +308,8 @@ def build(studio: Studio) -> None:
         try:
             texts, read_note = batch_texts(lines, file)
             scored = service.score_batch(
-                detector, texts, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} prompts"))
+                detector, texts, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} prompts")
+            )
         except (BatchInputError, ServingError) as exc:
             raise page_error(exc) from None
         return {table: batch_view(scored, threshold), batch_note: f"Scored {read_note}.", scores: scored}
@@ -264,15 +330,33 @@ def build(studio: Studio) -> None:
         p = float(stored.at[row, "p_after"]) if "p_after" in stored else None
         return {review_text: text, candidate: {"text": text, "detector": stored.attrs["detector"], "p": p}}
 
-    score_btn.click(detect_batch, inputs=[pasted, upload, detector, threshold],
-                    outputs=[table, batch_note, scores], api_name="detect_batch", **MODEL_EVENTS)
+    score_btn.click(
+        detect_batch,
+        inputs=[pasted, upload, detector, threshold],
+        outputs=[table, batch_note, scores],
+        api_name="detect_batch",
+        **MODEL_EVENTS,
+    )
     score_btn.click(None, None, csv_file, js="() => null")  # the last batch's CSV link goes: in the page alone
-    export_btn.click(export_csv, inputs=[scores, threshold], outputs=[csv_file], api_name="detect_batch_csv",
-                     concurrency_limit=2, concurrency_id="detect_csv")
-    threshold.change(batch_view, inputs=[scores, threshold], outputs=[table], api_name="detect_batch_rethreshold",
-                     **PRIVATE, **VIEW_EVENTS)
-    table.select(batch_candidate, inputs=[scores], outputs=[review_text, candidate], api_name="detect_pick_row",
-                 **PRIVATE)
+    export_btn.click(
+        export_csv,
+        inputs=[scores, threshold],
+        outputs=[csv_file],
+        api_name="detect_batch_csv",
+        concurrency_limit=2,
+        concurrency_id="detect_csv",
+    )
+    threshold.change(
+        batch_view,
+        inputs=[scores, threshold],
+        outputs=[table],
+        api_name="detect_batch_rethreshold",
+        **PRIVATE,
+        **VIEW_EVENTS,
+    )
+    table.select(
+        batch_candidate, inputs=[scores], outputs=[review_text, candidate], api_name="detect_pick_row", **PRIVATE
+    )
 
     # -- send to review ----------------------------------------------------------------------------
     def send(label: int | None):
@@ -281,16 +365,27 @@ def build(studio: Studio) -> None:
                 return send_candidate(studio.store, chosen, getattr(request, "username", None) or typed, label)
             except ValueError as exc:
                 raise page_error(exc) from None
+
         return sender
 
-    for button, label, name in ((send_injection, 1, "injection"), (send_benign, 0, "benign"),
-                                (send_flag, None, "flag")):
-        button.click(send(label), inputs=[candidate, name_box], outputs=[review_status], api_name=f"send_{name}",
-                     **PRIVATE)
+    for button, label, name in (
+        (send_injection, 1, "injection"),
+        (send_benign, 0, "benign"),
+        (send_flag, None, "flag"),
+    ):
+        button.click(
+            send(label), inputs=[candidate, name_box], outputs=[review_status], api_name=f"send_{name}", **PRIVATE
+        )
 
     def identify(saved: str, request: gr.Request):
         return name_box(saved, request)
 
     gr.on(None, identify, inputs=[saved_name], outputs=[name_box], api_name="detect_identify", **PRIVATE)
-    gr.on([name_box.submit, name_box.blur], lambda typed: (typed or "").strip(), inputs=[name_box],
-          outputs=[saved_name], api_name="detect_remember_name", **PRIVATE)
+    gr.on(
+        [name_box.submit, name_box.blur],
+        lambda typed: (typed or "").strip(),
+        inputs=[name_box],
+        outputs=[saved_name],
+        api_name="detect_remember_name",
+        **PRIVATE,
+    )

@@ -123,8 +123,10 @@ def check_endpoints(blocks: gr.Blocks) -> None:
     unlisted = sorted(names - set(ENDPOINTS))
     stale = sorted(set(ENDPOINTS) - names - SIGN_IN_MODE_ONLY)
     if unlisted or stale:
-        raise EndpointTableError(f"endpoints missing from ui/endpoints.py ENDPOINTS: {unlisted or 'none'}; "
-                                 f"entries with no endpoint: {stale or 'none'}")
+        raise EndpointTableError(
+            f"endpoints missing from ui/endpoints.py ENDPOINTS: {unlisted or 'none'}; "
+            f"entries with no endpoint: {stale or 'none'}"
+        )
 
 
 class GuardedBlocks(gr.Blocks):

@@ -6,12 +6,14 @@ handler returns an empty dict (``gr.skip()`` leaves them all). A handler of one 
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 
 class Handler(NamedTuple):
     """``event.then(*handler)`` chains it after an event; ``handler.fn(...)`` calls it from another handler,
     which adds the dict it returns to its own. The function's name is its API endpoint's name."""
+
     fn: Callable
     inputs: list
     outputs: list

@@ -2,16 +2,17 @@
 
 ``start_app(*flags, env=...)`` starts ``python app.py --data-dir <tmp> --port <free port> *flags`` with its
 own temporary Gradio and Hugging Face caches (and ``env`` added to its environment), its output going to a
-file, waits until it answers (a 401 sign-in page counts), and returns a RunningApp; every app started is stopped after the test. ``page`` is a fresh Chromium
-profile's page; actions and expect() wait up to 15 s.
+file, waits until it answers (a 401 sign-in page counts), and returns a RunningApp; every app started is
+stopped after the test.
+``page`` is a fresh Chromium profile's page; actions and expect() wait up to 15 s.
 """
+
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import ROOT, TEAM, TIMEOUT_MS, RunningApp, free_port, open_browser, wait_until_up
 
 
@@ -22,15 +23,25 @@ def _app_starter(tmp_path_factory):
     def start(*flags: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> RunningApp:
         home = tmp_path_factory.mktemp("app")
         app = RunningApp(free_port(), data_dir or home / "data", home / "app.log", home)
-        app_env = {**os.environ, "GRADIO_TEMP_DIR": str(home / "gradio"), "HF_HOME": str(home / "hf"),
-                   "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-                   "PYTHONUNBUFFERED": "1"}
+        app_env = {
+            **os.environ,
+            "GRADIO_TEMP_DIR": str(home / "gradio"),
+            "HF_HOME": str(home / "hf"),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "PYTHONUNBUFFERED": "1",
+        }
         app_env.pop("HF_TOKEN", None)
         app_env.update(env or {})
         with app.log.open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "app.py", "--data-dir", str(app.data_dir), "--port", str(app.port), *flags],
-                cwd=ROOT, env=app_env, stdout=log, stderr=subprocess.STDOUT)
+                cwd=ROOT,
+                env=app_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         processes.append(process)
         wait_until_up(app, process)
         return app
@@ -62,8 +73,10 @@ def team_app(start_module_app, tmp_path_factory) -> RunningApp:
     from access.users import hash_password
 
     users = tmp_path_factory.mktemp("users") / "users.txt"
-    users.write_text("".join(f"{name}:{hash_password(password)}:{role}\n" for name, (password, role) in TEAM.items()),
-                     encoding="utf-8")
+    users.write_text(
+        "".join(f"{name}:{hash_password(password)}:{role}\n" for name, (password, role) in TEAM.items()),
+        encoding="utf-8",
+    )
     return start_module_app("--auth", str(users))
 
 

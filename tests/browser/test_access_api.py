@@ -1,5 +1,6 @@
 """Sign-in guards the API as it guards the page: no credentials, nothing; a reviewer cannot run jobs or
 create and delete snapshots, nor adjudicate; scores cannot be forged; other sites and host names are refused."""
+
 import json
 import sqlite3
 import urllib.error
@@ -9,7 +10,6 @@ import uuid
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AuthenticationError
-
 from helpers import Caller
 
 RUN_CONTROL = ("/start_run", "/cancel", "/resume", "/delete")
@@ -66,10 +66,19 @@ def test_uploads_over_the_limit_are_refused(open_app):
     boundary = "studio-test-boundary"
 
     def upload(size: int) -> int:
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"p.csv\"\r\n"
-                f"Content-Type: text/csv\r\n\r\n").encode() + b"a" * size + f"\r\n--{boundary}--\r\n".encode()
-        request = urllib.request.Request(app.url + "gradio_api/upload", data=body,
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="p.csv"\r\n'
+                f"Content-Type: text/csv\r\n\r\n"
+            ).encode()
+            + b"a" * size
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        request = urllib.request.Request(
+            app.url + "gradio_api/upload",
+            data=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=20) as response:
                 return response.status
@@ -109,15 +118,23 @@ def test_a_score_sent_to_review_cannot_be_forged_by_the_browser(open_app):
     config = caller.config()
     send = next(d for d in config["dependencies"] if d["api_name"] == "send_injection")
     chosen = send["inputs"][0]
-    forged = {"text": "forged prompt", "detector": "run:forged-run", "p": 0.999,
-              "after": {"p_injection": 0.999}, "candidate": {"text": "forged prompt", "detector": "run:forged-run",
-                                                             "p": 0.999}}
+    forged = {
+        "text": "forged prompt",
+        "detector": "run:forged-run",
+        "p": 0.999,
+        "after": {"p_injection": 0.999},
+        "candidate": {"text": "forged prompt", "detector": "run:forged-run", "p": 0.999},
+    }
     session = uuid.uuid4().hex
     writers = [d for d in config["dependencies"] if chosen in d["outputs"] and d["backend_fn"]]
     assert writers, "no event chooses the prompt to send"
     for writer in writers:
-        caller.call(writer["id"], ["forged prompt" if i % 2 == 0 else forged for i in range(len(writer["inputs"]))],
-                    session=session, event_data={"index": [0, 0], "value": "x", "row_value": [0, "forged prompt"]})
+        caller.call(
+            writer["id"],
+            ["forged prompt" if i % 2 == 0 else forged for i in range(len(writer["inputs"]))],
+            session=session,
+            event_data={"index": [0, 0], "value": "x", "row_value": [0, "forged prompt"]},
+        )
     caller.call(send["id"], [forged, "mallory"], session=session)
     with sqlite3.connect(open_app.data_dir / "labels.sqlite") as db:
         forged_scores = db.execute("SELECT COUNT(*) FROM scores WHERE run_id = 'forged-run'").fetchone()[0]
@@ -132,8 +149,9 @@ def test_only_a_lead_or_admin_can_adjudicate(team_app, name, password, allowed):
     session = uuid.uuid4().hex
     first = caller.call(caller.fn_index(config, "review_first_item"), ["", "unreviewed", None, None], session=session)
     assert first["success"], first
-    vote = caller.call(caller.fn_index(config, "vote_benign"), [None, "", True, "unreviewed", "", None, None],
-                       session=session)
+    vote = caller.call(
+        caller.fn_index(config, "vote_benign"), [None, "", True, "unreviewed", "", None, None], session=session
+    )
     error = (vote.get("output") or {}).get("error") or ""
     if allowed:
         assert vote["success"], error

@@ -1,20 +1,26 @@
 """A label audit from the Train tab, reviewed in Curate's suspects queue: relabelling the top suspect moves
 it out of the queue."""
+
 import re
 
 import pandas as pd
 import pytest
+from helpers import DATA_DIR, field, pick, type_data
 from playwright.sync_api import expect
-
-from helpers import field, pick, type_data
-from helpers import DATA_DIR
 
 pytestmark = pytest.mark.browser
 
 AUDIT_TIMEOUT_MS = 150_000
 TRAIN_ROWS, TEST_ROWS = 160, 32
-FAST = {"max_train_rows": str(TRAIN_ROWS), "max_test_rows": str(TEST_ROWS), "max_length": "128",
-        "warmup_steps": "0", "prediction_samples": "8", "validation_size": "16", "logging_steps": "2"}
+FAST = {
+    "max_train_rows": str(TRAIN_ROWS),
+    "max_test_rows": str(TEST_ROWS),
+    "max_length": "128",
+    "warmup_steps": "0",
+    "prediction_samples": "8",
+    "validation_size": "16",
+    "logging_steps": "2",
+}
 LEFT = re.compile(r"(\d+) suspects left in the queue")
 
 
@@ -48,8 +54,13 @@ def queue_audit(page, data):
     seed.fill("")
     seed.press("Tab")
     page.locator("#train-audit-start").click()
-    expect(command).to_have_value(re.compile(r"^Queued audit \S+:\n.*-m ft\.audit --config \S+ --audit-id \S+ "
-                                             r"--folds 2 --eval-rows", re.S))  # no --seed: the config's
+    expect(command).to_have_value(
+        re.compile(
+            r"^Queued audit \S+:\n.*-m ft\.audit --config \S+ --audit-id \S+ "
+            r"--folds 2 --eval-rows",
+            re.S,
+        )
+    )  # no --seed: the config's
     return re.match(r"Queued audit (\S+):", command.input_value()).group(1)
 
 
@@ -75,8 +86,12 @@ def test_an_audit_from_the_page_feeds_the_suspects_queue(page, start_app, tmp_pa
     text = page.get_by_label("Text (shown as plain text)")
     top_text = text.input_value()
     assert top_text
-    expect(page.get_by_label("Labels")).to_have_value(re.compile(rf"Detector P\(injection\): [01]\.\d{{3}} \(run "
-                                                                 rf"{re.escape(audit_id)}"))
+    expect(page.get_by_label("Labels")).to_have_value(
+        re.compile(
+            rf"Detector P\(injection\): [01]\.\d{{3}} \(run "
+            rf"{re.escape(audit_id)}"
+        )
+    )
     top_id = re.match(r"#(\d+) ·", page.get_by_label("Labels").input_value()).group(1)
     page.get_by_text("Top suspects", exact=True).click()
     table = page.locator("#curate-suspects-table")

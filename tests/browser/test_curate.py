@@ -1,10 +1,12 @@
 """The Curate tab in Chromium: import a hostile file, review with buttons and keys, snapshot."""
-from access.users import hash_password
+
 import json
 import re
 
 import pytest
 from playwright.sync_api import expect
+
+from access.users import hash_password
 
 pytestmark = pytest.mark.browser
 
@@ -28,12 +30,21 @@ def review_text(page):
 
 def test_import_review_snapshot_and_no_script_runs(page, running_app, tmp_path):
     hostile = tmp_path / "hostile.jsonl"
-    hostile.write_text("".join(json.dumps(r) + "\n" for r in [
-        {"text": IMG, "label": "injection"}, {"text": SCRIPT, "label": "benign"},
-        {"text": MARKDOWN, "label": "benign"}]), encoding="utf-8")
+    hostile.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in [
+                {"text": IMG, "label": "injection"},
+                {"text": SCRIPT, "label": "benign"},
+                {"text": MARKDOWN, "label": "benign"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"text": "fine", "label": 0}\n{"text": " ", "label": 1}\n{"text": "odd", "label": "maybe"}\n',
-                   encoding="utf-8")
+    bad.write_text(
+        '{"text": "fine", "label": 0}\n{"text": " ", "label": 1}\n{"text": "odd", "label": "maybe"}\n', encoding="utf-8"
+    )
 
     page.goto(running_app.url)
     expect(page.get_by_text("Demo dataset in use.")).to_be_visible()
@@ -48,8 +59,10 @@ def test_import_review_snapshot_and_no_script_runs(page, running_app, tmp_path):
     page.get_by_role("button", name="1. Read and show the label mapping").click()
     expect(status).to_have_value(re.compile("Nothing has been written yet"))
     page.get_by_role("button", name="2. Import with this mapping").click()
-    expect(status).to_have_value("Nothing was imported:\nbad.jsonl, line 2: text is empty\n"
-                                 "bad.jsonl, line 3: label 'maybe' is not mapped to injection or benign")
+    expect(status).to_have_value(
+        "Nothing was imported:\nbad.jsonl, line 2: text is empty\n"
+        "bad.jsonl, line 3: label 'maybe' is not mapped to injection or benign"
+    )
     expect(counts_line(page)).to_contain_text("48 examples")
 
     # import: the mapping is shown before anything is written

@@ -1,12 +1,11 @@
 """The Detect tab in Chromium: one prompt before/after, the threshold, a file of prompts, the CSV, review."""
+
 import re
 
 import pandas as pd
 import pytest
+from helpers import RUN_ID, suite_model_cache, trained_data_dir
 from playwright.sync_api import expect
-
-from helpers import suite_model_cache
-from helpers import RUN_ID, trained_data_dir
 
 pytestmark = pytest.mark.browser
 
@@ -18,8 +17,9 @@ P = re.compile(r"^0\.\d{4}$|^1\.0000$")
 
 def test_detect_one_prompt_threshold_batch_download_and_review(page, start_app, tmp_path):
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text(pd.DataFrame({"text": [IMG, FORMULA, MARKDOWN]}).to_json(orient="records", lines=True),
-                       encoding="utf-8")
+    prompts.write_text(
+        pd.DataFrame({"text": [IMG, FORMULA, MARKDOWN]}).to_json(orient="records", lines=True), encoding="utf-8"
+    )
     app = start_app(data_dir=trained_data_dir())
     page.goto(app.url)
     page.get_by_role("tab", name="Detect").click()
@@ -91,6 +91,10 @@ def test_a_fresh_machine_opens_on_smollm2_and_shows_its_real_answer(page, start_
     detector.click()
     page.get_by_role("option", name=re.compile(r"^base model qwen2\.5-1\.5b .*not on this machine")).click()
     status = page.get_by_label("Detector status")
-    expect(status).to_have_value(re.compile(r"^⚠ Cannot load base model qwen2\.5-1\.5b: .* Works here: "
-                                            r".*base model smollm2-135m"))
+    expect(status).to_have_value(
+        re.compile(
+            r"^⚠ Cannot load base model qwen2\.5-1\.5b: .* Works here: "
+            r".*base model smollm2-135m"
+        )
+    )
     assert "\n" not in status.input_value()

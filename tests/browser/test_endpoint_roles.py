@@ -1,15 +1,14 @@
 """Every endpoint, called by number (fn_index) the way a hand-made client would, as nobody, a reviewer, a lead
 and an admin, with the app's own sample inputs (each input component's value in /config): the role table in
 the README decides who gets through, and an endpoint missing from that table fails the test."""
+
 import re
 import uuid
 
 import pytest
+from helpers import TEAM, Caller, readme_role_table
 
 from access.roles import Role
-from helpers import TEAM
-from helpers import Caller
-from helpers import readme_role_table
 from ui.endpoints import SIGN_IN_MODE_ONLY
 
 pytestmark = pytest.mark.browser

@@ -1,12 +1,12 @@
 """Export in Chromium: a finished run's adapter zip downloaded from the Train tab, unzipped, loaded in the
 Detect tab as an exported detector, gives the run's own verdict and P(injection)."""
+
 import re
 import zipfile
 
 import pytest
-from playwright.sync_api import expect
-
 from helpers import RUN_ID, trained_data_dir
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -29,8 +29,9 @@ def test_export_download_and_load_the_zip_as_a_detector(page, start_app, tmp_pat
     expect(page.locator("#train-run-picker input")).to_have_value(RUN_ID, timeout=30_000)
     page.get_by_text("Export or push the selected run's detector").click()
     page.locator("#export-run").click()
-    expect(page.locator("#export-status textarea")).to_have_value(re.compile(f"^Adapter zip: {RUN_ID}-adapter.zip"),
-                                                                 timeout=60_000)
+    expect(page.locator("#export-status textarea")).to_have_value(
+        re.compile(f"^Adapter zip: {RUN_ID}-adapter.zip"), timeout=60_000
+    )
     with page.expect_download() as download:
         page.locator("#export-zip a").first.click()
     folder = tmp_path / f"{RUN_ID}-adapter"
@@ -45,5 +46,6 @@ def test_export_download_and_load_the_zip_as_a_detector(page, start_app, tmp_pat
     page.locator("#detect-exported textarea").fill(str(folder))
     page.get_by_role("button", name="Load exported detector (folder or Hub id)").click()
     expect(page.get_by_label("Detector status")).to_have_value(
-        re.compile(f"^Loaded exported {RUN_ID}-adapter \\(tiny, adapter on its base\\)"), timeout=90_000)
+        re.compile(f"^Loaded exported {RUN_ID}-adapter \\(tiny, adapter on its base\\)"), timeout=90_000
+    )
     assert detect(page, f"export:{folder.resolve()}") == (run_p, run_verdict)

@@ -5,6 +5,7 @@ local stand-in for huggingface.co's OpenID provider (huggingface.co cannot be re
 browser tests go through the whole round trip; the API tests use the session cookie Gradio would have
 set, signed the way its session middleware signs it.
 """
+
 import hashlib
 import http.server
 import json
@@ -34,8 +35,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def fetch(url: str, cookie: str | None = None, accept: str = "application/json", data: bytes | None = None,
-          origin: str | None = None, content_type: str = "application/json"):
+def fetch(
+    url: str,
+    cookie: str | None = None,
+    accept: str = "application/json",
+    data: bytes | None = None,
+    origin: str | None = None,
+    content_type: str = "application/json",
+):
     """(status, headers, body) of one request, redirects not followed."""
     headers = {"Accept": accept, "Content-Type": content_type}
     if cookie:
@@ -52,9 +59,13 @@ def fetch(url: str, cookie: str | None = None, accept: str = "application/json",
 
 def session_cookie(hub_name: str) -> str:
     """The cookie Gradio sets once huggingface.co has signed ``hub_name`` in."""
-    session = {"oauth_info": {"access_token": "unused", "expires_at": int(time.time()) + 3600,
-                              "userinfo": {"preferred_username": hub_name, "name": hub_name, "profile": "",
-                                           "picture": ""}}}
+    session = {
+        "oauth_info": {
+            "access_token": "unused",
+            "expires_at": int(time.time()) + 3600,
+            "userinfo": {"preferred_username": hub_name, "name": hub_name, "profile": "", "picture": ""},
+        }
+    }
     signer = itsdangerous.TimestampSigner(hashlib.sha256(f"{CLIENT_SECRET}-v4".encode()).hexdigest())
     return signer.sign(b64encode(json.dumps(session).encode())).decode()
 
@@ -83,20 +94,42 @@ class OpenIdProvider(http.server.BaseHTTPRequestHandler):
         elif url.path == "/jwks":
             self._json({"keys": [self.server.key.as_dict(private=False)]})
         else:
-            self._json({"issuer": base, "authorization_endpoint": f"{base}/oauth/authorize",
-                        "token_endpoint": f"{base}/oauth/token", "jwks_uri": f"{base}/jwks",
-                        "id_token_signing_alg_values_supported": ["RS256"]})
+            self._json(
+                {
+                    "issuer": base,
+                    "authorization_endpoint": f"{base}/oauth/authorize",
+                    "token_endpoint": f"{base}/oauth/token",
+                    "jwks_uri": f"{base}/jwks",
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                }
+            )
 
     def do_POST(self):
         form = dict(urllib.parse.parse_qsl(self.rfile.read(int(self.headers["Content-Length"])).decode()))
         nonce, user = self.server.codes.pop(form["code"])
         now = int(time.time())
-        claims = {"iss": f"http://127.0.0.1:{self.server.server_port}", "sub": f"id-{user}", "aud": "studio-client",
-                  "iat": now, "exp": now + 3600, "nonce": nonce, "preferred_username": user, "name": user,
-                  "profile": f"https://huggingface.co/{user}", "picture": ""}
+        claims = {
+            "iss": f"http://127.0.0.1:{self.server.server_port}",
+            "sub": f"id-{user}",
+            "aud": "studio-client",
+            "iat": now,
+            "exp": now + 3600,
+            "nonce": nonce,
+            "preferred_username": user,
+            "name": user,
+            "profile": f"https://huggingface.co/{user}",
+            "picture": "",
+        }
         id_token = jwt.encode({"alg": "RS256", "kid": "test"}, claims, self.server.key)
-        self._json({"access_token": "unused", "token_type": "bearer", "expires_in": 3600, "scope": "openid profile",
-                    "id_token": id_token})
+        self._json(
+            {
+                "access_token": "unused",
+                "token_type": "bearer",
+                "expires_in": 3600,
+                "scope": "openid profile",
+                "id_token": id_token,
+            }
+        )
 
     def log_message(self, *args):
         pass
@@ -116,9 +149,15 @@ def openid_provider():
 
 @pytest.fixture(scope="module")
 def hub_app(start_module_app, openid_provider):
-    space = {"SYSTEM": "spaces", "SPACE_ID": "team/injection-studio", "OAUTH_CLIENT_ID": "studio-client",
-             "OAUTH_CLIENT_SECRET": CLIENT_SECRET, "OAUTH_SCOPES": "openid profile",
-             "OPENID_PROVIDER_URL": openid_provider.url, "STUDIO_HF_USERS": "alice:admin bob"}
+    space = {
+        "SYSTEM": "spaces",
+        "SPACE_ID": "team/injection-studio",
+        "OAUTH_CLIENT_ID": "studio-client",
+        "OAUTH_CLIENT_SECRET": CLIENT_SECRET,
+        "OAUTH_SCOPES": "openid profile",
+        "OPENID_PROVIDER_URL": openid_provider.url,
+        "STUDIO_HF_USERS": "alice:admin bob",
+    }
     return start_module_app("--host", "127.0.0.1", env=space)
 
 
@@ -132,7 +171,7 @@ def test_visitors_get_a_sign_in_page_and_nothing_else(hub_app, openid_provider):
     assert fetch(base + "/gradio_api/call/detect", data=call)[0] == 401
     join = json.dumps({"data": [], "fn_index": 0, "session_hash": "visitor"}).encode()
     assert fetch(base + "/gradio_api/queue/join", data=join)[0] == 401
-    upload = b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"p.csv\"\r\n\r\nx\r\n--b--\r\n"
+    upload = b'--b\r\nContent-Disposition: form-data; name="files"; filename="p.csv"\r\n\r\nx\r\n--b--\r\n'
     assert fetch(base + "/gradio_api/upload", data=upload, content_type="multipart/form-data; boundary=b")[0] == 401
     snapshot = hub_app.data_dir / "snapshots" / "x" / "train.parquet"
     assert fetch(f"{base}/gradio_api/file={snapshot}")[0] == 401
@@ -159,10 +198,13 @@ def test_listed_accounts_enter_with_their_role_and_others_are_refused(hub_app):
     assert fetch(base + "/config", cookie=session_cookie("alice"), origin="https://evil.example")[0] == 403
 
 
-@pytest.mark.parametrize("account, shown", [
-    ("alice", "Signed in as alice (admin)"),
-    ("mallory", "not on this Studio's list"),
-])
+@pytest.mark.parametrize(
+    "account, shown",
+    [
+        ("alice", "Signed in as alice (admin)"),
+        ("mallory", "not on this Studio's list"),
+    ],
+)
 def test_signing_in_with_hugging_face_in_the_browser(hub_app, page, openid_provider, account, shown):
     """The real round trip: the button, the provider, Gradio's callback and session, then the page."""
     openid_provider.user = account

@@ -7,6 +7,7 @@ client's address from a loopback peer (``FORWARDED_ALLOW_IPS``), as it would beh
 test's attempts do not count against another's address, and the burst comes from many addresses, as a
 distributed guessing attack would, which no per-address limit stops.
 """
+
 import statistics
 import threading
 import time

@@ -2,14 +2,15 @@
 started from YAML, listed, waited on until it completes, its metrics read; a queued run cancelled; a vote by
 example id; a bad config refused with its reason and nothing queued; run control and adjudication kept to
 their roles; and no endpoint the API lists with a parameter Gradio could only number."""
+
 import re
 import time
 
 import pytest
 import yaml
 from gradio_client import Client
-
 from helpers import TEAM
+
 from curation.store import LabelStore
 
 pytestmark = pytest.mark.browser
@@ -69,8 +70,9 @@ def run_ids(client: Client) -> list[str]:
 
 def test_a_run_from_yaml_is_listed_completes_and_shows_its_metrics(client):
     run_id = client.predict(config=TINY_YAML, api_name="/start_run")
-    queued_behind = client.predict(config={**yaml.safe_load(TINY_YAML), "run_name": "script-api-2"},
-                                   api_name="/start_run")
+    queued_behind = client.predict(
+        config={**yaml.safe_load(TINY_YAML), "run_name": "script-api-2"}, api_name="/start_run"
+    )
     listed = {run["run_id"]: run for run in client.predict(api_name="/list_runs")}
     assert listed[run_id]["name"] == "script-api" and listed[run_id]["model"] == "tiny"
     assert listed[run_id]["kind"] == "train" and listed[run_id]["status"] in ("queued", "running")
@@ -99,8 +101,9 @@ def test_a_run_from_yaml_is_listed_completes_and_shows_its_metrics(client):
 def test_a_vote_by_example_id_is_in_the_store(client, open_app):
     table, _shown = client.predict(search="ignore", api_name="/browse")
     example_id = int(table["data"][0][table["headers"].index("id")])
-    vote = client.predict(example_id=example_id, label="injection", note="from a script", reviewer="scripter",
-                          api_name="/vote_example")
+    vote = client.predict(
+        example_id=example_id, label="injection", note="from a script", reviewer="scripter", api_name="/vote_example"
+    )
     assert vote["reviewer"] == "scripter" and vote["label"] == "injection" and vote["current_label"] == "injection"
     store = LabelStore(open_app.data_dir)
     try:
@@ -116,14 +119,17 @@ def test_a_vote_by_example_id_is_in_the_store(client, open_app):
         client.predict(example_id=999_999, label="benign", reviewer="scripter", api_name="/vote_example")
 
 
-@pytest.mark.parametrize("config, reason", [
-    ("model: tiny\nbatch_size: [8", "not valid YAML"),
-    ("model: tiny\nlerning_rate: 0.1\n", "unknown config key(s): lerning_rate"),
-    ({"model": "tiny", "learning_rate": 0}, "learning_rate must be > 0"),
-    ({"model": "tiny", "tracker": "tensorboard"}, "tracker must be one of"),
-    ({"model": "tiny", "data": "/etc"}, "outside the allowed folders"),
-    ("- just\n- a list\n", "a config is a mapping"),
-])
+@pytest.mark.parametrize(
+    "config, reason",
+    [
+        ("model: tiny\nbatch_size: [8", "not valid YAML"),
+        ("model: tiny\nlerning_rate: 0.1\n", "unknown config key(s): lerning_rate"),
+        ({"model": "tiny", "learning_rate": 0}, "learning_rate must be > 0"),
+        ({"model": "tiny", "tracker": "tensorboard"}, "tracker must be one of"),
+        ({"model": "tiny", "data": "/etc"}, "outside the allowed folders"),
+        ("- just\n- a list\n", "a config is a mapping"),
+    ],
+)
 def test_an_unusable_config_is_refused_with_its_reason_and_nothing_is_queued(client, open_app, config, reason):
     before = run_ids(client)
     with pytest.raises(Exception, match=re.escape(reason)):
@@ -134,18 +140,30 @@ def test_an_unusable_config_is_refused_with_its_reason_and_nothing_is_queued(cli
 
 def test_the_api_lists_no_numbered_parameter(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/list_runs", "/start_run", "/cancel_run", "/resume_run", "/run_metrics", "/vote_example",
-            "/detect"} <= set(endpoints)
+    assert {
+        "/list_runs",
+        "/start_run",
+        "/cancel_run",
+        "/resume_run",
+        "/run_metrics",
+        "/vote_example",
+        "/detect",
+    } <= set(endpoints)
     assert "/start" not in endpoints, "the page's form, field by field, is not an API"
-    numbered = {name: [p["parameter_name"] for p in endpoint["parameters"] if NUMBERED.match(p["parameter_name"] or "")]
-                for name, endpoint in endpoints.items()}
+    numbered = {
+        name: [p["parameter_name"] for p in endpoint["parameters"] if NUMBERED.match(p["parameter_name"] or "")]
+        for name, endpoint in endpoints.items()
+    }
     assert {name: params for name, params in numbered.items() if params} == {}
 
 
 def test_run_control_needs_an_admin_and_adjudication_a_lead(team_app):
     reviewer = Client(team_app.url, auth=("rev", TEAM["rev"][0]), verbose=False)
-    for name, arguments in (("/start_run", {"config": TINY_YAML}), ("/cancel_run", {"run_id": "some-run"}),
-                            ("/resume_run", {"run_id": "some-run"})):
+    for name, arguments in (
+        ("/start_run", {"config": TINY_YAML}),
+        ("/cancel_run", {"run_id": "some-run"}),
+        ("/resume_run", {"run_id": "some-run"}),
+    ):
         with pytest.raises(Exception, match="Only an admin can"):
             reviewer.predict(**arguments, api_name=name)
     assert reviewer.predict(api_name="/list_runs") == []

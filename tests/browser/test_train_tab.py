@@ -1,5 +1,6 @@
 """The Train tab in Chromium: a tiny run from the page learns, finishes and reproduces from the shell;
 another is cancelled and resumed."""
+
 import json
 import re
 import subprocess
@@ -7,10 +8,8 @@ import sys
 
 import pandas as pd
 import pytest
+from helpers import DATA_DIR, ROOT, SHARED, choose_tiny_model, field, type_data
 from playwright.sync_api import expect
-
-from helpers import choose_tiny_model, field, type_data
-from helpers import DATA_DIR, ROOT, SHARED
 
 pytestmark = pytest.mark.browser
 
@@ -20,9 +19,20 @@ RUN_TIMEOUT_MS = 300_000
 IMG = '<img src=x onerror="window.__x=1">'
 SCRIPT = "<script>window.__y=1</script>"
 MARKDOWN = "**bold** and [a link](javascript:alert(1))"
-TINY_RUN = {"max_train_rows": "200", "max_test_rows": "64", "validation_size": "16", "max_length": "128",
-            "batch_size": "16", "gradient_accumulation": "1", "learning_rate": "0.003", "warmup_steps": "0",
-            "logging_steps": "2", "save_steps": "100", "prediction_samples": "8", "eval_batch_size": "16"}
+TINY_RUN = {
+    "max_train_rows": "200",
+    "max_test_rows": "64",
+    "validation_size": "16",
+    "max_length": "128",
+    "batch_size": "16",
+    "gradient_accumulation": "1",
+    "learning_rate": "0.003",
+    "warmup_steps": "0",
+    "logging_steps": "2",
+    "save_steps": "100",
+    "prediction_samples": "8",
+    "eval_batch_size": "16",
+}
 
 
 def open_train_tab(page, app):
@@ -79,8 +89,13 @@ def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page,
     expect(page.locator("#train-log textarea")).to_have_value(re.compile("test before: acc"))
 
     run_dir = running_app.data_dir / "runs" / run_id
-    shell = subprocess.run([sys.executable, "-m", "ft.train", "--config", str(run_dir / "config.yaml"),
-                            "--run-id", "from-shell"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    shell = subprocess.run(
+        [sys.executable, "-m", "ft.train", "--config", str(run_dir / "config.yaml"), "--run-id", "from-shell"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert shell.returncode == 0, shell.stderr[-3000:]
     from_page = json.loads((run_dir / "eval.json").read_text())
     from_shell = json.loads((run_dir.parent / "from-shell" / "eval.json").read_text())
@@ -90,9 +105,25 @@ def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page,
     assert from_shell == from_page
 
     # an evaluation on other data, run from the shell, shows in the run's details
-    evaluated = subprocess.run([sys.executable, "-m", "ft.evaluate", "--run", str(run_dir), "--data",
-                                str(FOREIGN_EVAL), "--max-rows", "24", "--name", "foreign"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=600)
+    evaluated = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ft.evaluate",
+            "--run",
+            str(run_dir),
+            "--data",
+            str(FOREIGN_EVAL),
+            "--max-rows",
+            "24",
+            "--name",
+            "foreign",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     other = page.locator("#train-other-evals")
     expect(other.get_by_role("grid")).to_have_attribute("aria-rowcount", "3", timeout=30_000)  # before, after
@@ -111,15 +142,22 @@ def hostile_data(folder):
 
 def test_a_run_is_cancelled_from_the_page_and_resumed(page, running_app, tmp_path):
     open_train_tab(page, running_app)
-    run_id = queue_tiny_run(page, "to-cancel", data=str(hostile_data(tmp_path / "hostile")),
-                            validation_split="validation", max_steps="60", logging_steps="1")
+    run_id = queue_tiny_run(
+        page,
+        "to-cancel",
+        data=str(hostile_data(tmp_path / "hostile")),
+        validation_split="validation",
+        max_steps="60",
+        logging_steps="1",
+    )
     predictions = page.locator("#train-predictions")
     for row, text in enumerate((IMG, SCRIPT, MARKDOWN)):
         expect(predictions.get_by_test_id(f"cell-{row}-0")).to_have_text(text, timeout=RUN_TIMEOUT_MS)
     assert page.evaluate("[window.__x, window.__y]") == [None, None]
     assert predictions.locator("img, script, a").count() == 0
-    expect(page.locator("#train-progress")).to_contain_text(re.compile(r"step ([2-9]|[1-5]\d)/60"),
-                                                            timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#train-progress")).to_contain_text(
+        re.compile(r"step ([2-9]|[1-5]\d)/60"), timeout=RUN_TIMEOUT_MS
+    )
     page.locator("#train-cancel").click()
     expect(page.locator("#train-action textarea")).to_have_value(re.compile("cancelling"))
     expect(status_cell(page, run_id)).to_contain_text("cancelled", timeout=30_000)

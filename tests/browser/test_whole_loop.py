@@ -3,16 +3,15 @@
 Also: a reviewer cannot start a run; hostile dataset rows show literally with no script running; the
 HF and wandb tokens in the app's environment appear in no file the app or its run writes.
 """
+
 import re
 
 import pandas as pd
 import pytest
+from helpers import DATA_DIR, choose_tiny_model, field, open_browser, type_data
 from playwright.sync_api import expect
 
 from access.users import hash_password
-from helpers import DATA_DIR, type_data
-from helpers import open_browser
-from helpers import choose_tiny_model, field
 
 pytestmark = pytest.mark.browser
 
@@ -23,9 +22,19 @@ SLOW_MS = 60_000
 """For a freshly opened page on a loaded 2-core machine."""
 FAKE_HF_TOKEN = "hf_FakeTokenForTheWholeLoop0123456789"
 FAKE_WANDB_KEY = "fakewandbkeywholeloop0123456789abcdef0123"
-TINY = {"max_test_rows": "32", "validation_size": "16", "max_length": "128", "batch_size": "16",
-        "gradient_accumulation": "1", "learning_rate": "0.003", "warmup_steps": "0", "logging_steps": "2",
-        "save_steps": "100", "prediction_samples": "8", "eval_batch_size": "16"}
+TINY = {
+    "max_test_rows": "32",
+    "validation_size": "16",
+    "max_length": "128",
+    "batch_size": "16",
+    "gradient_accumulation": "1",
+    "learning_rate": "0.003",
+    "warmup_steps": "0",
+    "logging_steps": "2",
+    "save_steps": "100",
+    "prediction_samples": "8",
+    "eval_batch_size": "16",
+}
 
 
 def sign_in(page, url, user, password):
@@ -42,15 +51,19 @@ def small_dataset(folder):
     train = pd.read_parquet(DATA_DIR / "train.parquet").sample(160, random_state=0)
     hostile = pd.DataFrame({"text": [IMG, SCRIPT], "label": [1, 0]})
     pd.concat([hostile, train]).to_parquet(folder / "train.parquet", index=False)
-    pd.read_parquet(DATA_DIR / "test.parquet").sample(40, random_state=0).to_parquet(folder / "test.parquet",
-                                                                                     index=False)
+    pd.read_parquet(DATA_DIR / "test.parquet").sample(40, random_state=0).to_parquet(
+        folder / "test.parquet", index=False
+    )
     return folder
 
 
 def files_holding(folder, *secrets):
     """Every file under ``folder`` whose bytes contain one of ``secrets``."""
-    return [path for path in folder.rglob("*") if path.is_file()
-            and any(secret.encode() in path.read_bytes() for secret in secrets)]
+    return [
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and any(secret.encode() in path.read_bytes() for secret in secrets)
+    ]
 
 
 def progress_shown(page, run_id):
@@ -80,8 +93,12 @@ def test_the_whole_loop_signed_in(page, start_app, tmp_path, playwright):
     users.write_text(f"boss:{hash_password('boss-pw')}:admin\nrev:{hash_password('rev-pw')}\n", encoding="utf-8")
     data = small_dataset(tmp_path / "incoming")
     wandb_dir = tmp_path / "wandb"
-    secrets = {"HF_TOKEN": FAKE_HF_TOKEN, "WANDB_API_KEY": FAKE_WANDB_KEY, "WANDB_MODE": "offline",
-               "WANDB_DIR": str(wandb_dir)}
+    secrets = {
+        "HF_TOKEN": FAKE_HF_TOKEN,
+        "WANDB_API_KEY": FAKE_WANDB_KEY,
+        "WANDB_MODE": "offline",
+        "WANDB_DIR": str(wandb_dir),
+    }
     app = start_app("--auth", str(users), "--allow-path", str(data), env=secrets)
     sign_in(page, app.url, "boss", "boss-pw")
 
@@ -151,7 +168,9 @@ def test_the_whole_loop_signed_in(page, start_app, tmp_path, playwright):
     with page.expect_download() as download:
         page.locator("#detect-csv a").first.click()
     assert pd.read_csv(download.value.path(), keep_default_na=False)["text"].tolist() == [
-        IMG, "What is the capital of France?"]
+        IMG,
+        "What is the capital of France?",
+    ]
 
     # the snapshot the run was trained on cannot be deleted while the run exists
     page.get_by_role("tab", name="Curate").click()

@@ -1,4 +1,5 @@
 """The label audit: folds, out-of-sample scores, cleanlab's ranking, the in-sample option, the files."""
+
 import json
 import shutil
 import subprocess
@@ -7,12 +8,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from helpers import ROOT, tiny_config
+
 from ft.audit import SUSPECT_COLUMNS, AuditDir, audit, fold_of_rows, ranked_suspects
-from ft.config import IN_SAMPLE, AuditOptions
+from ft.config import IN_SAMPLE, AuditOptions, ConfigError, TrainConfig
 from runner.commands import audit_command
-from ft.config import ConfigError, TrainConfig
 
 AUDIT_ROWS = 120
 
@@ -54,8 +54,9 @@ def test_ranking_is_cleanlabs_issue_order_then_label_quality():
     labels[flipped] = 1 - labels[flipped]
     scored = pd.DataFrame({"text": [f"t{i}" for i in range(200)], "label": labels, "p_injection": p, "fold": 0})
     ranked = ranked_suspects(scored)
-    issues = find_label_issues(labels, np.column_stack([1 - p, p]), return_indices_ranked_by="self_confidence",
-                              n_jobs=1)
+    issues = find_label_issues(
+        labels, np.column_stack([1 - p, p]), return_indices_ranked_by="self_confidence", n_jobs=1
+    )
     assert ranked["text"].head(len(issues)).tolist() == [f"t{i}" for i in issues]
     assert set(ranked["text"].head(3)) == {f"t{i}" for i in flipped}
     assert ranked["rank"].tolist() == list(range(1, 201))
@@ -73,8 +74,13 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
         AuditOptions(in_sample_run=str(tmp_path)).validate()
     path = tmp_path / "c.yaml"
     path.write_text(TrainConfig().to_yaml())
-    done = subprocess.run([sys.executable, "-m", "ft.audit", "--config", str(path), "--folds", "1"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ft.audit", "--config", str(path), "--folds", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "error: folds must be an integer >= 2, got 1"
 
@@ -82,8 +88,9 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
 def test_audit_command_carries_every_option():
     argv = audit_command("runs/x/config.yaml", "x", AuditOptions(folds=3, seed=5, in_sample_run="runs/r"), resume=True)
     assert argv[0] == sys.executable and argv[1:3] == ["-m", "ft.audit"]
-    assert " ".join(argv[3:]) == ("--config runs/x/config.yaml --audit-id x --folds 3 --seed 5 --eval-rows 200 "
-                                  "--in-sample-run runs/r --resume")
+    assert " ".join(argv[3:]) == (
+        "--config runs/x/config.yaml --audit-id x --folds 3 --seed 5 --eval-rows 200 --in-sample-run runs/r --resume"
+    )
 
 
 # --- a real cross-fit audit ----------------------------------------------------------------------

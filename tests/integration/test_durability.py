@@ -1,4 +1,5 @@
 """Concurrent writers lose nothing; a writer killed mid-session leaves every committed vote and a sound file."""
+
 import signal
 import subprocess
 import sys
@@ -22,8 +23,14 @@ def store_with_examples(data_dir: Path, n: int) -> LabelStore:
 def test_eight_processes_cast_200_votes_each(tmp_path):
     store = store_with_examples(tmp_path, 200)
     start = tmp_path / "go"
-    writers = [subprocess.Popen([sys.executable, str(WRITER), str(tmp_path), f"reviewer-{k}", "200",
-                                 "--start-file", str(start)], stdout=subprocess.PIPE, text=True) for k in range(8)]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, str(WRITER), str(tmp_path), f"reviewer-{k}", "200", "--start-file", str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(8)
+    ]
     assert [w.stdout.readline().strip() for w in writers] == ["ready"] * 8
     start.touch()
     assert [w.wait(timeout=120) for w in writers] == [0] * 8

@@ -1,7 +1,8 @@
 """Background runs: the queue, cancel and resume, restarts, crashes, secrets, the lock and the commands."""
+
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -11,17 +12,16 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-
 from helpers import DATA_DIR, TOKENIZER_DIR, tiny_config
-from runner import views as run_views
+
+from ft.config import ConfigError, TrainConfig
+from ft.run_dir import JOB_FILE, RunDir
 from runner import catalog, commands, forms, queue
-from runner.secrets import redact
-from ft.run_dir import JOB_FILE
+from runner import views as run_views
 from runner.commands import train_command
 from runner.forms import config_from_form, form_fields
 from runner.queue import JobError, JobManager
-from ft.run_dir import RunDir
-from ft.config import ConfigError, TrainConfig
+from runner.secrets import redact
 
 FAKE_WANDB_KEY = "fakewandbkey0123456789abcdef0123456789abcd"
 FAKE_HF_TOKEN = "hf_FakeTokenForTheSecretTest0123456789"
@@ -36,8 +36,7 @@ def quick_config(tmp_path, **overrides):
 
 def sleeper(runs_dir: Path, run_id: str) -> subprocess.Popen:
     """A live stand-in for a run's process: a sleeping child whose command line names ft.train."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "ft.train"],
-                             start_new_session=True)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "ft.train"], start_new_session=True)
     run = RunDir(runs_dir / run_id)
     run.write_state(status="running", started=time.time(), step=3, total_steps=10)
     (run.path / JOB_FILE).write_text(f'{{"pgid": {child.pid}}}')
@@ -58,9 +57,11 @@ def queue_of_three(tmp_path_factory):
         env.setenv("WANDB_API_KEY", FAKE_WANDB_KEY)
         env.setenv("HF_TOKEN", FAKE_HF_TOKEN)
         manager = JobManager(tmp / "runs", gpus=0, poll_s=0.2)
-        ids = [manager.submit(quick_config(tmp, run_name="first", tracker="wandb")),
-               manager.submit(quick_config(tmp, run_name="crashes", model=BAD_MODEL)),
-               manager.submit(quick_config(tmp, run_name="third"))]
+        ids = [
+            manager.submit(quick_config(tmp, run_name="first", tracker="wandb")),
+            manager.submit(quick_config(tmp, run_name="crashes", model=BAD_MODEL)),
+            manager.submit(quick_config(tmp, run_name="third")),
+        ]
         positions_before = {r.run_id: r.queue_position for r in manager.runs()}
         launched = manager.tick()
         positions_after = {r.run_id: (r.status, r.queue_position) for r in manager.runs()}
@@ -70,8 +71,15 @@ def queue_of_three(tmp_path_factory):
             finals = {run_id: manager.wait(run_id, timeout=600) for run_id in ids}
         finally:
             manager.stop()
-        yield SimpleNamespace(manager=manager, ids=ids, positions_before=positions_before, launched=launched,
-                              positions_after=positions_after, finals=finals, seconds=time.monotonic() - started)
+        yield SimpleNamespace(
+            manager=manager,
+            ids=ids,
+            positions_before=positions_before,
+            launched=launched,
+            positions_after=positions_after,
+            finals=finals,
+            seconds=time.monotonic() - started,
+        )
 
 
 def test_queue_runs_one_at_a_time_in_submission_order(queue_of_three):
@@ -106,7 +114,8 @@ def test_no_secret_in_any_file_under_runs(queue_of_three):
 def test_restart_lists_every_run_with_its_state(queue_of_three):
     restarted = JobManager(queue_of_three.manager.runs_dir, gpus=0)
     assert {r.run_id: r.status for r in restarted.runs()} == {
-        run_id: info.status for run_id, info in queue_of_three.finals.items()}
+        run_id: info.status for run_id, info in queue_of_three.finals.items()
+    }
     assert restarted.get(queue_of_three.ids[0]).name == "first"
 
 
@@ -130,8 +139,9 @@ def test_the_scheduler_settles_dead_runs_failed_with_their_log_tail_or_cancelled
 
 def test_cancel_and_resume_continue_from_the_checkpoint(tmp_path):
     manager = JobManager(tmp_path / "runs", gpus=0, poll_s=0.2)
-    config = tiny_config(tmp_path, max_train_rows=600, max_steps=60, logging_steps=1, save_steps=1000,
-                         prediction_samples=4)
+    config = tiny_config(
+        tmp_path, max_train_rows=600, max_steps=60, logging_steps=1, save_steps=1000, prediction_samples=4
+    )
     run_id = manager.submit(config)
     manager.start()
     try:
@@ -201,9 +211,18 @@ def test_cancel_delete_and_resume_follow_the_state(tmp_path):
 
 def test_a_second_cancel_after_a_while_kills(tmp_path, monkeypatch):
     runs_dir = tmp_path / "runs"
-    child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
-                              "signal.SIG_IGN); print('ignoring', flush=True); time.sleep(120)", "ft.train"],
-                             start_new_session=True, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, "
+            "signal.SIG_IGN); print('ignoring', flush=True); time.sleep(120)",
+            "ft.train",
+        ],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     run = RunDir(runs_dir / "stubborn")
     run.write_state(status="running", started=time.time())
     (run.path / JOB_FILE).write_text(f'{{"pgid": {child.pid}}}')
@@ -223,14 +242,33 @@ def test_the_command_for_two_gpus_uses_accelerate(tmp_path):
     config_path = tmp_path / "runs" / "r1" / "config.yaml"
     argv = train_command(config_path, "r1", gpus=2)
     assert Path(argv[0]).name == "accelerate"
-    assert argv[1:] == ["launch", "--multi_gpu", "--num_processes", "2", "-m", "ft.train", "--config",
-                        str(config_path), "--run-id", "r1"]
-    assert train_command(config_path, "r1", gpus=1) == [sys.executable, "-m", "ft.train", "--config",
-                                                        str(config_path), "--run-id", "r1"]
+    assert argv[1:] == [
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "-m",
+        "ft.train",
+        "--config",
+        str(config_path),
+        "--run-id",
+        "r1",
+    ]
+    assert train_command(config_path, "r1", gpus=1) == [
+        sys.executable,
+        "-m",
+        "ft.train",
+        "--config",
+        str(config_path),
+        "--run-id",
+        "r1",
+    ]
     assert train_command(config_path, "r1", gpus=0, resume=True)[-1] == "--resume"
     manager = JobManager(tmp_path / "runs", gpus=4)
     assert manager.command("r1")[1:5] == ["launch", "--multi_gpu", "--num_processes", "4"]
-    assert "accelerate launch --multi_gpu --num_processes 4 -m ft.train" in commands.shell_command(manager.command("r1"))
+    assert "accelerate launch --multi_gpu --num_processes 4 -m ft.train" in commands.shell_command(
+        manager.command("r1")
+    )
 
 
 def test_the_form_covers_every_field_and_refuses_bad_values(tmp_path, monkeypatch):
@@ -238,23 +276,32 @@ def test_the_form_covers_every_field_and_refuses_bad_values(tmp_path, monkeypatc
     assert names == [f for f in TrainConfig.__dataclass_fields__ if f != "runs_dir"]
     assert all(f.help for f in form_fields())
 
-    good = {"model": "tiny", "tokenizer": str(TOKENIZER_DIR), "learning_rate": "0.003", "batch_size": 8.0,
-            "max_train_rows": "", "modules_to_save": "embed_tokens, lm_head", "group_by_length": False}
+    good = {
+        "model": "tiny",
+        "tokenizer": str(TOKENIZER_DIR),
+        "learning_rate": "0.003",
+        "batch_size": 8.0,
+        "max_train_rows": "",
+        "modules_to_save": "embed_tokens, lm_head",
+        "group_by_length": False,
+    }
     config = config_from_form(good, tmp_path / "runs")
     assert (config.learning_rate, config.batch_size, config.max_train_rows) == (0.003, 8, None)
     assert config.modules_to_save == ["embed_tokens", "lm_head"] and config.group_by_length is False
     assert config.runs_dir == str(tmp_path / "runs")
 
     monkeypatch.setenv("HF_TOKEN", FAKE_HF_TOKEN)
-    for change, reason in [({"learning_rate": "0"}, "learning_rate must be > 0"),
-                           ({"batch_size": 2.5}, "batch_size must be a whole number"),
-                           ({"epochs": "many"}, "epochs must be a number"),
-                           ({"learning_rate": "nan"}, "finite"),
-                           ({"seed": None}, "seed is required"),
-                           ({"lr_scheduler": "bogus"}, "lr_scheduler must be one of"),
-                           ({"tracker": "tensorboard"}, "tracker must be one of"),
-                           ({"data": "./no/such/folder"}, "data ./no/such/folder: no such file"),
-                           ({"run_name": f"x{FAKE_HF_TOKEN}"}, "run_name holds a secret")]:
+    for change, reason in [
+        ({"learning_rate": "0"}, "learning_rate must be > 0"),
+        ({"batch_size": 2.5}, "batch_size must be a whole number"),
+        ({"epochs": "many"}, "epochs must be a number"),
+        ({"learning_rate": "nan"}, "finite"),
+        ({"seed": None}, "seed is required"),
+        ({"lr_scheduler": "bogus"}, "lr_scheduler must be one of"),
+        ({"tracker": "tensorboard"}, "tracker must be one of"),
+        ({"data": "./no/such/folder"}, "data ./no/such/folder: no such file"),
+        ({"run_name": f"x{FAKE_HF_TOKEN}"}, "run_name holds a secret"),
+    ]:
         with pytest.raises(ConfigError, match=reason):
             config_from_form({**good, **change}, tmp_path / "runs")
 
@@ -287,23 +334,28 @@ def test_the_queue_survives_an_app_restart_before_it_starts(tmp_path):
     ids = [JobManager(runs_dir, gpus=0).submit(quick_config(tmp_path, run_name=n)) for n in ("a", "b")]
     restarted = JobManager(runs_dir, gpus=0)
     assert [(r.run_id, r.queue_position) for r in sorted(restarted.runs(), key=lambda r: r.queue_position)] == [
-        (ids[0], 1), (ids[1], 2)]
+        (ids[0], 1),
+        (ids[1], 2),
+    ]
     assert sorted(os.listdir(runs_dir / ids[0])) == ["config.yaml", "job.json", "state.json"]
 
 
 def test_the_page_views_of_a_run(tmp_path):
     run = RunDir(tmp_path / "runs" / "r")
     run.predictions.mkdir(parents=True)
-    before = pd.DataFrame({"text": ["<b>a</b>", "b"], "label": [1, 0], "answer": ["no", "no"],
-                           "p_injection": [0.4, 0.3]})
+    before = pd.DataFrame(
+        {"text": ["<b>a</b>", "b"], "label": [1, 0], "answer": ["no", "no"], "p_injection": [0.4, 0.3]}
+    )
     before.to_parquet(run.predictions / "step-0.parquet")
     info = catalog.read_run(run)
     assert run_views.predictions_frame(info)["after answer"].tolist() == ["", ""], "no epoch has ended yet"
     before.assign(answer=["yes", "no"], p_injection=[0.9, 0.1]).to_parquet(run.predictions / "step-6.parquet")
     frame = run_views.predictions_frame(info)
     assert list(frame.columns) == run_views.PREDICTION_COLUMNS
-    assert frame.values.tolist() == [["<b>a</b>", "1", "no", "0.4000", "yes", "0.9000"],
-                                     ["b", "0", "no", "0.3000", "no", "0.1000"]]
+    assert frame.values.tolist() == [
+        ["<b>a</b>", "1", "no", "0.4000", "yes", "0.9000"],
+        ["b", "0", "no", "0.3000", "no", "0.1000"],
+    ]
     for step, loss in ((1, 2.0), (2, 1.5)):
         run.append_metrics({"kind": "log", "step": step, "loss": loss, "learning_rate": 1e-3 / step})
     run.append_metrics({"kind": "predictions", "step": 6, "f1": 0.75})
@@ -314,7 +366,12 @@ def test_the_page_views_of_a_run(tmp_path):
     progress = run_views.progress(info, now=120.0)
     assert (progress.fraction, progress.eta_s) == (0.4, 60.0), "2 steps in 20 s since the resume, 6 to go"
     assert run_views.runs_frame([info], now=130.0).iloc[0].tolist()[4:] == [
-        "running", "4/10", "0.750 @ 6", run_views.clock(100.0), "30s"]
+        "running",
+        "4/10",
+        "0.750 @ 6",
+        run_views.clock(100.0),
+        "30s",
+    ]
 
 
 def test_an_audit_is_queued_like_a_run_and_launched_with_its_own_command(tmp_path):
@@ -347,8 +404,9 @@ def test_an_audit_is_queued_like_a_run_and_launched_with_its_own_command(tmp_pat
     manager.resume(audit_id)
     resumed = manager.get(audit_id)
     assert resumed.status == "queued" and resumed.kind == "audit"
-    assert manager.command(audit_id, resume=True) == audit_command(config_path, audit_id,
-                                                                   AuditOptions(folds=3, seed=7), resume=True)
+    assert manager.command(audit_id, resume=True) == audit_command(
+        config_path, audit_id, AuditOptions(folds=3, seed=7), resume=True
+    )
     assert manager.tick() == audit_id and manager.get(audit_id).job["command"][-1] == "--resume"
     manager.cancel(audit_id)
     manager.wait(audit_id, timeout=120)
@@ -357,8 +415,12 @@ def test_an_audit_is_queued_like_a_run_and_launched_with_its_own_command(tmp_pat
 def test_runs_using_a_snapshot_are_found_by_their_data(tmp_path):
     snapshot = tmp_path / "snapshots" / "20261128-010203-abcd1234"
     snapshot.mkdir(parents=True)
-    for run_id, data in (("on-folder", snapshot), ("on-file", snapshot / "train.parquet"),
-                         ("elsewhere", tmp_path / "other"), ("hub", "reshabhs/SPML_Chatbot_Prompt_Injection")):
+    for run_id, data in (
+        ("on-folder", snapshot),
+        ("on-file", snapshot / "train.parquet"),
+        ("elsewhere", tmp_path / "other"),
+        ("hub", "reshabhs/SPML_Chatbot_Prompt_Injection"),
+    ):
         run = RunDir(tmp_path / "runs" / run_id)
         run.path.mkdir(parents=True)
         (run.path / "config.yaml").write_text(f"data: {data}\n")

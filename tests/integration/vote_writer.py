@@ -5,6 +5,7 @@ Votes on examples 1..N_VOTES (cycling through the store's examples); after each 
 appends the vote id to --log so a test knows what was committed before a kill. With
 --start-file it prints "ready" once the store is open, then waits for that file to exist.
 """
+
 import argparse
 import os
 import sys

@@ -1,16 +1,17 @@
 """Users and roles, password hashes, and the path roots."""
+
 import subprocess
 import sys
 import time
 from types import SimpleNamespace
 
 import pytest
+from helpers import ROOT
 
 from access.hub_login import HubLoginError, HubUsers
 from access.origin import same_origin
 from access.paths import PathError, checked_reference, resolve_inside
 from access.users import Users, UsersError, hash_password, verify_password
-from helpers import ROOT
 
 
 def test_hash_verifies_only_its_password():
@@ -37,13 +38,16 @@ def test_users_from_the_environment():
     assert Users.from_environment({}) is None
 
 
-@pytest.mark.parametrize("line, message", [
-    ("alice:plaintext", "must be a hash"),
-    ("alice", "expected 'name:hash'"),
-    (f"alice:{hash_password('x')}:root", "role 'root'"),
-    (f"al ice:{hash_password('x')}", "user name"),
-    (f"bob:{hash_password('x')}:admin\nbob:{hash_password('y')}", "listed twice: bob"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("alice:plaintext", "must be a hash"),
+        ("alice", "expected 'name:hash'"),
+        (f"alice:{hash_password('x')}:root", "role 'root'"),
+        (f"al ice:{hash_password('x')}", "user name"),
+        (f"bob:{hash_password('x')}:admin\nbob:{hash_password('y')}", "listed twice: bob"),
+    ],
+)
 def test_malformed_users_are_named(tmp_path, line, message):
     path = tmp_path / "users.txt"
     path.write_text(line + "\n")
@@ -52,8 +56,9 @@ def test_malformed_users_are_named(tmp_path, line, message):
 
 
 def test_hash_command_reads_stdin():
-    done = subprocess.run([sys.executable, "-m", "access.users"], input="pw\n", capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "access.users"], input="pw\n", capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert done.returncode == 0 and verify_password("pw", done.stdout.strip())
 
 
@@ -64,8 +69,14 @@ def test_paths_outside_the_roots_are_refused(tmp_path):
     outside.mkdir()
     (root / "escape").symlink_to(outside)
     assert resolve_inside(root / "snapshots" / "s1", [root]) == (root / "snapshots" / "s1").resolve()
-    for bad in (str(root / ".." / ".." / "etc" / "passwd"), "../../etc/passwd", "/etc/passwd",
-                str(outside), str(root / "escape"), str(root / "escape" / "x.parquet")):
+    for bad in (
+        str(root / ".." / ".." / "etc" / "passwd"),
+        "../../etc/passwd",
+        "/etc/passwd",
+        str(outside),
+        str(root / "escape"),
+        str(root / "escape" / "x.parquet"),
+    ):
         with pytest.raises(PathError, match="outside the allowed folders"):
             resolve_inside(bad, [root])
 
@@ -84,14 +95,23 @@ def test_references_are_paths_in_roots_or_hub_ids(tmp_path, monkeypatch):
         checked_reference("./data/../..", [root])
 
 
-OAUTH_SPACE = {"SYSTEM": "spaces", "SPACE_ID": "team/studio", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "s",
-               "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "https://huggingface.co"}
+OAUTH_SPACE = {
+    "SYSTEM": "spaces",
+    "SPACE_ID": "team/studio",
+    "OAUTH_CLIENT_ID": "id",
+    "OAUTH_CLIENT_SECRET": "s",
+    "OAUTH_SCOPES": "openid profile",
+    "OPENID_PROVIDER_URL": "https://huggingface.co",
+}
 
 
 def hub_request(name: str | None, expires_in: float = 3600):
     """A request as Gradio's session middleware leaves it after a Hugging Face sign-in (or none)."""
-    session = {} if name is None else {"oauth_info": {"expires_at": time.time() + expires_in,
-                                                      "userinfo": {"preferred_username": name}}}
+    session = (
+        {}
+        if name is None
+        else {"oauth_info": {"expires_at": time.time() + expires_in, "userinfo": {"preferred_username": name}}}
+    )
     return SimpleNamespace(scope={"session": session}, session=session)
 
 
@@ -109,14 +129,17 @@ def test_hub_accounts_enter_with_their_role_and_nobody_else():
     assert "not on this Studio's list" in refusal and "&lt;b&gt;x&lt;/b&gt;" in refusal and "<b>x</b>" not in refusal
 
 
-@pytest.mark.parametrize("environ, message", [
-    ({**OAUTH_SPACE, "STUDIO_HF_USERS": "alice:boss"}, "role 'boss'"),
-    ({**OAUTH_SPACE, "STUDIO_HF_USERS": "../alice"}, "not a Hugging Face user name"),
-    ({**OAUTH_SPACE, "STUDIO_HF_USERS": " ;, "}, "lists nobody"),
-    ({**OAUTH_SPACE, "STUDIO_HF_USERS": "alice:admin Alice"}, "'Alice' is listed twice"),
-    ({"STUDIO_HF_USERS": "alice"}, "missing: OAUTH_CLIENT_ID.*a Space"),
-    ({**OAUTH_SPACE, "OAUTH_CLIENT_SECRET": "", "STUDIO_HF_USERS": "alice"}, "missing: OAUTH_CLIENT_SECRET$"),
-])
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({**OAUTH_SPACE, "STUDIO_HF_USERS": "alice:boss"}, "role 'boss'"),
+        ({**OAUTH_SPACE, "STUDIO_HF_USERS": "../alice"}, "not a Hugging Face user name"),
+        ({**OAUTH_SPACE, "STUDIO_HF_USERS": " ;, "}, "lists nobody"),
+        ({**OAUTH_SPACE, "STUDIO_HF_USERS": "alice:admin Alice"}, "'Alice' is listed twice"),
+        ({"STUDIO_HF_USERS": "alice"}, "missing: OAUTH_CLIENT_ID.*a Space"),
+        ({**OAUTH_SPACE, "OAUTH_CLIENT_SECRET": "", "STUDIO_HF_USERS": "alice"}, "missing: OAUTH_CLIENT_SECRET$"),
+    ],
+)
 def test_hub_accounts_that_cannot_work_are_refused_at_start(environ, message):
     with pytest.raises(HubLoginError, match=message):
         HubUsers.from_environment(environ)

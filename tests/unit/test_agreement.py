@@ -1,4 +1,5 @@
 """Agreement figures against a hand-computed example."""
+
 import pytest
 
 from curation.agreement import agreement_summary, cohen_kappa
@@ -17,8 +18,7 @@ def test_kappa_undefined_when_both_always_give_one_label():
 
 
 def test_summary_by_hand():
-    labels = {i: {"a": a, "b": b} for i, (a, b) in
-              enumerate([(1, 1)] * 4 + [(0, 0)] * 4 + [(1, 0), (0, 1)])}
+    labels = {i: {"a": a, "b": b} for i, (a, b) in enumerate([(1, 1)] * 4 + [(0, 0)] * 4 + [(1, 0), (0, 1)])}
     # c shares items 0..3 with a and b: c agrees on 0, 1 (label 1) and disagrees on 2, 3 (says 0).
     for item, label in zip(range(4), (1, 1, 0, 0)):
         labels[item]["c"] = label

@@ -1,4 +1,5 @@
 """The app's start-up: flags, data directory, demo data, --dataset import, building the page, serving it."""
+
 import socket
 import threading
 import time
@@ -6,10 +7,10 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from helpers import DATA_DIR
 
 import app
 from access.users import hash_password
-from helpers import DATA_DIR
 from curation.demo import DEMO_PATH, demo_only
 from curation.sources import load
 from runner.queue import JobManager
@@ -18,8 +19,13 @@ from runner.queue import JobManager
 def test_flags_and_defaults(monkeypatch, tmp_path):
     monkeypatch.setattr(app, "SPACE_DATA_DIR", tmp_path / "missing")
     args = app.parse_args([])
-    assert (args.data_dir, args.dataset, args.host, args.port, args.auth) == (Path("studio_data"), None,
-                                                                            "127.0.0.1", 7860, None)
+    assert (args.data_dir, args.dataset, args.host, args.port, args.auth) == (
+        Path("studio_data"),
+        None,
+        "127.0.0.1",
+        7860,
+        None,
+    )
     monkeypatch.setattr(app, "SPACE_DATA_DIR", tmp_path)
     assert app.parse_args([]).data_dir == tmp_path
     args = app.parse_args(["--data-dir", "x", "--dataset", "d", "--host", "0.0.0.0", "--port", "9000"])
@@ -41,9 +47,15 @@ def test_users_come_from_the_file_or_the_environment(tmp_path, monkeypatch):
 
 def test_hub_accounts_or_passwords_but_not_both(tmp_path, monkeypatch):
     monkeypatch.delenv("STUDIO_USERS", raising=False)
-    for name, value in {"SYSTEM": "spaces", "SPACE_ID": "team/studio", "OAUTH_CLIENT_ID": "id",
-                        "OAUTH_CLIENT_SECRET": "s", "OAUTH_SCOPES": "openid", "OPENID_PROVIDER_URL": "https://x",
-                        "STUDIO_HF_USERS": "ann:admin bob"}.items():
+    for name, value in {
+        "SYSTEM": "spaces",
+        "SPACE_ID": "team/studio",
+        "OAUTH_CLIENT_ID": "id",
+        "OAUTH_CLIENT_SECRET": "s",
+        "OAUTH_SCOPES": "openid",
+        "OPENID_PROVIDER_URL": "https://x",
+        "STUDIO_HF_USERS": "ann:admin bob",
+    }.items():
         monkeypatch.setenv(name, value)
     hub = app.load_users(None)
     assert hub.names() == ["ann", "bob"] and hub.role("ann") == "admin"
@@ -123,9 +135,12 @@ def test_the_served_app_runs_the_queue_and_hands_it_over_when_it_stops(tmp_path)
     studio = app.open_studio(tmp_path)
     assert not studio.jobs.is_scheduler  # opening and building start nothing
     blocks = app.build_app(studio)
-    serving = threading.Thread(target=app.serve, args=(blocks, studio),
-                               kwargs={"server_name": "127.0.0.1", "server_port": free_port(), "quiet": True,
-                                       "ssr_mode": False}, daemon=True)
+    serving = threading.Thread(
+        target=app.serve,
+        args=(blocks, studio),
+        kwargs={"server_name": "127.0.0.1", "server_port": free_port(), "quiet": True, "ssr_mode": False},
+        daemon=True,
+    )
     serving.start()
     # launch() is done starting once its start-up events ran: a close() before that would be undone by them
     wait_for(lambda: studio.jobs.is_scheduler and blocks.app.startup_events_triggered)

@@ -58,18 +58,22 @@ def imported_names(node: ast.AST, module: str, modules: dict[str, Path]) -> list
 
 def import_nodes(tree: ast.AST):
     """(import node, whether it sits inside a function) for every import of the module."""
+
     def walk(node, in_function):
         for child in ast.iter_child_nodes(node):
             inside = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 yield child, inside
             yield from walk(child, inside)
+
     yield from walk(tree, False)
 
 
 def is_type_checking_only(tree: ast.AST, node: ast.AST) -> bool:
-    return any(isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test) and node in ast.walk(block)
-               for block in ast.walk(tree))
+    return any(
+        isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test) and node in ast.walk(block)
+        for block in ast.walk(tree)
+    )
 
 
 def import_graph():
@@ -106,7 +110,7 @@ def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(module)
         for target in sorted(graph.get(module, ())):
             if state.get(target) == "open":
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in state and (found := visit(target)):
                 return found
         state[module] = "done"
@@ -131,8 +135,12 @@ def test_no_project_module_is_imported_inside_a_function():
 
 def test_each_folder_imports_only_the_folders_below_it():
     graph, _, _ = import_graph()
-    wrong = sorted(f"{module} imports {target}" for module, targets in graph.items() for target in targets
-                   if folder(target) != folder(module) and folder(target) not in ALLOWED[folder(module)])
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if folder(target) != folder(module) and folder(target) not in ALLOWED[folder(module)]
+    )
     assert wrong == []
 
 
@@ -156,4 +164,6 @@ def test_the_walk_sees_a_cycle_and_a_function_level_import():
     assert cycle_in({"a": {"b"}, "b": set()}) is None
     tree = ast.parse("import os\ndef f():\n    from ft import data\n")
     assert [(ast.unparse(n), inside) for n, inside in import_nodes(tree)] == [
-        ("import os", False), ("from ft import data", True)]
+        ("import os", False),
+        ("from ft import data", True),
+    ]

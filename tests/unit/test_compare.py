@@ -1,8 +1,16 @@
 """Did relabelling help: metrics side by side, changed verdicts, labels changed between two data folders."""
+
 import pandas as pd
 import pytest
 
-from serving.compare import LabelChanges, changed_verdicts, evals_side_by_side, label_changes, labels_by_text, metrics_side_by_side
+from serving.compare import (
+    LabelChanges,
+    changed_verdicts,
+    evals_side_by_side,
+    label_changes,
+    labels_by_text,
+    metrics_side_by_side,
+)
 
 
 def write_data(folder, **splits):
@@ -14,8 +22,9 @@ def write_data(folder, **splits):
 
 
 def test_metrics_side_by_side_gives_the_change():
-    table = metrics_side_by_side({"n": 10, "accuracy": 0.7, "f1": 0.5, "roc_auc": None},
-                                 {"n": 10, "accuracy": 0.8, "f1": 0.4, "roc_auc": 0.9})
+    table = metrics_side_by_side(
+        {"n": 10, "accuracy": 0.7, "f1": 0.5, "roc_auc": None}, {"n": 10, "accuracy": 0.8, "f1": 0.4, "roc_auc": 0.9}
+    )
     rows = table.set_index("metric")
     assert rows.loc["accuracy", "change"] == pytest.approx(0.1)
     assert rows.loc["f1", "change"] == pytest.approx(-0.1)
@@ -24,8 +33,10 @@ def test_metrics_side_by_side_gives_the_change():
 
 
 def test_evaluations_on_other_data_sit_side_by_side_by_name():
-    table = evals_side_by_side({"foreign": {"after": {"roc_auc": 0.8, "f1": 0.6}}, "only-a": {"after": {"f1": 0.1}}},
-                               {"foreign": {"after": {"roc_auc": 0.9, "f1": 0.5}}})
+    table = evals_side_by_side(
+        {"foreign": {"after": {"roc_auc": 0.8, "f1": 0.6}}, "only-a": {"after": {"f1": 0.1}}},
+        {"foreign": {"after": {"roc_auc": 0.9, "f1": 0.5}}},
+    )
     rows = table.set_index(["eval", "metric"])
     assert rows.loc[("foreign", "roc_auc"), "change"] == pytest.approx(0.1)
     assert rows.loc[("foreign", "f1"), "change"] == pytest.approx(-0.1)
@@ -56,13 +67,21 @@ def test_a_text_with_conflicting_copies_differs_from_a_clean_one(tmp_path):
 
 
 def test_the_page_shows_a_comparison_as_plain_text():
-    from serving.compare import RunComparison, summary_text
     from runner.views import text_frame
+    from serving.compare import RunComparison, summary_text
 
     verdicts = changed_verdicts(["<b>x</b>", "y"], [1, 0], [0.2, 0.1], [0.9, 0.3])
-    done = RunComparison("ra", "rb", metrics_side_by_side({"accuracy": 0.5}, {"accuracy": 0.75}),
-                         metrics_side_by_side(None, None), verdicts, evals_side_by_side({}, {}),
-                         LabelChanges(3, 1, 0, {"train": 2, "test": 1}), "/data/b", 0.5)
+    done = RunComparison(
+        "ra",
+        "rb",
+        metrics_side_by_side({"accuracy": 0.5}, {"accuracy": 0.75}),
+        metrics_side_by_side(None, None),
+        verdicts,
+        evals_side_by_side({}, {}),
+        LabelChanges(3, 1, 0, {"train": 2, "test": 1}),
+        "/data/b",
+        0.5,
+    )
     text = summary_text(done)
     assert "A = ra, B = rb" in text and "1 verdict(s) changed" in text
     assert "Labels changed between their data: 3 (by split in B: train: 2, test: 1)" in text

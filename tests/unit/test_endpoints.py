@@ -1,10 +1,11 @@
 """The role table in code (ui/endpoints.py) is the README's, and an app with an endpoint outside it does not
 build."""
+
 import gradio as gr
 import pytest
+from helpers import readme_role_table
 
 from access.roles import ADJUDICATE, Role, admins, anyone
-from helpers import readme_role_table
 from ui.endpoints import ENDPOINTS, EndpointTableError, check_endpoints
 
 
@@ -21,7 +22,8 @@ def test_an_endpoint_missing_from_the_table_stops_the_build():
 
 def test_refusals_name_the_role_needed_and_the_callers():
     assert admins("start runs").refusal(Role.REVIEWER) == (
-        "Only an admin can start runs; you are signed in as a reviewer.")
+        "Only an admin can start runs; you are signed in as a reviewer."
+    )
     assert ADJUDICATE.refusal(Role.REVIEWER) == "Only a lead can adjudicate; you are signed in as a reviewer."
     assert ADJUDICATE.refusal(Role.LEAD) is None and ADJUDICATE.refusal(Role.ADMIN) is None
     assert anyone("vote").refusal(None) == "Only a reviewer can vote; you are not signed in."

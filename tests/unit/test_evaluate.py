@@ -1,5 +1,6 @@
 """Evaluation metrics, the evals listing, the default model by machine and the quieted bitsandbytes warning.
 No model is loaded here (tests/test_smollm2.py runs ft.evaluate on the real model)."""
+
 import json
 import logging
 
@@ -27,8 +28,9 @@ def test_brier_and_calibration_error():
 
 
 def test_group_metrics_break_down_by_source():
-    frame = pd.DataFrame({"text": list("abcdef"), "label": [1, 0, 1, 0, 0, 0],
-                          "source": ["x", "x", "x", "y", "y", "y"]})
+    frame = pd.DataFrame(
+        {"text": list("abcdef"), "label": [1, 0, 1, 0, 0, 0], "source": ["x", "x", "x", "y", "y", "y"]}
+    )
     scores = {"after": np.array([0.9, 0.1, 0.8, 0.7, 0.2, 0.1])}
     groups = evaluate.group_metrics(frame, scores, {"after": ["yes"] * 6}, 0.5)
     assert groups["source"]["x"]["after"]["accuracy"] == 1.0
@@ -46,8 +48,13 @@ def test_evals_listing_reads_every_eval_file(tmp_path):
     run = RunDir(tmp_path / "r")
     run.evals.mkdir(parents=True)
     metrics = {"n": 2, "accuracy": 0.5, "roc_auc": 0.75, "brier": 0.2, "flagged": 0.5}
-    report = {"data": "d", "split": "test", "before": metrics, "after": metrics,
-              "groups": {"source": {"g": {"before": metrics, "after": metrics}}}}
+    report = {
+        "data": "d",
+        "split": "test",
+        "before": metrics,
+        "after": metrics,
+        "groups": {"source": {"g": {"before": metrics, "after": metrics}}},
+    }
     (run.evals / "d-test.json").write_text(json.dumps(report))
     (run.evals / "broken.json").write_text("{")
     table = evals_frame(run)
@@ -56,13 +63,6 @@ def test_evals_listing_reads_every_eval_file(tmp_path):
     assert list(groups["eval"]) == ["d-test", "d-test"] and list(groups["group"]) == ["g", "g"]
     assert groups["flagged"].iloc[1] == "0.5000"
     assert evals_frame(RunDir(tmp_path / "none")).empty
-
-
-def test_default_preset_is_smollm2_without_cuda(monkeypatch):
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert models.default_preset() == "smollm2-135m"
-    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
-    assert models.default_preset() == "qwen2.5-1.5b"
 
 
 def test_bitsandbytes_missing_kernels_warning_is_dropped_and_others_kept(caplog):
@@ -76,7 +76,9 @@ def test_bitsandbytes_missing_kernels_warning_is_dropped_and_others_kept(caplog)
         logger.warning(message, RuntimeError("kernel download failed"))
         logger.warning("something else")
     assert [r.getMessage()[:40] for r in caplog.records] == [
-        "Failed to load CPU gemm_4bit_forward fro", "something else"]
+        "Failed to load CPU gemm_4bit_forward fro",
+        "something else",
+    ]
 
 
 def test_a_runs_copy_of_the_tokenizer_keys_the_before_scores_as_the_base_does(tokenizer, tmp_path):

@@ -4,15 +4,24 @@ Each bomb (tests/bombs.py) is read in a fresh Python (peak_growth) so that its p
 hundred bytes that decodes to gigabytes must be refused with a clear message, the process growing by
 less than MAX_GROWTH_MB.
 """
+
 import json
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import (
+    BIG_STRING_CHARS,
+    DATA_DIR,
+    MAX_GROWTH_MB,
+    dictionary_bomb,
+    many_columns_csv,
+    new_key_per_line,
+    one_cell_bomb,
+    read_growth,
+)
 
-from helpers import BIG_STRING_CHARS, MAX_GROWTH_MB, dictionary_bomb, many_columns_csv, new_key_per_line, one_cell_bomb, read_growth
-from helpers import DATA_DIR
 from intake import Limits, NotUtf8, TableError, read_arrow, read_columns
 from intake.tables import MAX_COLUMNS, MAX_ISSUES
 
@@ -23,24 +32,43 @@ IMPORT = {"rows": 250_000, "total_chars": 50_000_000, "row_bytes": 16 * 2**20}
 @pytest.fixture(scope="module")
 def bombs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bombs")
-    return {"20k": dictionary_bomb(folder / "prompts.parquet", 20_000),
-            "200k": dictionary_bomb(folder / "huge.parquet", 200_000),
-            "cell": one_cell_bomb(folder / "cell.parquet", 256 * 2**20),
-            "keys": new_key_per_line(folder / "keys.jsonl"),
-            "columns": many_columns_csv(folder / "wide.csv")}
+    return {
+        "20k": dictionary_bomb(folder / "prompts.parquet", 20_000),
+        "200k": dictionary_bomb(folder / "huge.parquet", 200_000),
+        "cell": one_cell_bomb(folder / "cell.parquet", 256 * 2**20),
+        "keys": new_key_per_line(folder / "keys.jsonl"),
+        "columns": many_columns_csv(folder / "wide.csv"),
+    }
 
 
-@pytest.mark.parametrize("bomb, limits, message", [
-    ("20k", DETECT, "prompts.parquet: rows 1 to 1,001 hold 100,100,000 characters of 'text'; the limit is 2,000,000"),
-    ("20k", IMPORT, "prompts.parquet: rows 1 to 20,000 hold 2,000,000,000 characters of 'text'; "
-                    "the limit is 50,000,000"),
-    ("200k", IMPORT, "huge.parquet: rows 1 to 200,000 hold 20,000,000,000 characters of 'text'; "
-                     "the limit is 50,000,000"),
-    ("cell", DETECT, "cell.parquet: 268,435,491 bytes uncompressed in 'text'; the limit is 8,000,000"),
-    ("cell", IMPORT, "cell.parquet: 268,435,491 bytes uncompressed in 'text'; the limit is 200,000,000"),
-    ("keys", IMPORT, "keys.jsonl, line 1000: more than 1,000 different keys up to here; the limit is 1,000 columns"),
-    ("columns", IMPORT, "wide.csv: 3,000 columns; the limit is 1,000"),
-])
+@pytest.mark.parametrize(
+    "bomb, limits, message",
+    [
+        (
+            "20k",
+            DETECT,
+            "prompts.parquet: rows 1 to 1,001 hold 100,100,000 characters of 'text'; the limit is 2,000,000",
+        ),
+        (
+            "20k",
+            IMPORT,
+            "prompts.parquet: rows 1 to 20,000 hold 2,000,000,000 characters of 'text'; the limit is 50,000,000",
+        ),
+        (
+            "200k",
+            IMPORT,
+            "huge.parquet: rows 1 to 200,000 hold 20,000,000,000 characters of 'text'; the limit is 50,000,000",
+        ),
+        ("cell", DETECT, "cell.parquet: 268,435,491 bytes uncompressed in 'text'; the limit is 8,000,000"),
+        ("cell", IMPORT, "cell.parquet: 268,435,491 bytes uncompressed in 'text'; the limit is 200,000,000"),
+        (
+            "keys",
+            IMPORT,
+            "keys.jsonl, line 1000: more than 1,000 different keys up to here; the limit is 1,000 columns",
+        ),
+        ("columns", IMPORT, "wide.csv: 3,000 columns; the limit is 1,000"),
+    ],
+)
 def test_bombs_are_refused_without_taking_memory(bombs, bomb, limits, message):
     grew, refused = read_growth(bombs[bomb], {"text": BIG_STRING_CHARS}, limits)
     assert refused == message
@@ -112,11 +140,13 @@ def test_missing_columns_are_listed_and_optional_ones_skipped(tmp_path):
 
 def test_nested_values_are_refused(tmp_path):
     pq.write_table(pa.table({"text": [["a", "b"]]}), tmp_path / "list.parquet")
-    assert refusal(tmp_path / "list.parquet") == ("list.parquet: column 'text' holds list<element: string> values; "
-                                                 "only text, numbers and booleans can be read")
+    assert refusal(tmp_path / "list.parquet") == (
+        "list.parquet: column 'text' holds list<element: string> values; only text, numbers and booleans can be read"
+    )
     (tmp_path / "list.jsonl").write_text('{"text": "ok"}\n{"text": ["a"]}\n', encoding="utf-8")
-    assert refusal(tmp_path / "list.jsonl") == ("list.jsonl, line 2: 'text' is a JSON list; "
-                                               "only strings, numbers and booleans can be read")
+    assert refusal(tmp_path / "list.jsonl") == (
+        "list.jsonl, line 2: 'text' is a JSON list; only strings, numbers and booleans can be read"
+    )
 
 
 def test_bytes_that_are_not_utf8_are_located(tmp_path):
@@ -134,12 +164,14 @@ def test_long_lines_and_rows_and_big_files_are_refused_before_parsing(tmp_path):
     assert refusal(long_line, row_bytes=100) == "long.jsonl, line 1: the line is over 100 bytes; the limit is 100"
     quoted = tmp_path / "quoted.csv"
     quoted.write_text('text\n"' + "a\n" * 100 + '"\n', encoding="utf-8")
-    assert refusal(quoted, row_bytes=64) == ("quoted.csv: a row (or an unclosed quote) runs over 64 bytes; "
-                                             "the limit is 64")
+    assert refusal(quoted, row_bytes=64) == (
+        "quoted.csv: a row (or an unclosed quote) runs over 64 bytes; the limit is 64"
+    )
     assert refusal(quoted, total_chars=10) == "quoted.csv: the file is 208 bytes; the limit is 40"
     pd.DataFrame({"text": ["y" * 1000]}).to_parquet(tmp_path / "plain.parquet", compression="zstd")
     assert refusal(tmp_path / "plain.parquet", total_chars=100).endswith(
-        " bytes uncompressed in 'text'; the limit is 400")
+        " bytes uncompressed in 'text'; the limit is 400"
+    )
 
 
 def test_bad_json_lines_are_all_listed_up_to_a_cap(tmp_path):

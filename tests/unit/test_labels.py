@@ -1,4 +1,5 @@
 """The raw-label guesses and the current-label rule."""
+
 import math
 
 import numpy as np
@@ -7,12 +8,28 @@ import pytest
 from curation.labels import BENIGN, INJECTION, UNSURE, Vote, guess_label, label_state
 
 
-@pytest.mark.parametrize("raw, expected", [
-    (0, BENIGN), (1, INJECTION), (1.0, INJECTION), (np.int64(0), BENIGN), (True, INJECTION), (False, BENIGN),
-    ("benign", BENIGN), (" Injection ", INJECTION), ("jailbreak", INJECTION), ("SAFE", BENIGN),
-    ("unsafe", INJECTION), ("true", INJECTION), ("0", BENIGN),
-    (2, None), (math.nan, None), ("maybe", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (0, BENIGN),
+        (1, INJECTION),
+        (1.0, INJECTION),
+        (np.int64(0), BENIGN),
+        (True, INJECTION),
+        (False, BENIGN),
+        ("benign", BENIGN),
+        (" Injection ", INJECTION),
+        ("jailbreak", INJECTION),
+        ("SAFE", BENIGN),
+        ("unsafe", INJECTION),
+        ("true", INJECTION),
+        ("0", BENIGN),
+        (2, None),
+        (math.nan, None),
+        ("maybe", None),
+        ("", None),
+    ],
+)
 def test_guess_label(raw, expected):
     assert guess_label(raw) == expected
 

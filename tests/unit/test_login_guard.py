@@ -1,15 +1,26 @@
 """Failed sign-ins: counted per name and per client address in a window, refused past the limit; password
 checks off the event loop, as slow for unknown names as for known ones. A hand-wound clock, no sleeps."""
+
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import inspect
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 import access.users
-from access.login_guard import ADDRESS_FAILURE_LIMIT, CONCURRENT_PASSWORD_CHECKS, FAILURE_WINDOW_S, NAME_FAILURE_LIMIT, FailureCounter, LoginGuard, TooManyFailedSignIns, client_address, is_sign_in
+from access.login_guard import (
+    ADDRESS_FAILURE_LIMIT,
+    CONCURRENT_PASSWORD_CHECKS,
+    FAILURE_WINDOW_S,
+    NAME_FAILURE_LIMIT,
+    FailureCounter,
+    LoginGuard,
+    TooManyFailedSignIns,
+    client_address,
+    is_sign_in,
+)
 from access.users import User, Users, hash_password
 
 
@@ -106,8 +117,9 @@ def test_unknown_names_are_checked_against_one_dummy_hash(clock, checked_hashes)
     assert alices == HASHES["alice"]
 
 
-def test_gradio_awaits_authenticate_and_its_checks_run_off_the_event_loop_two_at_once(clock, checked_hashes,
-                                                                                         monkeypatch):
+def test_gradio_awaits_authenticate_and_its_checks_run_off_the_event_loop_two_at_once(
+    clock, checked_hashes, monkeypatch
+):
     users = one_user_table(clock)
     assert inspect.iscoroutinefunction(users.authenticate)
     running, most_running, lock = [0], [0], threading.Lock()
@@ -182,8 +194,15 @@ class FakeGradio:
 
 async def post(guard, address="10.0.0.1", password="wrong", path="/login", method="POST") -> tuple[int, dict]:
     """The status and the headers ``guard`` answers."""
-    scope = {"type": "http", "method": method, "path": path, "root_path": "", "client": (address, 50000),
-             "headers": [], "query_string": password.encode()}
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "root_path": "",
+        "client": (address, 50000),
+        "headers": [],
+        "query_string": password.encode(),
+    }
     sent = []
 
     async def receive():

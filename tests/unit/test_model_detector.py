@@ -1,4 +1,5 @@
 """The cheap loss, the presets (4-bit included) and the detector on the tiny model."""
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +11,9 @@ from ft.train import answer_loss
 
 @pytest.fixture(scope="module")
 def lora_model(tokenizer):
-    model = models.load_for_training("tiny", tokenizer, quantisation="none", lora_dropout=0.0,
-                                      gradient_checkpointing=False)
+    model = models.load_for_training(
+        "tiny", tokenizer, quantisation="none", lora_dropout=0.0, gradient_checkpointing=False
+    )
     torch.manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -118,8 +120,13 @@ def test_answers_continue_the_scoring_pass_as_greedy_generate_would(lora_model, 
     with torch.inference_mode():
         for text in texts:
             ids = collate.encode_prompts(tokenizer, [text], 200)[0][0]
-            out = lora_model.generate(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                      max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-            expected.append(tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip())
+            out = lora_model.generate(
+                input_ids=torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=5,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            expected.append(tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True).strip())
     lora_model.train()
     assert answers == expected

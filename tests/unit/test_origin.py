@@ -1,4 +1,5 @@
 """SameOriginOnly: cross-site requests, DNS rebinding (Host names) and framing by other sites."""
+
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -28,8 +29,10 @@ async def echo(websocket):
 
 def client(**options) -> TestClient:
     """A client of a small app behind SameOriginOnly(**options)."""
-    app = Starlette(routes=[Route("/", page), Route("/own-policy", framed_elsewhere), WebSocketRoute("/ws", echo)],
-                    middleware=[Middleware(SameOriginOnly, **options)])
+    app = Starlette(
+        routes=[Route("/", page), Route("/own-policy", framed_elsewhere), WebSocketRoute("/ws", echo)],
+        middleware=[Middleware(SameOriginOnly, **options)],
+    )
     return TestClient(app)
 
 
@@ -70,8 +73,15 @@ def test_forwarded_host_is_ignored_when_host_names_are_checked(loopback):
     assert get(loopback, f"evil.test:{PORT}", **{"x-forwarded-host": f"localhost:{PORT}"}).status_code == 403
     # without a host-name check (sign-in, or a public app behind a proxy) the proxy's header still counts
     behind_proxy = client()
-    assert get(behind_proxy, "10.0.0.5:7860", "https://team-studio.hf.space",
-               **{"x-forwarded-host": "team-studio.hf.space"}).status_code == 200
+    assert (
+        get(
+            behind_proxy,
+            "10.0.0.5:7860",
+            "https://team-studio.hf.space",
+            **{"x-forwarded-host": "team-studio.hf.space"},
+        ).status_code
+        == 200
+    )
 
 
 def test_without_allowed_hosts_any_host_name_passes():
@@ -88,23 +98,29 @@ def test_extra_allowed_host_names():
 
 
 def test_allowed_host_names_are_normalised_and_checked():
-    assert LOOPBACK_HOST_NAMES == {"localhost", "127.0.0.1", "::1"}
+    assert {"localhost", "127.0.0.1", "::1"} == LOOPBACK_HOST_NAMES
     assert allowed_host_names([]) == LOOPBACK_HOST_NAMES
-    assert allowed_host_names([" Studio.LAN ", "[FD00::5]", "fd00::6", "10.0.0.5"]) == \
-        LOOPBACK_HOST_NAMES | {"studio.lan", "fd00::5", "fd00::6", "10.0.0.5"}
+    assert allowed_host_names([" Studio.LAN ", "[FD00::5]", "fd00::6", "10.0.0.5"]) == LOOPBACK_HOST_NAMES | {
+        "studio.lan",
+        "fd00::5",
+        "fd00::6",
+        "10.0.0.5",
+    }
     for bad in ["studio.lan:7860", "http://studio.lan", "[::1]:7860", "studio.lan/", "", "user@studio.lan", "a:b"]:
         with pytest.raises(ValueError, match="not a host name"):
             allowed_host_names([bad])
 
 
 def test_websockets_to_an_unknown_host_name_are_closed(loopback):
-    with pytest.raises(WebSocketDisconnect) as closed:
-        with loopback.websocket_connect("/ws", headers={"host": f"evil.test:{PORT}",
-                                                        "origin": f"http://evil.test:{PORT}"}):
-            pass
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        loopback.websocket_connect("/ws", headers={"host": f"evil.test:{PORT}", "origin": f"http://evil.test:{PORT}"}),
+    ):
+        pass
     assert closed.value.code == 1008
-    with loopback.websocket_connect("/ws", headers={"host": f"127.0.0.1:{PORT}",
-                                                    "origin": f"http://127.0.0.1:{PORT}"}) as ws:
+    with loopback.websocket_connect(
+        "/ws", headers={"host": f"127.0.0.1:{PORT}", "origin": f"http://127.0.0.1:{PORT}"}
+    ) as ws:
         ws.send_text("hello")
         assert ws.receive_text() == "hello"
 

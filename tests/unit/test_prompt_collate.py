@@ -1,4 +1,5 @@
 """The learned tokens are exactly the answer and <|im_end|>, whatever the query holds."""
+
 import pytest
 import torch
 
@@ -78,7 +79,7 @@ def test_length_grouped_batches_cover_every_row_once_and_pad_little(safe_guard_t
     assert len(batches) == len(sampler)
     grouped = collate.padding_efficiency(lengths, batches)
     shuffled = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
-    random_batches = [shuffled[i:i + 16] for i in range(0, len(shuffled), 16)]
+    random_batches = [shuffled[i : i + 16] for i in range(0, len(shuffled), 16)]
     assert grouped >= 0.95
     assert grouped > 2 * collate.padding_efficiency(lengths, random_batches)
     sampler.set_epoch(1)

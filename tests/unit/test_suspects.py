@@ -1,4 +1,5 @@
 """The suspects queue over the label store: rank order, matching by text, leaving the queue once voted."""
+
 import json
 import time
 
@@ -8,20 +9,36 @@ import pytest
 from curation.filters import Queue
 from curation.labels import BENIGN, INJECTION, UNSURE
 from curation.store import ReviewQueue
-from curation.suspects import (QUEUE_COLUMNS, audit_to_review, list_audits, next_suspect, read_audit,
-                               record_audit_scores, suspects_queue)
+from curation.suspects import (
+    QUEUE_COLUMNS,
+    audit_to_review,
+    list_audits,
+    next_suspect,
+    read_audit,
+    record_audit_scores,
+    suspects_queue,
+)
 
 
 def write_audit(folder, texts, labels, started, *, status="completed", method="cross-fit K=2"):
     """An audit folder as ft.audit leaves it; rank follows the order of ``texts``."""
     folder.mkdir(parents=True)
     n = len(texts)
-    pd.DataFrame({"row": range(n), "text": texts, "label": labels, "p_injection": [0.9 - 0.8 * (lab == 1) for lab in labels],
-                  "fold": [i % 2 for i in range(n)], "label_quality": [0.1 + 0.01 * i for i in range(n)],
-                  "is_issue": [i < 3 for i in range(n)], "rank": range(1, n + 1)}).to_parquet(
-        folder / "suspects.parquet", index=False)
-    (folder / "state.json").write_text(json.dumps({"status": status, "kind": "audit", "method": method,
-                                                   "started": started, "ended": started + 1}))
+    pd.DataFrame(
+        {
+            "row": range(n),
+            "text": texts,
+            "label": labels,
+            "p_injection": [0.9 - 0.8 * (lab == 1) for lab in labels],
+            "fold": [i % 2 for i in range(n)],
+            "label_quality": [0.1 + 0.01 * i for i in range(n)],
+            "is_issue": [i < 3 for i in range(n)],
+            "rank": range(1, n + 1),
+        }
+    ).to_parquet(folder / "suspects.parquet", index=False)
+    (folder / "state.json").write_text(
+        json.dumps({"status": status, "kind": "audit", "method": method, "started": started, "ended": started + 1})
+    )
     return folder
 
 
@@ -94,8 +111,9 @@ def test_audit_scores_are_recorded_once_under_the_audit_id(audited_store):
 
 def test_a_text_audited_twice_is_queued_once(demo_store, tmp_path):
     text = demo_store.example(3).text
-    audit = read_audit(write_audit(tmp_path / "a", [text, demo_store.example(1).text, text], [0, 0, 1],
-                                   started=time.time()))
+    audit = read_audit(
+        write_audit(tmp_path / "a", [text, demo_store.example(1).text, text], [0, 0, 1], started=time.time())
+    )
     assert suspects_queue(demo_store, audit)["example_id"].tolist() == [3, 1]
 
 

@@ -29,9 +29,12 @@ __all__ = ["KEYBOARD_HEAD", "build"]
 
 def _top_of_tab() -> Shared:
     """The demo banner, the reviewer's name and counts, and the state the sub-tabs share."""
-    banner = gr.Markdown("**Demo dataset in use.** This small dataset ships with the app so that it works "
-                         "offline on a fresh machine. Import your own data in *Import*, or start the app with "
-                         "`--dataset PATH_OR_HUB_ID` on a fresh `--data-dir`.", visible=False)
+    banner = gr.Markdown(
+        "**Demo dataset in use.** This small dataset ships with the app so that it works "
+        "offline on a fresh machine. Import your own data in *Import*, or start the app with "
+        "`--dataset PATH_OR_HUB_ID` on a fresh `--data-dir`.",
+        visible=False,
+    )
     saved_name = reviewer_name_state()
     current_id = gr.State(None)
     browse_filter = gr.State(ExampleFilter())
@@ -41,16 +44,26 @@ def _top_of_tab() -> Shared:
     return Shared(banner, saved_name, current_id, browse_filter, reviewer_box, counts)
 
 
-def _overview_on_load(store: LabelStore, shared: Shared, browse: Browse, reviewers: ReviewersPanel,
-                      snapshots: list) -> None:
+def _overview_on_load(
+    store: LabelStore, shared: Shared, browse: Browse, reviewers: ReviewersPanel, snapshots: list
+) -> None:
     """On page load: the banner, the split choices, the Reviewers and Snapshots sub-tabs as they are now."""
-    def overview():
-        return {shared.banner: gr.Markdown(visible=demo_only(store)),
-                browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
-                **reviewers_view(store, reviewers), **dict(zip(snapshots, snapshots_view(store), strict=True))}
 
-    gr.on(None, overview, outputs=[shared.banner, browse.split, *reviewers.outputs, *snapshots], api_name="overview",
-          **PRIVATE)
+    def overview():
+        return {
+            shared.banner: gr.Markdown(visible=demo_only(store)),
+            browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
+            **reviewers_view(store, reviewers),
+            **dict(zip(snapshots, snapshots_view(store), strict=True)),
+        }
+
+    gr.on(
+        None,
+        overview,
+        outputs=[shared.banner, browse.split, *reviewers.outputs, *snapshots],
+        api_name="overview",
+        **PRIVATE,
+    )
 
 
 def build(studio: Studio) -> None:

@@ -10,11 +10,11 @@ import gradio as gr
 from curation.filters import ExampleFilter
 from curation.labels import BENIGN, INJECTION, label_name
 from curation.store import LabelStore
+from ui.context import page_error
 from ui.curate.common import Shared, frame
 from ui.curate.review import Review, review_view
-from ui.handler import Handler
-from ui.context import page_error
 from ui.endpoints import PRIVATE
+from ui.handler import Handler
 
 PAGE_SIZE = 50
 LABEL_CHOICES = {"any": None, "injection": INJECTION, "benign": BENIGN}
@@ -22,11 +22,19 @@ REVIEWED_CHOICES = {"any": None, "reviewed": True, "unreviewed": False}
 ALL_SPLITS = "all"
 
 
-def _browse_filter(split: str, current: str, original: str, reviewed: str, changed: bool, disagree: bool,
-                   flagged: bool, search: str) -> ExampleFilter:
-    return ExampleFilter(split=None if split == ALL_SPLITS else split, current_label=LABEL_CHOICES[current],
-                         original_label=LABEL_CHOICES[original], reviewed=REVIEWED_CHOICES[reviewed],
-                         changed=changed, disagree=disagree, flagged=flagged, search=search or "")
+def _browse_filter(
+    split: str, current: str, original: str, reviewed: str, changed: bool, disagree: bool, flagged: bool, search: str
+) -> ExampleFilter:
+    return ExampleFilter(
+        split=None if split == ALL_SPLITS else split,
+        current_label=LABEL_CHOICES[current],
+        original_label=LABEL_CHOICES[original],
+        reviewed=REVIEWED_CHOICES[reviewed],
+        changed=changed,
+        disagree=disagree,
+        flagged=flagged,
+        search=search or "",
+    )
 
 
 def _browse_page(store: LabelStore, panel: BrowsePanel, browse_filter: ExampleFilter, page: int) -> dict:
@@ -36,9 +44,22 @@ def _browse_page(store: LabelStore, panel: BrowsePanel, browse_filter: ExampleFi
     if not result.rows and result.total:
         result = store.page(browse_filter, (result.total - 1) // PAGE_SIZE, PAGE_SIZE)
     page = result.page
-    table = frame(["id", "split", "text", "original", "current", "votes", "disagree", "from Detect"],
-                  [[e.id, e.split, e.text, label_name(e.original_label), label_name(e.current_label), e.n_votes,
-                    "yes" if e.disagree else "", "yes" if e.flagged else ""] for e in result.rows])
+    table = frame(
+        ["id", "split", "text", "original", "current", "votes", "disagree", "from Detect"],
+        [
+            [
+                e.id,
+                e.split,
+                e.text,
+                label_name(e.original_label),
+                label_name(e.current_label),
+                e.n_votes,
+                "yes" if e.disagree else "",
+                "yes" if e.flagged else "",
+            ]
+            for e in result.rows
+        ],
+    )
     first = page * PAGE_SIZE + 1 if result.total else 0
     shown = f"Showing {first}–{page * PAGE_SIZE + len(result.rows)} of {result.total} · page {page + 1}"
     return {panel.table: table, panel.shown: shown, panel.page: page}
@@ -46,6 +67,7 @@ def _browse_page(store: LabelStore, panel: BrowsePanel, browse_filter: ExampleFi
 
 class Filters(NamedTuple):
     """The filter inputs, in _browse_filter's argument order."""
+
     split: gr.Dropdown
     current: gr.Radio
     original: gr.Radio
@@ -78,6 +100,7 @@ class BrowsePanel:
 class Browse:
     """What the other sub-tabs need of Browse: the split filter (its choices grow with imports) and the
     handler showing the first page under the current filters."""
+
     split: gr.Dropdown
     first_page: Handler
 
@@ -103,8 +126,13 @@ def _browse_panel() -> BrowsePanel:
         shown = gr.Markdown()
         next_btn = gr.Button("Next ▶", size="sm")
     page = gr.State(0)
-    table = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=600,
-                         column_widths=["6%", "7%", "55%", "8%", "8%", "5%", "5%", "6%"])
+    table = gr.Dataframe(
+        datatype="str",
+        interactive=False,
+        wrap=True,
+        max_height=600,
+        column_widths=["6%", "7%", "55%", "8%", "8%", "5%", "5%", "6%"],
+    )
     selected_id = gr.State(None)
     full_text = gr.Textbox(label="Selected text (full, plain)", interactive=False, lines=4, max_lines=24)
     review_this = gr.Button("Review this example")
@@ -114,23 +142,47 @@ def _browse_panel() -> BrowsePanel:
 def _wire_pages(store: LabelStore, shared: Shared, panel: BrowsePanel) -> Handler:
     """A filter change (and the page load) shows the first page and stores the filter for the review queue;
     the arrows page through it. Returns the first-page handler."""
-    def browse(split: str, current: str, original: str, reviewed: str, changed: bool, disagree: bool, flagged: bool,
-               search: str):  # named, so that the API lists them by name
+
+    def browse(
+        split: str,
+        current: str,
+        original: str,
+        reviewed: str,
+        changed: bool,
+        disagree: bool,
+        flagged: bool,
+        search: str,
+    ):  # named, so that the API lists them by name
         chosen = _browse_filter(split, current, original, reviewed, changed, disagree, flagged, search)
         return {**_browse_page(store, panel, chosen, 0), shared.browse_filter: chosen}
 
     first_page = Handler(browse, list(panel.filters), [*panel.page_outputs, shared.browse_filter])
-    gr.on(None, first_page.fn, inputs=first_page.inputs, outputs=first_page.outputs, trigger_mode="always_last",
-          api_name="browse")
-    panel.prev_btn.click(lambda f, p: _browse_page(store, panel, f, p - 1), [shared.browse_filter, panel.page],
-                         panel.page_outputs, api_name="browse_previous")
-    panel.next_btn.click(lambda f, p: _browse_page(store, panel, f, p + 1), [shared.browse_filter, panel.page],
-                         panel.page_outputs, api_name="browse_next")
+    gr.on(
+        None,
+        first_page.fn,
+        inputs=first_page.inputs,
+        outputs=first_page.outputs,
+        trigger_mode="always_last",
+        api_name="browse",
+    )
+    panel.prev_btn.click(
+        lambda f, p: _browse_page(store, panel, f, p - 1),
+        [shared.browse_filter, panel.page],
+        panel.page_outputs,
+        api_name="browse_previous",
+    )
+    panel.next_btn.click(
+        lambda f, p: _browse_page(store, panel, f, p + 1),
+        [shared.browse_filter, panel.page],
+        panel.page_outputs,
+        api_name="browse_next",
+    )
     return first_page
 
 
 def _wire_selection(store: LabelStore, panel: BrowsePanel, review: Review, tabs: gr.Tabs) -> None:
     """A clicked row shows its full text; "Review this example" opens it in the Review sub-tab."""
+
     def select_row(evt: gr.SelectData):
         example = store.example(int(evt.row_value[0]))
         if example is None:
@@ -140,13 +192,21 @@ def _wire_selection(store: LabelStore, panel: BrowsePanel, review: Review, tabs:
     def review_selected(example_id: int | None):
         if example_id is None:
             raise page_error("Select a row in the table first.")
-        return {**dict(zip(review.outputs, review_view(store, example_id), strict=True)),
-                tabs: gr.Tabs(selected="review")}
+        return {
+            **dict(zip(review.outputs, review_view(store, example_id), strict=True)),
+            tabs: gr.Tabs(selected="review"),
+        }
 
-    panel.table.select(select_row, outputs=[panel.selected_id, panel.full_text], api_name="browse_select_row",
-                       **PRIVATE)
-    panel.review_this.click(review_selected, inputs=[panel.selected_id], outputs=[*review.outputs, tabs],
-                            api_name="browse_open_in_review", **PRIVATE)
+    panel.table.select(
+        select_row, outputs=[panel.selected_id, panel.full_text], api_name="browse_select_row", **PRIVATE
+    )
+    panel.review_this.click(
+        review_selected,
+        inputs=[panel.selected_id],
+        outputs=[*review.outputs, tabs],
+        api_name="browse_open_in_review",
+        **PRIVATE,
+    )
 
 
 def browse_tab(store: LabelStore, shared: Shared, review: Review, tabs: gr.Tabs) -> Browse:

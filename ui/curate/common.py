@@ -7,12 +7,14 @@ import time
 from dataclasses import dataclass
 
 import gradio as gr
+
 from ui.context import page_error
 
 
 @dataclass(frozen=True)
 class Shared:
     """Components at the top of the tab that several sub-tabs read or write."""
+
     banner: gr.Markdown
     saved_name: gr.BrowserState
     current_id: gr.State

@@ -38,57 +38,95 @@ class ImportForm:
 
 def _import_form() -> ImportForm:
     with gr.Row():
-        source = gr.Textbox(label="Hugging Face dataset id or a path on the server",
-                            placeholder="xTRam1/safe-guard-prompt-injection or /path/to/folder")
+        source = gr.Textbox(
+            label="Hugging Face dataset id or a path on the server",
+            placeholder="xTRam1/safe-guard-prompt-injection or /path/to/folder",
+        )
         upload = gr.File(label="…or upload a parquet, CSV or JSONL file", file_types=[".parquet", ".csv", ".jsonl"])
     with gr.Row():
         text_column = gr.Textbox(value="text", label="Text column")
         label_column = gr.Textbox(value="label", label="Label column")
-        single_split = gr.Textbox(label="Split of a single file",
-                                  placeholder="blank: train, or the file's name if it is test/validation")
+        single_split = gr.Textbox(
+            label="Split of a single file", placeholder="blank: train, or the file's name if it is test/validation"
+        )
     preview_btn = gr.Button("1. Read and show the label mapping")
-    mapping = gr.Dataframe(label="Label mapping: edit 'maps to' (injection / benign) where needed",
-                           headers=MAPPING_COLUMNS, datatype="str", interactive=True, static_columns=[0, 1])
+    mapping = gr.Dataframe(
+        label="Label mapping: edit 'maps to' (injection / benign) where needed",
+        headers=MAPPING_COLUMNS,
+        datatype="str",
+        interactive=True,
+        static_columns=[0, 1],
+    )
     import_btn = gr.Button("2. Import with this mapping", variant="primary", interactive=False)
     import_status = gr.Textbox(label="Import", interactive=False, lines=6)
     preview = gr.State(None)
-    return ImportForm(source, upload, text_column, label_column, single_split, preview_btn, mapping, import_btn,
-                      import_status, preview)
+    return ImportForm(
+        source,
+        upload,
+        text_column,
+        label_column,
+        single_split,
+        preview_btn,
+        mapping,
+        import_btn,
+        import_status,
+        preview,
+    )
 
 
 def _wire_read(studio: Studio, form: ImportForm) -> None:
     """Step 1 reads the source and proposes a label mapping; nothing is written."""
-    def read(source_text: str, uploaded: str | None, text_col: str, label_col: str, split_name: str,
-             progress=gr.Progress()):
+
+    def read(
+        source_text: str, uploaded: str | None, text_col: str, label_col: str, split_name: str, progress=gr.Progress()
+    ):
         target = uploaded or (source_text or "").strip()
         if not target:
             raise page_error("Give a dataset id or path, or upload a file.")
         if not uploaded:
             target = studio.checked_reference(target)
         try:
-            result = read_source(target, text_column=text_col.strip(), label_column=label_col.strip(),
-                                 split=split_name.strip() or None,
-                                 name=os.path.basename(uploaded) if uploaded else None,
-                                 progress=lambda f, d: progress(f, desc=d))
+            result = read_source(
+                target,
+                text_column=text_col.strip(),
+                label_column=label_col.strip(),
+                split=split_name.strip() or None,
+                name=os.path.basename(uploaded) if uploaded else None,
+                progress=lambda f, d: progress(f, desc=d),
+            )
         except SourceError as error:
-            return {form.import_status: f"Cannot import:\n{error}", form.mapping: frame(MAPPING_COLUMNS, []),
-                    form.preview: None, form.import_btn: gr.Button(interactive=False)}
-        rows = [[value, count, label_name(result.proposed_mapping[value])]
-                for value, count in result.label_counts.items()]
+            return {
+                form.import_status: f"Cannot import:\n{error}",
+                form.mapping: frame(MAPPING_COLUMNS, []),
+                form.preview: None,
+                form.import_btn: gr.Button(interactive=False),
+            }
+        rows = [
+            [value, count, label_name(result.proposed_mapping[value])] for value, count in result.label_counts.items()
+        ]
         tables = "\n".join(f"  {t.file}: {len(t.frame)} {t.unit}s" for t in result.tables)
-        summary = (f"Read {result.source}: {result.n_rows} rows\n{tables}\n"
-                   "Check the label mapping below, then import. Nothing has been written yet.")
-        return {form.import_status: summary, form.mapping: frame(MAPPING_COLUMNS, rows), form.preview: result,
-                form.import_btn: gr.Button(interactive=True)}
+        summary = (
+            f"Read {result.source}: {result.n_rows} rows\n{tables}\n"
+            "Check the label mapping below, then import. Nothing has been written yet."
+        )
+        return {
+            form.import_status: summary,
+            form.mapping: frame(MAPPING_COLUMNS, rows),
+            form.preview: result,
+            form.import_btn: gr.Button(interactive=True),
+        }
 
-    form.preview_btn.click(read, inputs=[form.source, form.upload, form.text_column, form.label_column,
-                                         form.single_split],
-                           outputs=[form.import_status, form.mapping, form.preview, form.import_btn],
-                           api_name="import_read")
+    form.preview_btn.click(
+        read,
+        inputs=[form.source, form.upload, form.text_column, form.label_column, form.single_split],
+        outputs=[form.import_status, form.mapping, form.preview, form.import_btn],
+        api_name="import_read",
+    )
 
 
 def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Review, browse: Browse) -> None:
     """Step 2 imports with the edited mapping, then refreshes the banner, Browse and the review panel."""
+
     def write(result, mapping_table: pd.DataFrame, typed: str, request: gr.Request, progress=gr.Progress()):
         if result is None:
             raise page_error("Read a dataset first.")
@@ -97,24 +135,35 @@ def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Re
             prepared = prepare(result, chosen, progress=lambda f, d: progress(f, desc=d))
         except SourceError as error:
             return f"Nothing was imported:\n{error}"
-        done = store.import_examples(prepared, actor=reviewer_name(request, typed) or "import",
-                                     progress=lambda f, d: progress(f, desc=d))
-        per_split = ", ".join(f"{s}: {c[BENIGN]} benign / {c[INJECTION]} injection"
-                              for s, c in prepared.counts().items())
-        return (f"Imported {done.source}: {done.added} new examples, {done.already_present} already in the store.\n"
-                f"Dropped {done.duplicates} exact duplicate texts within the source "
-                f"({done.conflicting_duplicates} of them with a different label; the first was kept).\n{per_split}")
+        done = store.import_examples(
+            prepared, actor=reviewer_name(request, typed) or "import", progress=lambda f, d: progress(f, desc=d)
+        )
+        per_split = ", ".join(
+            f"{s}: {c[BENIGN]} benign / {c[INJECTION]} injection" for s, c in prepared.counts().items()
+        )
+        return (
+            f"Imported {done.source}: {done.added} new examples, {done.already_present} already in the store.\n"
+            f"Dropped {done.duplicates} exact duplicate texts within the source "
+            f"({done.conflicting_duplicates} of them with a different label; the first was kept).\n{per_split}"
+        )
 
     def after_import():
-        return {browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
-                shared.banner: gr.Markdown(visible=demo_only(store)), form.import_btn: gr.Button(interactive=False)}
+        return {
+            browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
+            shared.banner: gr.Markdown(visible=demo_only(store)),
+            form.import_btn: gr.Button(interactive=False),
+        }
 
-    form.import_btn.click(write, inputs=[form.preview, form.mapping, shared.reviewer_box],
-                          outputs=[form.import_status], api_name="import_write").then(
-        after_import, outputs=[browse.split, shared.banner, form.import_btn], api_name="import_refresh",
-        **PRIVATE).then(
-        *browse.first_page, api_name="browse_after_import", **PRIVATE).then(
-        *review.first_item, api_name="review_first_item_after_import", **PRIVATE)
+    form.import_btn.click(
+        write,
+        inputs=[form.preview, form.mapping, shared.reviewer_box],
+        outputs=[form.import_status],
+        api_name="import_write",
+    ).then(
+        after_import, outputs=[browse.split, shared.banner, form.import_btn], api_name="import_refresh", **PRIVATE
+    ).then(*browse.first_page, api_name="browse_after_import", **PRIVATE).then(
+        *review.first_item, api_name="review_first_item_after_import", **PRIVATE
+    )
 
 
 def import_tab(studio: Studio, shared: Shared, review: Review, browse: Browse) -> None:

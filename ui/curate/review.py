@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from access.roles import ADJUDICATE
 from curation.filters import ExampleFilter, Queue
 from curation.labels import BENIGN, INJECTION, LABEL_RULE, UNSURE, label_name
 from curation.store import AuditInfo, Event, LabelStore, ReviewItem, ReviewQueue, VoteRecord
 from curation.suspects import audit_to_review, list_audits, read_audit
-from access.roles import ADJUDICATE
 from ui.context import Studio, name_box, page_error
 from ui.curate.common import Shared, frame, reviewer, reviewer_name, when
 from ui.endpoints import PRIVATE
@@ -62,14 +62,27 @@ def _example_info(item: ReviewItem) -> str:
 
 
 def _votes_frame(votes: list[VoteRecord]) -> dict:
-    return frame(["reviewer", "vote", "note", "when", "adjudication", "status"],
-                 [[v.reviewer, label_name(v.label), v.note, when(v.cast_at), "yes" if v.adjudication else "",
-                   f"retracted {when(v.retracted_at)}" if v.retracted_at else "counts"] for v in votes])
+    return frame(
+        ["reviewer", "vote", "note", "when", "adjudication", "status"],
+        [
+            [
+                v.reviewer,
+                label_name(v.label),
+                v.note,
+                when(v.cast_at),
+                "yes" if v.adjudication else "",
+                f"retracted {when(v.retracted_at)}" if v.retracted_at else "counts",
+            ]
+            for v in votes
+        ],
+    )
 
 
 def _history_frame(events: list[Event]) -> dict:
-    return frame(["when", "who", "what", "label before", "label after"],
-                 [[when(e.at), e.actor, e.action, label_name(e.from_label), label_name(e.to_label)] for e in events])
+    return frame(
+        ["when", "who", "what", "label before", "label after"],
+        [[when(e.at), e.actor, e.action, label_name(e.from_label), label_name(e.to_label)] for e in events],
+    )
 
 
 def _panel_values(item: ReviewItem) -> tuple:
@@ -87,9 +100,11 @@ def review_view(store: LabelStore, example_id: int | None) -> tuple:
 
 def _counts(item: ReviewItem) -> str:
     totals = item.totals
-    return (f"**{totals.examples}** examples · **{totals.reviewed}** reviewed · "
-            f"**{totals.changed}** changed vs original · **{totals.open_disagreements}** open disagreements · "
-            f"your votes: **{item.reviewer_votes}**")
+    return (
+        f"**{totals.examples}** examples · **{totals.reviewed}** reviewed · "
+        f"**{totals.changed}** changed vs original · **{totals.open_disagreements}** open disagreements · "
+        f"your votes: **{item.reviewer_votes}**"
+    )
 
 
 # -- the suspects queue --------------------------------------------------------------------------------
@@ -121,21 +136,36 @@ def _suspects_view(store: LabelStore, audit: AuditInfo | None, example_id: int |
     if audit is None:
         return "Pick a completed label audit.", frame(columns, [])
     view = store.suspects_view(audit.id, example_id, TOP_SUSPECTS)
-    lines = [f"Audit {audit.id} · {audit.method}"
-             + (" · BIASED: in-sample, its adapter saw these labels" if audit.biased else "")
-             + f" · {view.left} suspects left in the queue"]
+    lines = [
+        f"Audit {audit.id} · {audit.method}"
+        + (" · BIASED: in-sample, its adapter saw these labels" if audit.biased else "")
+        + f" · {view.left} suspects left in the queue"
+    ]
     if view.shown:
         shown = view.shown
-        lines.append(f"This item: rank {shown.rank} · audit P(injection) {shown.p_injection:.3f} · "
-                     f"label audited: {label_name(shown.audited_label)} · "
-                     f"current label: {label_name(shown.current_label)}")
-    rows = [[s.rank, s.example_id, f"{s.p_injection:.3f}", label_name(s.audited_label), label_name(s.current_label),
-             "yes" if s.is_issue else "", s.text] for s in view.top]
+        lines.append(
+            f"This item: rank {shown.rank} · audit P(injection) {shown.p_injection:.3f} · "
+            f"label audited: {label_name(shown.audited_label)} · "
+            f"current label: {label_name(shown.current_label)}"
+        )
+    rows = [
+        [
+            s.rank,
+            s.example_id,
+            f"{s.p_injection:.3f}",
+            label_name(s.audited_label),
+            label_name(s.current_label),
+            "yes" if s.is_issue else "",
+            s.text,
+        ]
+        for s in view.top
+    ]
     return "\n".join(lines), frame(columns, rows)
 
 
-def _review_queue(studio: Studio, chosen_queue: str, name: str, browse: ExampleFilter | None,
-                  audit_path: str | None) -> tuple[ReviewQueue, AuditInfo | None]:
+def _review_queue(
+    studio: Studio, chosen_queue: str, name: str, browse: ExampleFilter | None, audit_path: str | None
+) -> tuple[ReviewQueue, AuditInfo | None]:
     """The chosen queue for this reviewer, and its audit when it is the suspects queue."""
     queue = Queue(chosen_queue)
     audit = _audit(studio, audit_path) if queue is Queue.SUSPECTS else None
@@ -148,6 +178,7 @@ def _review_queue(studio: Studio, chosen_queue: str, name: str, browse: ExampleF
 @dataclass(frozen=True)
 class SuspectsBox:
     """The suspects queue's audit picker and view, visible only while that queue is chosen."""
+
     box: gr.Column
     audit_picker: gr.Dropdown
     info: gr.Textbox
@@ -186,6 +217,7 @@ class ReviewPanel:
 class Answers:
     """Builds the review handlers' answers: {component: value} for the panel, the counts and, in the suspects
     queue, the suspects view."""
+
     store: LabelStore
     panel: ReviewPanel
     counts: gr.Markdown
@@ -209,6 +241,7 @@ class Answers:
 class Review:
     """What the other sub-tabs need of Review: the panel's outputs (Browse opens an example there) and the
     handler showing the chosen queue's first item (Import reruns it)."""
+
     outputs: list
     first_item: Handler
 
@@ -218,27 +251,40 @@ def _suspects_box() -> SuspectsBox:
         audit_picker = gr.Dropdown([], value=None, label="Label audit (completed)", elem_id="curate-audit")
         info = gr.Textbox(label="Suspect", interactive=False, lines=2, elem_id="curate-suspect")
         with gr.Accordion("Top suspects", open=False):
-            table = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=400,
-                                 latex_delimiters=[], elem_id="curate-suspects-table")
+            table = gr.Dataframe(
+                datatype="str",
+                interactive=False,
+                wrap=True,
+                max_height=400,
+                latex_delimiters=[],
+                elem_id="curate-suspects-table",
+            )
     return SuspectsBox(box, audit_picker, info, table)
 
 
 def _vote_buttons() -> VoteButtons:
     """The vote buttons; their elem_ids are the ones KEYBOARD_HEAD clicks."""
     with gr.Row():
-        return VoteButtons(injection=gr.Button("Injection (i)", variant="stop", elem_id="vote-injection"),
-                           benign=gr.Button("Benign (b)", variant="primary", elem_id="vote-benign"),
-                           unsure=gr.Button("Unsure (u)", elem_id="vote-unsure"),
-                           skip=gr.Button("Skip (s)", elem_id="vote-skip"),
-                           undo=gr.Button("Undo my last vote (z)", elem_id="vote-undo"))
+        return VoteButtons(
+            injection=gr.Button("Injection (i)", variant="stop", elem_id="vote-injection"),
+            benign=gr.Button("Benign (b)", variant="primary", elem_id="vote-benign"),
+            unsure=gr.Button("Unsure (u)", elem_id="vote-unsure"),
+            skip=gr.Button("Skip (s)", elem_id="vote-skip"),
+            undo=gr.Button("Undo my last vote (z)", elem_id="vote-undo"),
+        )
 
 
 def _review_panel(current_id: gr.State) -> ReviewPanel:
     gr.Markdown(LABEL_RULE)
     with gr.Row():
-        queue = gr.Radio([q.value for q in Queue], value=Queue.UNREVIEWED.value, label="Queue",
-                         info="'filtered set' follows the filters in Browse; 'suspects' walks a label "
-                              "audit's doubted labels, most doubted first", elem_id="curate-queue")
+        queue = gr.Radio(
+            [q.value for q in Queue],
+            value=Queue.UNREVIEWED.value,
+            label="Queue",
+            info="'filtered set' follows the filters in Browse; 'suspects' walks a label "
+            "audit's doubted labels, most doubted first",
+            elem_id="curate-queue",
+        )
         adjudicate = gr.Checkbox(label="Adjudicate (my vote decides)", value=False)
     suspects = _suspects_box()
     text = gr.Textbox(label="Text (shown as plain text)", interactive=False, lines=6, max_lines=24)
@@ -256,24 +302,29 @@ def _review_panel(current_id: gr.State) -> ReviewPanel:
 
 def _first_item(studio: Studio, shared: Shared, answers: Answers) -> Handler:
     """Show the chosen queue's first item, with the counts and the suspects view."""
-    def first_item(typed: str, chosen_queue: str, browse: ExampleFilter, audit_path: str | None,
-                   request: gr.Request):
+
+    def first_item(typed: str, chosen_queue: str, browse: ExampleFilter, audit_path: str | None, request: gr.Request):
         name = reviewer_name(request, typed)
         queue, audit = _review_queue(studio, chosen_queue, name or "anonymous", browse, audit_path)
         return answers.show(studio.store.next_item(queue), name, queue.queue, audit)
 
     panel = answers.panel
-    return Handler(first_item, [shared.reviewer_box, panel.queue, shared.browse_filter, panel.suspects.audit_picker],
-                   answers.outputs)
+    return Handler(
+        first_item,
+        [shared.reviewer_box, panel.queue, shared.browse_filter, panel.suspects.audit_picker],
+        answers.outputs,
+    )
 
 
 def _identify_then_show_first_item(shared: Shared, first_item: Handler) -> None:
     """On page load: the login name (fixed) or the name saved in this browser, then the first item."""
+
     def identify(saved: str, request: gr.Request):
         return {shared.reviewer_box: name_box(saved, request, login_label="Reviewer (from your login)")}
 
-    gr.on(None, identify, inputs=[shared.saved_name], outputs=[shared.reviewer_box], api_name="curate_identify",
-          **PRIVATE).then(*first_item, api_name="review_first_item")
+    gr.on(
+        None, identify, inputs=[shared.saved_name], outputs=[shared.reviewer_box], api_name="curate_identify", **PRIVATE
+    ).then(*first_item, api_name="review_first_item")
 
 
 def _wire_suspects_queue(studio: Studio, panel: ReviewPanel, first_item: Handler) -> None:
@@ -290,23 +341,31 @@ def _wire_suspects_queue(studio: Studio, panel: ReviewPanel, first_item: Handler
     def pick_audit(audit_path: str | None):
         _audit(studio, audit_path)
 
-    panel.queue.change(show_suspects_box, panel.queue, [suspects.box, suspects.audit_picker],
-                       api_name="review_queue_chosen", **PRIVATE).then(
-        *first_item, api_name="review_first_item_of_queue", **PRIVATE)
-    suspects.audit_picker.focus(audit_choices, None, suspects.audit_picker, show_progress="hidden",
-                                api_name="review_audit_choices", **PRIVATE)
-    suspects.audit_picker.input(pick_audit, suspects.audit_picker, None, api_name="review_audit_chosen",
-                                **PRIVATE).then(*first_item, api_name="review_first_item_of_audit", **PRIVATE)
+    panel.queue.change(
+        show_suspects_box, panel.queue, [suspects.box, suspects.audit_picker], api_name="review_queue_chosen", **PRIVATE
+    ).then(*first_item, api_name="review_first_item_of_queue", **PRIVATE)
+    suspects.audit_picker.focus(
+        audit_choices, None, suspects.audit_picker, show_progress="hidden", api_name="review_audit_choices", **PRIVATE
+    )
+    suspects.audit_picker.input(
+        pick_audit, suspects.audit_picker, None, api_name="review_audit_chosen", **PRIVATE
+    ).then(*first_item, api_name="review_first_item_of_audit", **PRIVATE)
 
 
 def _remember_reviewer_name(shared: Shared) -> None:
-    gr.on([shared.reviewer_box.submit, shared.reviewer_box.blur],
-          lambda name: {shared.saved_name: (name or "").strip()}, inputs=[shared.reviewer_box],
-          outputs=[shared.saved_name], api_name="curate_remember_name", **PRIVATE)
+    gr.on(
+        [shared.reviewer_box.submit, shared.reviewer_box.blur],
+        lambda name: {shared.saved_name: (name or "").strip()},
+        inputs=[shared.reviewer_box],
+        outputs=[shared.saved_name],
+        api_name="curate_remember_name",
+        **PRIVATE,
+    )
 
 
-def _vote_then_next(store: LabelStore, example_id: int, label: int, note: str, adjudication: bool,
-                    queue: ReviewQueue) -> int | None:
+def _vote_then_next(
+    store: LabelStore, example_id: int, label: int, note: str, adjudication: bool, queue: ReviewQueue
+) -> int | None:
     """The vote recorded and the queue's next item (one transaction); a refused vote as a page error."""
     try:
         return store.cast_vote_and_next(example_id, label, note, adjudication, queue)
@@ -320,8 +379,16 @@ def _wire_votes(studio: Studio, shared: Shared, answers: Answers) -> None:
     store, panel = studio.store, answers.panel
 
     def vote_with(label: int | None):
-        def vote(example_id: int | None, note_text: str, adjudication: bool, chosen_queue: str, typed: str,
-                 browse: ExampleFilter, audit_path: str | None, request: gr.Request):
+        def vote(
+            example_id: int | None,
+            note_text: str,
+            adjudication: bool,
+            chosen_queue: str,
+            typed: str,
+            browse: ExampleFilter,
+            audit_path: str | None,
+            request: gr.Request,
+        ):
             name = reviewer(request, typed)
             queue, audit = _review_queue(studio, chosen_queue, name, browse, audit_path)
             if example_id is None or label is None:
@@ -331,13 +398,25 @@ def _wire_votes(studio: Studio, shared: Shared, answers: Answers) -> None:
                     studio.require(request, ADJUDICATE)
                 shown = _vote_then_next(store, example_id, label, note_text or "", adjudication, queue)
             return {**answers.show(shown, name, queue.queue, audit), panel.note: ""}
+
         return vote
 
     buttons = panel.buttons
-    inputs = [panel.current_id, panel.note, panel.adjudicate, panel.queue, shared.reviewer_box, shared.browse_filter,
-              panel.suspects.audit_picker]
-    for button, label, name in ((buttons.injection, INJECTION, "injection"), (buttons.benign, BENIGN, "benign"),
-                                (buttons.unsure, UNSURE, "unsure"), (buttons.skip, None, "skip")):
+    inputs = [
+        panel.current_id,
+        panel.note,
+        panel.adjudicate,
+        panel.queue,
+        shared.reviewer_box,
+        shared.browse_filter,
+        panel.suspects.audit_picker,
+    ]
+    for button, label, name in (
+        (buttons.injection, INJECTION, "injection"),
+        (buttons.benign, BENIGN, "benign"),
+        (buttons.unsure, UNSURE, "unsure"),
+        (buttons.skip, None, "skip"),
+    ):
         button.click(vote_with(label), inputs=inputs, outputs=[*answers.outputs, panel.note], api_name=f"vote_{name}")
 
 
@@ -356,9 +435,12 @@ def _wire_undo(studio: Studio, shared: Shared, answers: Answers) -> None:
             gr.Info("You have no vote to undo.")
         return answers.show(retracted.example_id if retracted else example_id, name, queue.queue, audit)
 
-    panel.buttons.undo.click(undo, inputs=[panel.current_id, shared.reviewer_box, panel.queue,
-                                           panel.suspects.audit_picker],
-                             outputs=answers.outputs, api_name="vote_undo")
+    panel.buttons.undo.click(
+        undo,
+        inputs=[panel.current_id, shared.reviewer_box, panel.queue, panel.suspects.audit_picker],
+        outputs=answers.outputs,
+        api_name="vote_undo",
+    )
 
 
 def review_tab(studio: Studio, shared: Shared) -> Review:

@@ -19,17 +19,38 @@ from ui.endpoints import PRIVATE
 def snapshots_view(store: LabelStore, chosen: str | None = None) -> tuple:
     """(the snapshots table, the snapshot picker keeping ``chosen`` if it still exists)."""
     snapshots = store.list_snapshots()
-    table = frame(["snapshot", "created", "by", "rows per split", "changes vs original"],
-                  [[s.id, s.manifest["created_at"], s.manifest["created_by"],
-                    ", ".join(f"{k}: {v['rows']}" for k, v in s.manifest["splits"].items()), s.manifest["n_changes"]]
-                   for s in snapshots])
+    table = frame(
+        ["snapshot", "created", "by", "rows per split", "changes vs original"],
+        [
+            [
+                s.id,
+                s.manifest["created_at"],
+                s.manifest["created_by"],
+                ", ".join(f"{k}: {v['rows']}" for k, v in s.manifest["splits"].items()),
+                s.manifest["n_changes"],
+            ]
+            for s in snapshots
+        ],
+    )
     ids = [s.id for s in snapshots]
     return table, gr.Dropdown(choices=ids, value=chosen if chosen in ids else (ids[0] if ids else None))
 
 
 def _snapshot_summary(manifest: dict) -> str:
-    shown = {k: manifest[k] for k in ("id", "created_at", "created_by", "splits", "content_hash", "n_changes",
-                                      "n_added", "excluded_without_label", "reviewers")}
+    shown = {
+        k: manifest[k]
+        for k in (
+            "id",
+            "created_at",
+            "created_by",
+            "splits",
+            "content_hash",
+            "n_changes",
+            "n_added",
+            "excluded_without_label",
+            "reviewers",
+        )
+    }
     return json.dumps(shown, indent=1, ensure_ascii=False)
 
 
@@ -59,8 +80,10 @@ class SnapshotPanel:
 def _snapshot_panel() -> SnapshotPanel:
     can_push = bool(os.environ.get("HF_TOKEN"))
     with gr.Tab("Snapshots", id="snapshots") as tab:
-        gr.Markdown("A snapshot freezes the current labels: one parquet file per split (columns `text`, "
-                    "`label`) and `manifest.json`. Training runs name the snapshot they use.")
+        gr.Markdown(
+            "A snapshot freezes the current labels: one parquet file per split (columns `text`, "
+            "`label`) and `manifest.json`. Training runs name the snapshot they use."
+        )
         create_btn = gr.Button("Create snapshot", variant="primary")
         manifest = gr.Textbox(label="Manifest", interactive=False, lines=10)
         files = gr.File(label="Download", file_count="multiple", interactive=False)
@@ -69,15 +92,30 @@ def _snapshot_panel() -> SnapshotPanel:
             hub_repo = gr.Textbox(label="Hub dataset repo", placeholder="your-name/injection-labels")
             push_btn = gr.Button("Push to the Hub", interactive=can_push)
             delete_btn = gr.Button("Delete…", elem_id="snapshot-delete")
-        status = gr.Textbox(label="Snapshot status", interactive=False,
-                            value="" if can_push else "Set HF_TOKEN to push to the Hub.")
+        status = gr.Textbox(
+            label="Snapshot status", interactive=False, value="" if can_push else "Set HF_TOKEN to push to the Hub."
+        )
         with gr.Row(visible=False) as confirm_row:
             confirm_text = gr.Markdown()
             confirm_btn = gr.Button("Yes, delete", variant="stop", size="sm", elem_id="snapshot-delete-confirm")
             keep_btn = gr.Button("Keep it", size="sm")
         table = gr.Dataframe(label="Snapshots", datatype="str", interactive=False)
-    return SnapshotPanel(tab, create_btn, manifest, files, chosen, hub_repo, push_btn, status, delete_btn,
-                         confirm_row, confirm_text, confirm_btn, keep_btn, table)
+    return SnapshotPanel(
+        tab,
+        create_btn,
+        manifest,
+        files,
+        chosen,
+        hub_repo,
+        push_btn,
+        status,
+        delete_btn,
+        confirm_row,
+        confirm_text,
+        confirm_btn,
+        keep_btn,
+        table,
+    )
 
 
 def _view(store: LabelStore, panel: SnapshotPanel, chosen: str | None = None) -> dict:
@@ -88,11 +126,18 @@ def _view(store: LabelStore, panel: SnapshotPanel, chosen: str | None = None) ->
 def _wire_create(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
     def snapshot(typed: str, request: gr.Request):
         made = studio.store.create_snapshot(reviewer_name(request, typed) or "anonymous")
-        return {panel.manifest: _snapshot_summary(made.manifest), panel.files: [str(p) for p in made.files],
-                **_view(studio.store, panel, made.id)}
+        return {
+            panel.manifest: _snapshot_summary(made.manifest),
+            panel.files: [str(p) for p in made.files],
+            **_view(studio.store, panel, made.id),
+        }
 
-    panel.create_btn.click(snapshot, inputs=[shared.reviewer_box],
-                           outputs=[panel.manifest, panel.files, *panel.outputs], api_name="snapshot")
+    panel.create_btn.click(
+        snapshot,
+        inputs=[shared.reviewer_box],
+        outputs=[panel.manifest, panel.files, *panel.outputs],
+        api_name="snapshot",
+    )
 
 
 def _wire_push(studio: Studio, panel: SnapshotPanel) -> None:
@@ -117,8 +162,7 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
         known = snapshot_id in {s.id for s in studio.store.list_snapshots()}
         if not known:
             raise page_error("Choose a snapshot to delete.")
-        question = (f"Delete snapshot `{snapshot_id}` and its files? This cannot be undone; "
-                    "runs trained on it are kept.")
+        question = f"Delete snapshot `{snapshot_id}` and its files? This cannot be undone; runs trained on it are kept."
         return {doomed: snapshot_id, panel.confirm_text: question, panel.confirm_row: gr.Row(visible=True)}
 
     def delete_snapshot(snapshot_id: str | None, typed: str, request: gr.Request):
@@ -128,25 +172,37 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
             studio.store.delete_snapshot(snapshot_id, reviewer_name(request, typed) or "anonymous", studio.runs_dir)
         except (KeyError, ValueError) as error:  # KeyError: deleted meanwhile; ValueError: a run's data
             raise page_error(str(error.args[0])) from None
-        return {panel.status: f"Deleted {snapshot_id}.", panel.confirm_row: gr.Row(visible=False),
-                **_view(studio.store, panel)}
+        return {
+            panel.status: f"Deleted {snapshot_id}.",
+            panel.confirm_row: gr.Row(visible=False),
+            **_view(studio.store, panel),
+        }
 
     def hide_question():
         return {panel.confirm_row: gr.Row(visible=False)}
 
-    panel.delete_btn.click(ask, panel.chosen, [doomed, panel.confirm_text, panel.confirm_row],
-                           api_name="delete_snapshot_ask", **PRIVATE)
+    panel.delete_btn.click(
+        ask, panel.chosen, [doomed, panel.confirm_text, panel.confirm_row], api_name="delete_snapshot_ask", **PRIVATE
+    )
     for closing, name in ((panel.keep_btn.click, "keep"), (panel.chosen.change, "close")):
         closing(hide_question, None, panel.confirm_row, api_name=f"delete_snapshot_{name}", **PRIVATE)
-    panel.confirm_btn.click(delete_snapshot, inputs=[doomed, shared.reviewer_box],
-                            outputs=[panel.status, panel.confirm_row, *panel.outputs], api_name="delete_snapshot")
+    panel.confirm_btn.click(
+        delete_snapshot,
+        inputs=[doomed, shared.reviewer_box],
+        outputs=[panel.status, panel.confirm_row, *panel.outputs],
+        api_name="delete_snapshot",
+    )
 
 
 def snapshots_tab(studio: Studio, shared: Shared) -> list:
     """The Snapshots sub-tab and its events; returns what snapshots_view fills."""
     panel = _snapshot_panel()
-    panel.tab.select(lambda chosen: _view(studio.store, panel, chosen), inputs=[panel.chosen],
-                     outputs=panel.outputs, api_name="snapshots_view")
+    panel.tab.select(
+        lambda chosen: _view(studio.store, panel, chosen),
+        inputs=[panel.chosen],
+        outputs=panel.outputs,
+        api_name="snapshots_view",
+    )
     _wire_create(studio, shared, panel)
     _wire_push(studio, panel)
     _wire_delete(studio, shared, panel)

@@ -17,7 +17,17 @@ from ui.context import Studio
 from ui.train.compare import compare_form, wire_compare
 from ui.train.export import export_panel, wire_export
 from ui.train.form import new_run_form, wire_audit, wire_saved_configs, wire_start
-from ui.train.runs import REFRESH_S, RunView, refresh_on_timer, run_charts, run_list, runs_table, selected_run, wire_run_actions, wire_run_picking
+from ui.train.runs import (
+    REFRESH_S,
+    RunView,
+    refresh_on_timer,
+    run_charts,
+    run_list,
+    runs_table,
+    selected_run,
+    wire_run_actions,
+    wire_run_picking,
+)
 
 __all__ = ["build"]
 

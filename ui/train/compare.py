@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from runner import views as run_views
-from serving.compare import compare_runs, summary_text
 from runner.queue import JobManager
+from serving.compare import compare_runs, summary_text
 from ui.context import Studio, page_error
 from ui.train.runs import offer_completed_runs
 
@@ -32,8 +32,10 @@ class CompareForm:
 
 def compare_form() -> CompareForm:
     with gr.Accordion("Compare runs", open=False, elem_id="train-compare"):
-        gr.Markdown("Two completed runs on the same texts: B's test split by default (typically A on the "
-                    "original labels, B on a curated snapshot).")
+        gr.Markdown(
+            "Two completed runs on the same texts: B's test split by default (typically A on the "
+            "original labels, B on a curated snapshot)."
+        )
         with gr.Row():
             run_a = gr.Dropdown([], label="Run A", elem_id="train-compare-a")
             run_b = gr.Dropdown([], label="Run B", elem_id="train-compare-b")
@@ -41,36 +43,67 @@ def compare_form() -> CompareForm:
             compare_btn = gr.Button("Compare", elem_id="train-compare-start")
         summary = gr.Textbox(label="Summary", interactive=False, lines=3, elem_id="train-compare-summary")
         with gr.Row():
-            eval_metrics = gr.Dataframe(label="Test metrics from each run's eval.json (after)", datatype="str",
-                                        interactive=False, elem_id="train-compare-eval")
-            same_text_metrics = gr.Dataframe(label="Both adapters on the same texts", datatype="str",
-                                             interactive=False, elem_id="train-compare-same")
-        verdicts = gr.Dataframe(label="Examples whose verdict changed", datatype="str", interactive=False,
-                                wrap=True, max_height=400, latex_delimiters=[], elem_id="train-compare-verdicts")
-        other_evals = gr.Dataframe(label="Other datasets (python -m ft.evaluate), after", datatype="str",
-                                   interactive=False, latex_delimiters=[], elem_id="train-compare-other")
-    return CompareForm(run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts,
-                       other_evals)
+            eval_metrics = gr.Dataframe(
+                label="Test metrics from each run's eval.json (after)",
+                datatype="str",
+                interactive=False,
+                elem_id="train-compare-eval",
+            )
+            same_text_metrics = gr.Dataframe(
+                label="Both adapters on the same texts", datatype="str", interactive=False, elem_id="train-compare-same"
+            )
+        verdicts = gr.Dataframe(
+            label="Examples whose verdict changed",
+            datatype="str",
+            interactive=False,
+            wrap=True,
+            max_height=400,
+            latex_delimiters=[],
+            elem_id="train-compare-verdicts",
+        )
+        other_evals = gr.Dataframe(
+            label="Other datasets (python -m ft.evaluate), after",
+            datatype="str",
+            interactive=False,
+            latex_delimiters=[],
+            elem_id="train-compare-other",
+        )
+    return CompareForm(
+        run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts, other_evals
+    )
 
 
 def wire_compare(studio: Studio, manager: JobManager, form: CompareForm) -> None:
     """Compare loads two adapters in turn, inside the detector's lock with the live model put down, so the
     app never holds more than one model; it shares the Detect tab's queue slot."""
+
     def compare(run_a, run_b, max_rows):
         if not run_a or not run_b:
             raise page_error("Pick two completed runs.")
         try:
             with studio.detector.exclusive():
-                done = compare_runs(manager.run_dir(run_a).path, manager.run_dir(run_b).path,
-                                    max_rows=int(max_rows) if max_rows else None)
+                done = compare_runs(
+                    manager.run_dir(run_a).path,
+                    manager.run_dir(run_b).path,
+                    max_rows=int(max_rows) if max_rows else None,
+                )
         except Exception as error:  # a missing adapter, unreadable data...: all shown the same way
             raise page_error(f"Cannot compare: {type(error).__name__}: {error}") from None
-        return {form.summary: summary_text(done), form.eval_metrics: run_views.text_frame(done.eval_metrics),
-                form.same_text_metrics: run_views.text_frame(done.same_text_metrics),
-                form.verdicts: run_views.text_frame(done.verdicts),
-                form.other_evals: run_views.text_frame(done.other_evals)}
+        return {
+            form.summary: summary_text(done),
+            form.eval_metrics: run_views.text_frame(done.eval_metrics),
+            form.same_text_metrics: run_views.text_frame(done.same_text_metrics),
+            form.verdicts: run_views.text_frame(done.verdicts),
+            form.other_evals: run_views.text_frame(done.other_evals),
+        }
 
     offer_completed_runs(manager, form.run_a, "compare_a_choices")
     offer_completed_runs(manager, form.run_b, "compare_b_choices")
-    form.compare_btn.click(compare, [form.run_a, form.run_b, form.max_rows], form.outputs, api_name="compare_runs",
-                           concurrency_limit=1, concurrency_id="detector")
+    form.compare_btn.click(
+        compare,
+        [form.run_a, form.run_b, form.max_rows],
+        form.outputs,
+        api_name="compare_runs",
+        concurrency_limit=1,
+        concurrency_id="detector",
+    )

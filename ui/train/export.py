@@ -16,8 +16,8 @@ from pathlib import Path
 import gradio as gr
 
 from ft.export import ExportError, export_adapter_zip, export_merged, merge_note, push
-from runner.queue import JobError, JobManager
 from ft.run_dir import RunDir
+from runner.queue import JobError, JobManager
 from ui.context import Studio, page_error
 
 ZIP_DIR = Path(gr.utils.get_upload_folder()) / "injection-studio-exports"
@@ -36,16 +36,23 @@ class ExportPanel:
 
 def export_panel() -> ExportPanel:
     with gr.Accordion("Export or push the selected run's detector", open=False):
-        merged = gr.Checkbox(label="Merged weights too (the adapter merged into the full-precision base; "
-                                   "loads the base model)", value=False, elem_id="export-merged")
+        merged = gr.Checkbox(
+            label="Merged weights too (the adapter merged into the full-precision base; loads the base model)",
+            value=False,
+            elem_id="export-merged",
+        )
         export_btn = gr.Button("Export", size="sm", elem_id="export-run")
         download = gr.File(label="Adapter zip", interactive=False, elem_id="export-zip")
         with gr.Row():
             repo = gr.Textbox(label="Hub model repo", placeholder="your-name/injection-detector", scale=3)
             private = gr.Checkbox(label="Private", value=True, scale=1)
             push_btn = gr.Button("Push to the Hub", size="sm", scale=1, interactive=bool(os.environ.get("HF_TOKEN")))
-        status = gr.Textbox(label="Export status", interactive=False, elem_id="export-status",
-                            value="" if os.environ.get("HF_TOKEN") else "Set HF_TOKEN to push to the Hub.")
+        status = gr.Textbox(
+            label="Export status",
+            interactive=False,
+            elem_id="export-status",
+            value="" if os.environ.get("HF_TOKEN") else "Set HF_TOKEN to push to the Hub.",
+        )
     return ExportPanel(merged, export_btn, download, repo, private, push_btn, status)
 
 
@@ -93,7 +100,19 @@ def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel:
             return f"Push failed: {type(error).__name__}: {error}"
         return f"Pushed run {run.run_id} ({'merged model' if merged else 'adapter'}) to {url}"
 
-    panel.export_btn.click(export_run, [picker, panel.merged], [panel.download, panel.status], api_name="export_run",
-                           concurrency_limit=1, concurrency_id="export")
-    panel.push_btn.click(push_run, [picker, panel.repo, panel.private, panel.merged], panel.status,
-                         api_name="push_run", concurrency_limit=1, concurrency_id="export")
+    panel.export_btn.click(
+        export_run,
+        [picker, panel.merged],
+        [panel.download, panel.status],
+        api_name="export_run",
+        concurrency_limit=1,
+        concurrency_id="export",
+    )
+    panel.push_btn.click(
+        push_run,
+        [picker, panel.repo, panel.private, panel.merged],
+        panel.status,
+        api_name="push_run",
+        concurrency_limit=1,
+        concurrency_id="export",
+    )

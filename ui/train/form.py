@@ -8,16 +8,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from ft.config import AuditOptions
+from ft.config import AuditOptions, ConfigError, TrainConfig, wandb_mode
 from ft.paths import ROOT
 from runner.commands import shell_command
 from runner.forms import FormField, config_from_form, form_fields, form_values, machine_recipe
 from runner.queue import JobManager
-from ft.config import wandb_mode
-from ft.config import ConfigError, TrainConfig
 from ui.context import Studio, page_error
-from ui.train.runs import RunList, offer_completed_runs
 from ui.endpoints import PRIVATE
+from ui.train.runs import RunList, offer_completed_runs
 
 TOP_SECTION = "Run"
 
@@ -27,8 +25,12 @@ def _data_choices(studio: Studio) -> list[tuple[str, str]]:
     choices = []
     for snapshot in studio.store.list_snapshots():
         rows = sum(split["rows"] for split in snapshot.manifest["splits"].values())
-        choices.append((f"snapshot {snapshot.id} ({rows} rows, {snapshot.manifest['n_changes']} labels changed)",
-                        str(snapshot.path)))
+        choices.append(
+            (
+                f"snapshot {snapshot.id} ({rows} rows, {snapshot.manifest['n_changes']} labels changed)",
+                str(snapshot.path),
+            )
+        )
     default = TrainConfig.data
     if Path(default).exists():
         choices.append((default, default))
@@ -40,8 +42,14 @@ def _field_input(field: FormField, value, studio: Studio):
     common = {"label": field.name, "info": field.help}
     if field.name == "data":
         data = gr.Dropdown(_data_choices(studio), value=value, allow_custom_value=True, **common)
-        data.focus(lambda: gr.Dropdown(choices=_data_choices(studio)), None, data, show_progress="hidden",
-                   api_name="data_choices", **PRIVATE)
+        data.focus(
+            lambda: gr.Dropdown(choices=_data_choices(studio)),
+            None,
+            data,
+            show_progress="hidden",
+            api_name="data_choices",
+            **PRIVATE,
+        )
         return data
     if field.name == "tracker":
         common["info"] = f"{field.help}. wandb here runs {wandb_mode()}."
@@ -103,15 +111,22 @@ def _config_inputs(studio: Studio) -> dict[str, gr.components.Component]:
 
 def _audit_form() -> AuditForm:
     with gr.Accordion("Label audit", open=False, elem_id="train-audit"):
-        gr.Markdown("Rank the examples of this form's data whose label a detector doubts: K adapters, "
-                    "each trained on the other folds, score the rows they never saw (about one run's "
-                    "cost for K=2). The suspects are reviewed in Curate, queue 'suspects'.")
+        gr.Markdown(
+            "Rank the examples of this form's data whose label a detector doubts: K adapters, "
+            "each trained on the other folds, score the rows they never saw (about one run's "
+            "cost for K=2). The suspects are reviewed in Curate, queue 'suspects'."
+        )
         with gr.Row():
-            folds = gr.Number(value=AuditOptions.folds, precision=0, minimum=2, label="folds (K)",
-                              elem_id="train-audit-folds")
+            folds = gr.Number(
+                value=AuditOptions.folds, precision=0, minimum=2, label="folds (K)", elem_id="train-audit-folds"
+            )
             seed = gr.Textbox(value="", label="seed (empty = the config's)", elem_id="train-audit-seed")
-        in_sample_run = gr.Dropdown([], value=None, label="In-sample (biased, fast): score with this completed "
-                                    "run instead (optional)", elem_id="train-audit-run")
+        in_sample_run = gr.Dropdown(
+            [],
+            value=None,
+            label="In-sample (biased, fast): score with this completed run instead (optional)",
+            elem_id="train-audit-run",
+        )
         start_btn = gr.Button("Start label audit", variant="primary", elem_id="train-audit-start")
     return AuditForm(folds, seed, in_sample_run, start_btn)
 
@@ -119,9 +134,13 @@ def _audit_form() -> AuditForm:
 def new_run_form(studio: Studio, manager: JobManager) -> NewRunForm:
     gr.Markdown("### New run")
     with gr.Row(equal_height=True):
-        saved = gr.Dropdown(_saved_configs(manager), value=str(machine_recipe()), scale=3,
-                            label="Start from a saved config (the form holds this machine's recipe)",
-                            elem_id="train-saved-config")
+        saved = gr.Dropdown(
+            _saved_configs(manager),
+            value=str(machine_recipe()),
+            scale=3,
+            label="Start from a saved config (the form holds this machine's recipe)",
+            elem_id="train-saved-config",
+        )
         load_btn = gr.Button("Load", size="sm", scale=1, elem_id="train-load-config")
     fields = _config_inputs(studio)
     with gr.Row():
@@ -140,6 +159,7 @@ def _form_config(studio: Studio, manager: JobManager, form: NewRunForm, values) 
 
 def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
     """The Load button fills the form from a saved config (the list is reread on focus)."""
+
     def load_config(path):
         if not path:
             raise page_error("Pick a saved config first.")
@@ -151,8 +171,14 @@ def wire_saved_configs(manager: JobManager, form: NewRunForm) -> None:
             raise page_error(str(error)) from None
         return {component: values[name] for name, component in form.fields.items()}
 
-    form.saved.focus(lambda: gr.Dropdown(choices=_saved_configs(manager)), None, form.saved, show_progress="hidden",
-                     api_name="saved_configs", **PRIVATE)
+    form.saved.focus(
+        lambda: gr.Dropdown(choices=_saved_configs(manager)),
+        None,
+        form.saved,
+        show_progress="hidden",
+        api_name="saved_configs",
+        **PRIVATE,
+    )
     form.load_btn.click(load_config, form.saved, form.inputs, api_name="load_config", **PRIVATE)
 
 
@@ -165,21 +191,32 @@ def wire_audit(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
         if seed and not seed.lstrip("-").isdigit():
             return {form.command_box: f"Refused: seed must be a whole number or empty, got {seed!r}"}
         try:
-            options = AuditOptions(folds=int(folds) if folds is not None else AuditOptions.folds,
-                                   seed=int(seed) if seed else None, in_sample_run=in_sample or None)
+            options = AuditOptions(
+                folds=int(folds) if folds is not None else AuditOptions.folds,
+                seed=int(seed) if seed else None,
+                in_sample_run=in_sample or None,
+            )
             run_id = manager.submit_audit(_form_config(studio, manager, form, values), options)
         except ConfigError as error:
             return {form.command_box: f"Refused: {error}"}
-        return {form.command_box: f"Queued audit {run_id}:\n{shell_command(manager.command(run_id))}",
-                **runs.refresh.fn(run_id, known)}
+        return {
+            form.command_box: f"Queued audit {run_id}:\n{shell_command(manager.command(run_id))}",
+            **runs.refresh.fn(run_id, known),
+        }
 
-    audit.start_btn.click(start_audit, [runs.known_ids, audit.folds, audit.seed, audit.in_sample_run, *form.inputs],
-                          [form.command_box, *runs.refresh.outputs], api_name="start_audit", **PRIVATE)
+    audit.start_btn.click(
+        start_audit,
+        [runs.known_ids, audit.folds, audit.seed, audit.in_sample_run, *form.inputs],
+        [form.command_box, *runs.refresh.outputs],
+        api_name="start_audit",
+        **PRIVATE,
+    )
     offer_completed_runs(manager, audit.in_sample_run, "audit_run_choices")
 
 
 def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunList) -> None:
     """Show command plans a run id and prints its command; Start run queues that run (admins only)."""
+
     def show_command(planned, *values):
         try:
             config = _form_config(studio, manager, form, values)
@@ -193,11 +230,23 @@ def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
             run_id = manager.submit(_form_config(studio, manager, form, values), planned)
         except ConfigError as error:
             return {form.planned_id: None, form.command_box: f"Refused: {error}"}
-        return {form.planned_id: None, form.command_box: f"Queued {run_id}:\n{shell_command(manager.command(run_id))}",
-                **runs.refresh.fn(run_id, known)}
+        return {
+            form.planned_id: None,
+            form.command_box: f"Queued {run_id}:\n{shell_command(manager.command(run_id))}",
+            **runs.refresh.fn(run_id, known),
+        }
 
-    form.show_btn.click(show_command, [form.planned_id, *form.inputs], [form.planned_id, form.command_box],
-                        api_name="show_command", **PRIVATE)
-    form.start_btn.click(start, [form.planned_id, runs.known_ids, *form.inputs],
-                         [form.planned_id, form.command_box, *runs.refresh.outputs], api_name="start",
-                         **PRIVATE)
+    form.show_btn.click(
+        show_command,
+        [form.planned_id, *form.inputs],
+        [form.planned_id, form.command_box],
+        api_name="show_command",
+        **PRIVATE,
+    )
+    form.start_btn.click(
+        start,
+        [form.planned_id, runs.known_ids, *form.inputs],
+        [form.planned_id, form.command_box, *runs.refresh.outputs],
+        api_name="start",
+        **PRIVATE,
+    )
