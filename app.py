@@ -234,7 +234,7 @@ def build_app(studio: Studio) -> gr.Blocks:
 
 
 def serve(app: gr.Blocks, studio: Studio, **launch_options) -> None:
-    """Serve the page until the server stops (Ctrl+C, or SIGTERM once main() has made it one), with the job
+    """Serve the page until the server stops (Ctrl+C; SIGTERM: ``stop_now_on_sigterm``), with the job
     scheduler running meanwhile; the scheduler is stopped on the way out (its lock released, so another
     app on this data directory takes over). Runs already started go on: they are processes of their own."""
     studio.jobs.start()
@@ -242,6 +242,18 @@ def serve(app: gr.Blocks, studio: Studio, **launch_options) -> None:
         app.launch(**launch_options)
     finally:
         studio.jobs.stop()
+
+
+def stop_now_on_sigterm(studio: Studio) -> None:
+    """On SIGTERM, stop the scheduler (its lock released for another app) and leave at once, as the default
+    SIGTERM would: Gradio's graceful close and the interpreter's teardown take seconds, and there is nothing to
+    save (votes are committed as they are cast; runs are processes of their own)."""
+
+    def stop(signum, frame) -> None:
+        studio.jobs.stop()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -260,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     except (OSError, ValueError) as error:  # SourceError, UsersError, HubLoginError are ValueErrors
         sys.exit(f"Cannot start: {error}")
     print(studio.access_note, flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop request closes the app like Ctrl+C does
+    stop_now_on_sigterm(studio)
     # run_history=False: Gradio would otherwise keep every call's inputs (dataset text, prompts) in the
     # browser's storage, or in a Hub bucket a user connects.
     serve(

@@ -39,7 +39,7 @@ def test_without_credentials_every_route_and_client_call_is_refused(team_app):
     assert status_of(base + "/gradio_api/call/detect", body) in (401, 403)
     with pytest.raises(AuthenticationError):
         Client(team_app.url, verbose=False)
-    with pytest.raises(AuthenticationError):
+    with pytest.raises(ValueError, match="Could not login"):
         Client(team_app.url, auth=("rev", "wrong"), verbose=False)
 
 
