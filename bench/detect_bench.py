@@ -47,20 +47,6 @@ DATA = SHARED / "data" / "safe-guard"
 TOKENIZER = SHARED / "tokenizers" / "qwen2.5"
 WARM_UP = 3
 
-# Qwen/Qwen2.5-1.5B-Instruct's config.json, the fields that set its size.
-QWEN_1_5B_SHAPE = dict(
-    vocab_size=151936,
-    hidden_size=1536,
-    intermediate_size=8960,
-    num_hidden_layers=28,
-    num_attention_heads=12,
-    num_key_value_heads=2,
-    max_position_embeddings=32768,
-    rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=True,
-)
-
 
 def _milliseconds(call: Callable[[], object], repeats: list) -> list[float]:
     times = []
@@ -128,14 +114,14 @@ def tiny_detector(tokenizer, run: Path | None) -> Detector:
 
 
 def qwen_1_5b_shaped(
-    tokenizer, folder: Path, layers: int = QWEN_1_5B_SHAPE["num_hidden_layers"], device: str = "cuda"
+    tokenizer, folder: Path, layers: int = models.QWEN25_15B_SHAPE["num_hidden_layers"], device: str = "cuda"
 ) -> Iterator[tuple[str, Detector]]:
     """("bf16", detector) then ("4bit", detector): Qwen2.5-1.5B's shape, random weights, a LoRA adapter.
 
     The random model and its adapter are written to ``folder`` so that the 4-bit one is loaded
     the app's way (``models.load_for_inference``). Each detector is dropped before the next.
     """
-    shape = {**QWEN_1_5B_SHAPE, "num_hidden_layers": layers}
+    shape = {**models.QWEN25_15B_SHAPE, "num_hidden_layers": layers}
     config = transformers.Qwen2Config(
         **shape, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None
     )

@@ -34,23 +34,10 @@ SHARED = ROOT.parent / "shared"
 TOKENIZER = SHARED / "tokenizers" / "qwen2.5"
 DATA = SHARED / "data" / "safe-guard"
 
-QWEN25_15B = dict(
-    hidden_size=1536,
-    intermediate_size=8960,
-    num_hidden_layers=28,
-    num_attention_heads=12,
-    num_key_value_heads=2,
-    max_position_embeddings=32768,
-    vocab_size=151936,
-    tie_word_embeddings=True,
-    rope_theta=1000000.0,
-    rms_norm_eps=1e-6,
-)
-
 
 def random_qwen_1_5b(tokenizer, folder: Path) -> Path:
     config = transformers.Qwen2Config(
-        **QWEN25_15B, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
+        **models.QWEN25_15B_SHAPE, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id
     )
     torch.manual_seed(0)
     transformers.Qwen2ForCausalLM(config).to(torch.bfloat16).save_pretrained(folder)
@@ -62,23 +49,16 @@ def peak_gib() -> float:
 
 
 def qlora_run(checkpoint: Path, steps: int, batch_size: int, max_length: int, runs: Path) -> None:
-    config = TrainConfig(
-        model=str(checkpoint),
-        tokenizer=str(TOKENIZER),
-        data=str(DATA),
-        quantisation="4bit",
-        max_steps=steps,
-        batch_size=batch_size,
-        gradient_accumulation=1,
-        max_length=max_length,
-        warmup_steps=5,
-        logging_steps=5,
-        save_steps=10_000,
-        prediction_samples=16,
-        max_test_rows=256,
-        tracker="none",
-        runs_dir=str(runs),
-    )
+    paths = {"model": str(checkpoint), "tokenizer": str(TOKENIZER), "data": str(DATA), "runs_dir": str(runs)}
+    steps_and_sizes = {
+        "max_steps": steps,
+        "batch_size": batch_size,
+        "gradient_accumulation": 1,
+        "max_length": max_length,
+    }
+    config = TrainConfig.from_dict({**paths, **steps_and_sizes, "quantisation": "4bit", "tracker": "none",
+                                    "warmup_steps": 5, "logging_steps": 5, "save_steps": 10_000,
+                                    "prediction_samples": 16, "max_test_rows": 256})  # fmt: skip
     torch.cuda.reset_peak_memory_stats()
     run = train(config, run_id="gpu-qlora")
     logs = [m for m in run.read_metrics() if m["kind"] == "log"]

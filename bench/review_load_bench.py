@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pandas as pd
-from helpers import RunningApp, free_port, wait_until_up
+from helpers import RunningApp, app_environment, free_port, wait_until_up
 
 from curation import sources
 from curation.demo import DEMO_PATH
@@ -117,19 +117,7 @@ def users_file(folder: Path, names: list[str]) -> Path:
 def start_app(app: RunningApp, flags: list[str]) -> subprocess.Popen:
     """``python app.py`` on the app's data dir and port, every cache in its home, its output in its log."""
     home = app.home
-    env = {
-        **os.environ,
-        "GRADIO_TEMP_DIR": str(home / "gradio"),
-        "HF_HOME": str(home / "hf"),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        "MPLCONFIGDIR": str(home / "mpl"),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("HF_TOKEN", None)
+    env = app_environment(home)
     with app.log.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "app.py", "--data-dir", str(app.data_dir), "--port", str(app.port), *flags],

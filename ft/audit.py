@@ -110,14 +110,7 @@ class AuditDir(RunDir):
 def audited_rows(config: TrainConfig, split: str | None = None) -> pd.DataFrame:
     """The split to audit as columns text, label (sampled to ``max_train_rows`` with the config's seed)."""
     name = split or config.train_split
-    rows = data.read_split(
-        config.data,
-        name,
-        text_column=config.text_column,
-        label_column=config.label_column,
-        max_rows=config.max_train_rows,
-        seed=config.seed,
-    )
+    rows = data.read_split(config.data, name, max_rows=config.max_train_rows, seed=config.seed, **config.columns())
     if rows["label"].nunique() < 2:
         raise data.DataError(f"{config.data} [{name}]: an audit needs both labels present")
     return rows

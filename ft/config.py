@@ -299,6 +299,15 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
+    def data_options(self) -> dict:
+        """Which rows a run reads and how: ``ft.data.load_training_data``'s options."""
+        names = ("text_column", "label_column", "train_split", "test_split", "validation_split", "validation_size")
+        return {name: getattr(self, name) for name in (*names, "max_train_rows", "max_test_rows", "seed")}
+
+    def columns(self) -> dict[str, str]:
+        """The data's column names, as ``ft.data``'s readers take them."""
+        return {"text_column": self.text_column, "label_column": self.label_column}
+
     def resolved(self) -> TrainConfig:
         """A copy whose local paths are absolute, so it runs the same from any directory."""
 

@@ -208,6 +208,11 @@ def load_detector(config, adapter_dir=None) -> Detector:
         str(adapter_dir) if saved else config.tokenizer or models.default_tokenizer(config.model)
     )
     model = models.load_for_inference(config.model, tokenizer, adapter_dir, config.quantisation)
+    return detector_for(config, model, tokenizer)
+
+
+def detector_for(config, model, tokenizer) -> Detector:
+    """A Detector over a loaded model, scoring as ``config`` (a TrainConfig) says: length, batch size, precision."""
     return Detector(
         model,
         tokenizer,

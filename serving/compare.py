@@ -152,7 +152,7 @@ def compare_runs(
     """Compare two completed runs; the shared test texts default to run B's test split (the curated labels)."""
     a, b = RunDir(run_a), RunDir(run_b)
     config_a, config_b = _run_config(a), _run_config(b)
-    columns = {} if test_data else {"text_column": config_b.text_column, "label_column": config_b.label_column}
+    columns = {} if test_data else config_b.columns()
     test_data = test_data or config_b.data
     test = data.read_split(test_data, test_split or config_b.test_split, max_rows=max_rows, **columns)
     texts, labels = test["text"].tolist(), test["label"].tolist()

@@ -440,14 +440,8 @@ def _timed_score(detector: Detector, text: str, adapter: bool, max_new_tokens: i
 def sample_of_test_split(config: TrainConfig, n: int) -> pd.DataFrame:
     """``n`` rows (text, label) drawn with the config's seed from its data's test split."""
     try:
-        return data.read_split(
-            config.data,
-            config.test_split,
-            text_column=config.text_column,
-            label_column=config.label_column,
-            max_rows=n,
-            seed=config.seed,
-        ).reset_index(drop=True)
+        rows = data.read_split(config.data, config.test_split, max_rows=n, seed=config.seed, **config.columns())
+        return rows.reset_index(drop=True)
     except data.DataError as exc:
         raise ServingError(f"No example prompts: {exc}") from None
 

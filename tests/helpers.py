@@ -249,6 +249,15 @@ class RunningApp:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
+def app_environment(home: Path) -> dict[str, str]:
+    """The environment of an app started by a test or bench: every cache in ``home``, offline, no Hub token."""
+    caches = {"GRADIO_TEMP_DIR": "gradio", "HF_HOME": "hf", "XDG_CACHE_HOME": "cache", "MPLCONFIGDIR": "mpl"}
+    offline = dict.fromkeys(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"), "1")
+    env = {**os.environ, **{name: str(home / folder) for name, folder in caches.items()}, **offline}
+    env.pop("HF_TOKEN", None)
+    return {**env, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -28,6 +28,7 @@ from serving.batch_io import BatchInputError, batch_texts, examples_table, verdi
 from serving.service import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
 from ui.context import Studio, page_error, reviewer_name_state
 from ui.endpoints import PRIVATE
+from ui.widgets import text_table
 
 MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
 VIEW_EVENTS = {"concurrency_limit": 2, "concurrency_id": "detect_view", "trigger_mode": "always_last"}
@@ -139,7 +140,7 @@ def build(studio: Studio) -> None:
         add_btn = gr.Button("Load exported detector (folder or Hub id)", size="sm", scale=1)
     status = gr.Textbox(label="Detector status", interactive=False, value=NOT_LOADED)
     with gr.Accordion("Test metrics of this run (eval.json)", open=True):
-        metrics = gr.Dataframe(datatype="str", interactive=False)
+        metrics = text_table()
 
     with gr.Tabs():
         with gr.Tab("One prompt"):
@@ -155,12 +156,8 @@ def build(studio: Studio) -> None:
                             for label in (f"{what} {name}" for what in RESULT_BOXES)
                         }
             result_boxes[NOTE_BOX] = gr.Textbox(label=NOTE_BOX, interactive=False)
-            examples = gr.Dataframe(
-                label="Example prompts from the test split (click one to try it)",
-                datatype="str",
-                interactive=False,
-                wrap=True,
-                max_height=400,
+            examples = text_table(
+                label="Example prompts from the test split (click one to try it)", wrap=True, max_height=400
             )
             example_texts = gr.State([])
             last = gr.State(None)
@@ -176,10 +173,8 @@ def build(studio: Studio) -> None:
             )
             score_btn = gr.Button("Score all", variant="primary")
             batch_note = gr.Textbox(label="Batch status", interactive=False)
-            table = gr.Dataframe(
+            table = text_table(
                 label="Batch results, largest disagreement first (click a row to send it to review)",
-                datatype="str",
-                interactive=False,
                 wrap=True,
                 max_height=600,
                 elem_id="detect-results",

@@ -7,13 +7,12 @@ stopped after the test.
 ``page`` is a fresh Chromium profile's page; actions and expect() wait up to 15 s.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TEAM, TIMEOUT_MS, RunningApp, free_port, open_browser, wait_until_up
+from helpers import ROOT, TEAM, TIMEOUT_MS, RunningApp, app_environment, free_port, open_browser, wait_until_up
 
 
 def _app_starter(tmp_path_factory):
@@ -23,16 +22,7 @@ def _app_starter(tmp_path_factory):
     def start(*flags: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> RunningApp:
         home = tmp_path_factory.mktemp("app")
         app = RunningApp(free_port(), data_dir or home / "data", home / "app.log", home)
-        app_env = {
-            **os.environ,
-            "GRADIO_TEMP_DIR": str(home / "gradio"),
-            "HF_HOME": str(home / "hf"),
-            "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1",
-            "GRADIO_ANALYTICS_ENABLED": "False",
-            "PYTHONUNBUFFERED": "1",
-        }
-        app_env.pop("HF_TOKEN", None)
+        app_env = app_environment(home)
         app_env.update(env or {})
         with app.log.open("wb") as log:
             process = subprocess.Popen(

@@ -15,6 +15,7 @@ from ui.curate.common import Shared, frame
 from ui.curate.review import Review, review_view
 from ui.endpoints import PRIVATE
 from ui.handler import Handler
+from ui.widgets import text_table
 
 PAGE_SIZE = 50
 LABEL_CHOICES = {"any": None, "injection": INJECTION, "benign": BENIGN}
@@ -126,13 +127,7 @@ def _browse_panel() -> BrowsePanel:
         shown = gr.Markdown()
         next_btn = gr.Button("Next ▶", size="sm")
     page = gr.State(0)
-    table = gr.Dataframe(
-        datatype="str",
-        interactive=False,
-        wrap=True,
-        max_height=600,
-        column_widths=["6%", "7%", "55%", "8%", "8%", "5%", "5%", "6%"],
-    )
+    table = text_table(wrap=True, max_height=600, column_widths=["6%", "7%", "55%", "8%", "8%", "5%", "5%", "6%"])
     selected_id = gr.State(None)
     full_text = gr.Textbox(label="Selected text (full, plain)", interactive=False, lines=4, max_lines=24)
     review_this = gr.Button("Review this example")

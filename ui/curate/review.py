@@ -20,6 +20,7 @@ from ui.context import Studio, name_box, page_error
 from ui.curate.common import Shared, frame, reviewer, reviewer_name, when
 from ui.endpoints import PRIVATE
 from ui.handler import Handler
+from ui.widgets import text_table
 
 TOP_SUSPECTS = 20
 
@@ -251,14 +252,7 @@ def _suspects_box() -> SuspectsBox:
         audit_picker = gr.Dropdown([], value=None, label="Label audit (completed)", elem_id="curate-audit")
         info = gr.Textbox(label="Suspect", interactive=False, lines=2, elem_id="curate-suspect")
         with gr.Accordion("Top suspects", open=False):
-            table = gr.Dataframe(
-                datatype="str",
-                interactive=False,
-                wrap=True,
-                max_height=400,
-                latex_delimiters=[],
-                elem_id="curate-suspects-table",
-            )
+            table = text_table(wrap=True, max_height=400, elem_id="curate-suspects-table")
     return SuspectsBox(box, audit_picker, info, table)
 
 
@@ -291,9 +285,9 @@ def _review_panel(current_id: gr.State) -> ReviewPanel:
     info = gr.Textbox(label="Labels", interactive=False, lines=4)
     note = gr.Textbox(label="Note (optional)", max_length=2000)
     buttons = _vote_buttons()
-    votes = gr.Dataframe(label="Votes", datatype="str", interactive=False, wrap=True)
+    votes = text_table(label="Votes", wrap=True)
     with gr.Accordion("History of this item", open=False):
-        history = gr.Dataframe(datatype="str", interactive=False, wrap=True)
+        history = text_table(wrap=True)
     return ReviewPanel(current_id, queue, adjudicate, suspects, text, info, note, buttons, votes, history)
 
 

@@ -9,6 +9,7 @@ import gradio as gr
 from curation.labels import label_name
 from curation.store import LabelStore
 from ui.curate.common import frame, when
+from ui.widgets import text_table
 
 AGREEMENT_HELP = (
     "Agreement counts each reviewer's latest injection/benign vote per item (unsure left out). "
@@ -77,11 +78,11 @@ def reviewers_tab(store: LabelStore) -> ReviewersPanel:
     """The Reviewers sub-tab, refreshed when opened or on its button."""
     with gr.Tab("Reviewers", id="reviewers") as tab:
         refresh = gr.Button("Refresh", size="sm")
-        counts = gr.Dataframe(label="Votes per reviewer", datatype="str", interactive=False)
+        counts = text_table(label="Votes per reviewer")
         agreement = gr.Markdown()
         gr.Markdown(AGREEMENT_HELP)
-        pairs = gr.Dataframe(label="Pairs of reviewers", datatype="str", interactive=False)
-        recent = gr.Dataframe(label="Recent changes (audit log)", datatype="str", interactive=False, wrap=True)
+        pairs = text_table(label="Pairs of reviewers")
+        recent = text_table(label="Recent changes (audit log)", wrap=True)
     panel = ReviewersPanel(counts, agreement, pairs, recent)
     gr.on(
         [refresh.click, tab.select],

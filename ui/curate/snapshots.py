@@ -14,6 +14,7 @@ from curation.store import LabelStore
 from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer_name
 from ui.endpoints import PRIVATE
+from ui.widgets import text_table
 
 
 def snapshots_view(store: LabelStore, chosen: str | None = None) -> tuple:
@@ -99,7 +100,7 @@ def _snapshot_panel() -> SnapshotPanel:
             confirm_text = gr.Markdown()
             confirm_btn = gr.Button("Yes, delete", variant="stop", size="sm", elem_id="snapshot-delete-confirm")
             keep_btn = gr.Button("Keep it", size="sm")
-        table = gr.Dataframe(label="Snapshots", datatype="str", interactive=False)
+        table = text_table(label="Snapshots")
     return SnapshotPanel(
         tab,
         create_btn,

@@ -11,6 +11,7 @@ from runner.queue import JobManager
 from serving.compare import compare_runs, summary_text
 from ui.context import Studio, page_error
 from ui.train.runs import offer_completed_runs
+from ui.widgets import text_table
 
 
 @dataclass(frozen=True)
@@ -43,31 +44,14 @@ def compare_form() -> CompareForm:
             compare_btn = gr.Button("Compare", elem_id="train-compare-start")
         summary = gr.Textbox(label="Summary", interactive=False, lines=3, elem_id="train-compare-summary")
         with gr.Row():
-            eval_metrics = gr.Dataframe(
-                label="Test metrics from each run's eval.json (after)",
-                datatype="str",
-                interactive=False,
-                elem_id="train-compare-eval",
+            eval_metrics = text_table(
+                label="Test metrics from each run's eval.json (after)", elem_id="train-compare-eval"
             )
-            same_text_metrics = gr.Dataframe(
-                label="Both adapters on the same texts", datatype="str", interactive=False, elem_id="train-compare-same"
-            )
-        verdicts = gr.Dataframe(
-            label="Examples whose verdict changed",
-            datatype="str",
-            interactive=False,
-            wrap=True,
-            max_height=400,
-            latex_delimiters=[],
-            elem_id="train-compare-verdicts",
+            same_text_metrics = text_table(label="Both adapters on the same texts", elem_id="train-compare-same")
+        verdicts = text_table(
+            label="Examples whose verdict changed", wrap=True, max_height=400, elem_id="train-compare-verdicts"
         )
-        other_evals = gr.Dataframe(
-            label="Other datasets (python -m ft.evaluate), after",
-            datatype="str",
-            interactive=False,
-            latex_delimiters=[],
-            elem_id="train-compare-other",
-        )
+        other_evals = text_table(label="Other datasets (python -m ft.evaluate), after", elem_id="train-compare-other")
     return CompareForm(
         run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts, other_evals
     )

@@ -15,7 +15,18 @@ from runner.commands import shell_command
 from runner.queue import JobError, JobManager
 from ui.endpoints import PRIVATE
 from ui.handler import Handler
+from ui.widgets import text_table
 
+METRIC_TABLES = (
+    ("Validation sample, per prediction table", run_views.EVALUATION_COLUMNS, "train-evaluations"),
+    ("Test split, before and after (eval.json)", ["model", *run_views.TEST_COLUMNS], "train-test"),
+    (
+        "Other datasets, before and after (python -m ft.evaluate --run RUN --data REF)",
+        run_views.EVALS_COLUMNS,
+        "train-other-evals",
+    ),
+)
+"""The run's metric tables: label, headers, element id."""
 REFRESH_S = 2.0
 PREDICTION_WIDTHS = ["40%", "8%", "13%", "13%", "13%", "13%"]
 CPU_NOTE = (
@@ -102,14 +113,7 @@ def runs_table(manager: JobManager) -> gr.Dataframe:
         f"### Runs\nRuns wait in a queue and train one at a time on this machine ({gpus}); "
         "they go on when the page is closed." + ("" if manager.gpus else CPU_NOTE)
     )
-    table = gr.Dataframe(
-        headers=run_views.RUN_COLUMNS,
-        datatype="str",
-        interactive=False,
-        wrap=True,
-        max_height=320,
-        elem_id="train-runs",
-    )
+    table = text_table(headers=run_views.RUN_COLUMNS, wrap=True, max_height=320, elem_id="train-runs")
     gr.on(None, lambda: run_views.runs_frame(manager.runs()), outputs=table, api_name="runs_table")
     return table
 
@@ -152,45 +156,20 @@ def run_charts() -> RunCharts:
         learning_rate = gr.LinePlot(
             x="step", y=run_views.CURVE_COLUMNS["learning_rate"], title="Learning rate", height=260, elem_id="train-lr"
         )
-    evaluations = gr.Dataframe(
-        label="Validation sample, per prediction table",
-        datatype="str",
-        headers=run_views.EVALUATION_COLUMNS,
-        interactive=False,
-        elem_id="train-evaluations",
+    evaluations, test_report, other_data = (
+        text_table(label, headers=headers, elem_id=elem_id) for label, headers, elem_id in METRIC_TABLES
     )
-    test_report = gr.Dataframe(
-        label="Test split, before and after (eval.json)",
-        datatype="str",
-        headers=["model", *run_views.TEST_COLUMNS],
-        interactive=False,
-        elem_id="train-test",
-    )
-    other_data = gr.Dataframe(
-        label="Other datasets, before and after (python -m ft.evaluate --run RUN --data REF)",
-        datatype="str",
-        headers=run_views.EVALS_COLUMNS,
-        interactive=False,
-        latex_delimiters=[],
-        elem_id="train-other-evals",
-    )
-    other_groups = gr.Dataframe(
+    other_groups = text_table(
         label="Other datasets by source/category (flagged = share called injection)",
-        datatype="str",
         headers=run_views.EVAL_GROUP_COLUMNS,
-        interactive=False,
         max_height=400,
-        latex_delimiters=[],
         elem_id="train-other-groups",
     )
-    predictions = gr.Dataframe(
+    predictions = text_table(
         label="Predictions: train start (before) beside the latest table (after)",
         headers=run_views.PREDICTION_COLUMNS,
-        datatype="str",
-        interactive=False,
         wrap=True,
         max_height=500,
-        latex_delimiters=[],
         column_widths=PREDICTION_WIDTHS,
         elem_id="train-predictions",
     )
