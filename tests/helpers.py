@@ -250,8 +250,12 @@ class RunningApp:
 
 
 def app_environment(home: Path) -> dict[str, str]:
-    """The environment of an app started by a test or bench: every cache in ``home``, offline, no Hub token."""
-    caches = {"GRADIO_TEMP_DIR": "gradio", "HF_HOME": "hf", "XDG_CACHE_HOME": "cache", "MPLCONFIGDIR": "mpl"}
+    """The environment of an app started by a test or bench: offline, no Hub token, its Gradio and Hugging Face
+    caches in ``home``. The other caches (fonts, ...) stay the suite's when it set them (scripts/test does:
+    built once, not once per app), else they go in ``home`` too."""
+    caches = {"GRADIO_TEMP_DIR": "gradio", "HF_HOME": "hf"}
+    caches |= {name: folder for name, folder in (("XDG_CACHE_HOME", "cache"), ("MPLCONFIGDIR", "mpl"))
+               if name not in os.environ}  # fmt: skip
     offline = dict.fromkeys(("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"), "1")
     env = {**os.environ, **{name: str(home / folder) for name, folder in caches.items()}, **offline}
     env.pop("HF_TOKEN", None)
@@ -396,7 +400,7 @@ def type_data(page, value: str, tries: int = 5) -> None:
         data.fill(value)
         data.press("Enter")
         try:
-            expect(data).to_have_value(value, timeout=3000)
+            expect(data).to_have_value(value, timeout=1500)
             return
         except AssertionError:
             continue

@@ -6,6 +6,7 @@ below it. A fresh interpreter then imports every runner module and checks torch 
 """
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,7 @@ def is_type_checking_only(tree: ast.AST, node: ast.AST) -> bool:
     )
 
 
+@functools.cache
 def import_graph():
     """{module: {imported project module}}, the function-level project imports, and every third-party
     top-level name each module imports."""
