@@ -390,6 +390,21 @@ def pick(page, dropdown, option):
     page.get_by_role("option", name=option).first.click()
 
 
+TINY_FORM = {
+    "validation_size": "16",
+    "max_length": "128",
+    "batch_size": "16",
+    "gradient_accumulation": "1",
+    "learning_rate": "0.003",
+    "warmup_steps": "0",
+    "logging_steps": "2",
+    "save_steps": "100",
+    "prediction_samples": "8",
+    "eval_batch_size": "16",
+}
+"""The Train form's fields for a seconds-long tiny run, as typed (with ``choose_tiny_model``)."""
+
+
 def type_data(page, value: str, tries: int = 5) -> None:
     """Type ``value`` into the form's data dropdown. Focusing it refreshes its choices, and a refresh that lands
     mid-typing clears the typed text: so type, press Enter, and wait until the dropdown holds the value, again

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, ROOT, SHARED, choose_tiny_model, field, type_data
+from helpers import DATA_DIR, ROOT, SHARED, TINY_FORM, choose_tiny_model, field, type_data
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -19,20 +19,7 @@ RUN_TIMEOUT_MS = 300_000
 IMG = '<img src=x onerror="window.__x=1">'
 SCRIPT = "<script>window.__y=1</script>"
 MARKDOWN = "**bold** and [a link](javascript:alert(1))"
-TINY_RUN = {
-    "max_train_rows": "200",
-    "max_test_rows": "64",
-    "validation_size": "16",
-    "max_length": "128",
-    "batch_size": "16",
-    "gradient_accumulation": "1",
-    "learning_rate": "0.003",
-    "warmup_steps": "0",
-    "logging_steps": "2",
-    "save_steps": "100",
-    "prediction_samples": "8",
-    "eval_batch_size": "16",
-}
+TINY_RUN = {**TINY_FORM, "max_train_rows": "200", "max_test_rows": "64"}
 
 
 def open_train_tab(page, app):

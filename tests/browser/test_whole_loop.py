@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, choose_tiny_model, field, open_browser, type_data
+from helpers import DATA_DIR, TINY_FORM, choose_tiny_model, field, open_browser, type_data
 from playwright.sync_api import expect
 
 from access.users import hash_password
@@ -22,19 +22,7 @@ SLOW_MS = 60_000
 """For a freshly opened page on a loaded 2-core machine."""
 FAKE_HF_TOKEN = "hf_FakeTokenForTheWholeLoop0123456789"
 FAKE_WANDB_KEY = "fakewandbkeywholeloop0123456789abcdef0123"
-TINY = {
-    "max_test_rows": "32",
-    "validation_size": "16",
-    "max_length": "128",
-    "batch_size": "16",
-    "gradient_accumulation": "1",
-    "learning_rate": "0.003",
-    "warmup_steps": "0",
-    "logging_steps": "2",
-    "save_steps": "100",
-    "prediction_samples": "8",
-    "eval_batch_size": "16",
-}
+TINY = {**TINY_FORM, "max_test_rows": "32"}
 
 
 def sign_in(page, url, user, password):
