@@ -51,7 +51,7 @@ def register(studio: Studio) -> None:
 
     def start_run(config: str | dict) -> str:
         """Queue a training run; returns its run_id. config: YAML text (a config file's content) or a dict of
-        TrainConfig fields (ft/train.py documents each; unset ones take their defaults). The runs folder is the
+        TrainConfig fields (ft/config.py documents each; unset ones take their defaults). The runs folder is the
         app's whatever runs_dir says. Checked as the Train form's Start checks it (typed paths inside the
         allowed folders, every value, missing files, no secrets): an unusable config is refused with the
         reason and nothing is queued."""
