@@ -242,27 +242,9 @@ def test_the_command_for_two_gpus_uses_accelerate(tmp_path):
     config_path = tmp_path / "runs" / "r1" / "config.yaml"
     argv = train_command(config_path, "r1", gpus=2)
     assert Path(argv[0]).name == "accelerate"
-    assert argv[1:] == [
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "-m",
-        "ft.train",
-        "--config",
-        str(config_path),
-        "--run-id",
-        "r1",
-    ]
-    assert train_command(config_path, "r1", gpus=1) == [
-        sys.executable,
-        "-m",
-        "ft.train",
-        "--config",
-        str(config_path),
-        "--run-id",
-        "r1",
-    ]
+    run = ["-m", "ft.train", "--config", str(config_path), "--run-id", "r1"]
+    assert argv[1:] == ["launch", "--multi_gpu", "--num_processes", "2", *run]
+    assert train_command(config_path, "r1", gpus=1) == [sys.executable, *run]
     assert train_command(config_path, "r1", gpus=0, resume=True)[-1] == "--resume"
     manager = JobManager(tmp_path / "runs", gpus=4)
     assert manager.command("r1")[1:5] == ["launch", "--multi_gpu", "--num_processes", "4"]
