@@ -26,11 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from peft import PeftModel
-from sklearn import metrics as skm
 
 from ft import collate, models, prompt
+from ft.lazy import lazy
 from ft.models import decoder_and_head
+
+peft = lazy("peft")
+skm = lazy("sklearn.metrics")
 
 
 @contextlib.contextmanager
@@ -88,7 +90,7 @@ class Detector:
 
     @property
     def has_adapter(self) -> bool:
-        return isinstance(self.model, PeftModel)
+        return isinstance(self.model, peft.PeftModel)
 
     def _adapter(self, on: bool):
         if on or not self.has_adapter:

@@ -22,14 +22,15 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from peft import PeftModel
-
 from ft import models
 from ft.config import TrainConfig
 from ft.exported import DETECTOR_FILE, describe
+from ft.lazy import lazy
 from ft.model_card import model_card
 from ft.run_dir import RunDir
 from hub import commit_files, hub_token
+
+peft = lazy("peft")
 
 REWRITTEN = ("adapter_config.json", "README.md")
 """adapter/ files an export writes itself; every other file there (weights, tokenizer files, whatever the
@@ -92,7 +93,7 @@ def write_merged_export(run: RunDir, folder: Path, repo: str | None = None) -> P
             f"({str(exc).splitlines()[0][:200]}); merging needs its full weights: export the "
             "adapter, or merge where the Hub or a local copy is reachable."
         ) from None
-    merged = PeftModel.from_pretrained(base, str(run.adapter)).merge_and_unload()
+    merged = peft.PeftModel.from_pretrained(base, str(run.adapter)).merge_and_unload()
     folder.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

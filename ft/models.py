@@ -35,12 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import transformers
 from huggingface_hub import try_to_load_from_cache
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
 from ft.config import PRESETS, QUANTISATIONS
+from ft.lazy import lazy
 from ft.paths import SHARED
+
+peft = lazy("peft")
+transformers = lazy("transformers")
 
 
 @dataclass(frozen=True)
@@ -333,14 +335,14 @@ def lora_config(
     lora_dropout: float = 0.05,
     modules_to_save: tuple = (),
     lora_layers: int | None = None,
-) -> LoraConfig:
+) -> peft.LoraConfig:
     """LoRA on every linear layer of every decoder layer, or of the top ``lora_layers`` layers only."""
     targets: dict = {"target_modules": "all-linear"}
     if lora_layers is not None:
         depth = base.config.num_hidden_layers
         first = max(0, depth - lora_layers)
         targets = {"target_modules": _linear_module_names(base), "layers_to_transform": list(range(first, depth))}
-    return LoraConfig(
+    return peft.LoraConfig(
         r=lora_r,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
@@ -370,7 +372,7 @@ def load_for_training(
     base = load_base(model, tokenizer, quantisation)
     checkpointing = {"use_reentrant": False}
     if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
-        base = prepare_model_for_kbit_training(
+        base = peft.prepare_model_for_kbit_training(
             base, use_gradient_checkpointing=gradient_checkpointing, gradient_checkpointing_kwargs=checkpointing
         )
     elif gradient_checkpointing:
@@ -385,13 +387,13 @@ def load_for_training(
         modules_to_save=modules_to_save,
         lora_layers=lora_layers,
     )
-    return get_peft_model(base, lora)
+    return peft.get_peft_model(base, lora)
 
 
 def load_for_inference(model: str, tokenizer, adapter_dir: str | Path | None = None, quantisation: str = "auto"):
     """The base model, with the run's adapter attached when one is given, in eval mode."""
     base = load_base(model, tokenizer, quantisation)
-    loaded = PeftModel.from_pretrained(base, str(adapter_dir)) if adapter_dir else base
+    loaded = peft.PeftModel.from_pretrained(base, str(adapter_dir)) if adapter_dir else base
     return loaded.eval()
 
 
@@ -403,5 +405,5 @@ def decoder_and_head(model):
     ``ft.detector``). PEFT injects LoRA layers in place, so the body still runs
     the adapter, and ``disable_adapter()`` still switches it off.
     """
-    causal_lm = model.get_base_model() if isinstance(model, PeftModel) else model
+    causal_lm = model.get_base_model() if isinstance(model, peft.PeftModel) else model
     return causal_lm.model, causal_lm.get_output_embeddings()

@@ -2,7 +2,8 @@
 
 Walks every project module's imports with ``ast`` (no module is imported to do it): no import cycle between
 project modules, no project module imported inside a function, and each folder imports only the folders
-below it. A fresh interpreter then imports every runner module and checks torch stayed out.
+below it. Fresh interpreters then check that the runner loads no torch, and that building the whole app loads
+no model library (they wait for the first model load: ft/lazy.py).
 """
 
 import ast
@@ -28,6 +29,7 @@ ALLOWED = {
 NO_GRADIO = ("ft", "curation", "runner", "serving", "intake", "access")
 NO_TORCH = ("runner",)
 TORCH_FAMILY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
+MODEL_LIBRARIES = ("transformers", "peft", "bitsandbytes", "accelerate", "sklearn")
 
 
 def project_modules() -> dict[str, Path]:
@@ -153,12 +155,24 @@ def test_the_core_curation_and_runner_import_no_gradio_and_the_runner_no_torch()
     assert (gradio, torch) == ([], [])
 
 
-def test_importing_every_runner_module_loads_no_torch():
-    runner = [m for m in project_modules() if folder(m) == "runner"]
-    code = f"import sys; import {', '.join(runner)}; print(sorted(set(sys.modules) & {set(TORCH_FAMILY)!r}))"
+def loaded_after(steps: list[str], libraries: tuple[str, ...]) -> list[list[str]]:
+    """Which of ``libraries`` a fresh interpreter in the project root has loaded after each step (code) in turn."""
+    report = f"print(sorted(set(sys.modules) & {set(libraries)!r}))"
+    code = "import sys\n" + "".join(f"{step}\n{report}\n" for step in steps)
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    return [ast.literal_eval(line) for line in done.stdout.splitlines()[-len(steps) :]]
+
+
+def test_importing_every_runner_module_loads_no_torch():
+    runner = [m for m in project_modules() if folder(m) == "runner"]
+    assert loaded_after([f"import {', '.join(runner)}"], TORCH_FAMILY) == [[]]
+
+
+def test_building_the_app_loads_no_model_library_until_a_model_is_used(tmp_path):
+    build = f"import app\nfrom pathlib import Path\napp.build_app(app.open_studio(Path({str(tmp_path)!r})))"
+    use = "from ft import detector\ndetector.classification_metrics([0, 1], [0.2, 0.9])"
+    assert loaded_after([build, use], MODEL_LIBRARIES) == [[], ["sklearn"]]
 
 
 def test_the_walk_sees_a_cycle_and_a_function_level_import():
