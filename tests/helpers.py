@@ -4,6 +4,7 @@ table, the app in a subprocess and a Chromium for it, an HTTP client of Gradio's
 the browser fills it. Fixtures live in the conftest.py files; they use these."""
 
 import atexit
+import dataclasses
 import functools
 import http.cookiejar
 import json
@@ -240,6 +241,8 @@ class RunningApp:
     log: Path
     home: Path
     """The app's own folder: data_dir (unless given), its Gradio temp dir and its Hugging Face cache."""
+    expected_errors: list[str] = dataclasses.field(default_factory=list)
+    """Starts of error lines a test provokes on purpose (forged or placeholder calls): not counted as crashes."""
 
     @property
     def url(self) -> str:
@@ -247,6 +250,14 @@ class RunningApp:
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+    def unhandled_errors(self) -> list[str]:
+        """The last line of every traceback the app printed: a handler that crashed (the page shows only
+        "Error"). Refusals a user is meant to read are gr.Error without a traceback."""
+        lines = self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
+        starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)")]
+        errors = [next((ln for ln in lines[i + 1 :] if ln and not ln[0].isspace()), "?") for i in starts]
+        return [error for error in errors if not error.startswith(tuple(self.expected_errors))]
 
 
 def app_environment(home: Path) -> dict[str, str]:
@@ -403,6 +414,13 @@ TINY_FORM = {
     "eval_batch_size": "16",
 }
 """The Train form's fields for a seconds-long tiny run, as typed (with ``choose_tiny_model``)."""
+
+
+def run_row(page, run_id: str):
+    """The Train tab's table row of ``run_id``, as shown. Not ``tr``: Gradio's table draws its rows as
+    ``div[role=row]``, and its one ``tbody tr`` is a hidden sizing row holding each column's widest value
+    (the longest run id beside another run's status)."""
+    return page.locator("#train-runs").get_by_role("row").filter(has_text=run_id)
 
 
 def type_data(page, value: str, tries: int = 5) -> None:

@@ -26,7 +26,7 @@ import pandas as pd
 from curation.store import LabelStore
 from serving.batch_io import BatchInputError, batch_texts, examples_table, verdict_table, write_session_csv
 from serving.service import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
-from ui.context import Studio, page_error, reviewer_name_state
+from ui.context import Studio, name_box, page_error, reviewer_name_state
 from ui.endpoints import PRIVATE
 from ui.widgets import text_table
 
@@ -189,7 +189,7 @@ def build(studio: Studio) -> None:
         candidate = gr.State(None)
         saved_name = reviewer_name_state()
         with gr.Row():
-            name_box = gr.Textbox(label="Your name", max_length=100, scale=1)
+            reviewer_box = gr.Textbox(label="Your name", max_length=100, scale=1)
             send_injection = gr.Button("Send as injection", variant="stop")
             send_benign = gr.Button("Send as benign")
             send_flag = gr.Button("Flag for review, no label")
@@ -369,17 +369,17 @@ def build(studio: Studio) -> None:
         (send_flag, None, "flag"),
     ):
         button.click(
-            send(label), inputs=[candidate, name_box], outputs=[review_status], api_name=f"send_{name}", **PRIVATE
+            send(label), inputs=[candidate, reviewer_box], outputs=[review_status], api_name=f"send_{name}", **PRIVATE
         )
 
     def identify(saved: str, request: gr.Request):
         return name_box(saved, request)
 
-    gr.on(None, identify, inputs=[saved_name], outputs=[name_box], api_name="detect_identify", **PRIVATE)
+    gr.on(None, identify, inputs=[saved_name], outputs=[reviewer_box], api_name="detect_identify", **PRIVATE)
     gr.on(
-        [name_box.submit, name_box.blur],
+        [reviewer_box.submit, reviewer_box.blur],
         lambda typed: (typed or "").strip(),
-        inputs=[name_box],
+        inputs=[reviewer_box],
         outputs=[saved_name],
         api_name="detect_remember_name",
         **PRIVATE,

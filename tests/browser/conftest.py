@@ -3,7 +3,7 @@
 ``start_app(*flags, env=...)`` starts ``python app.py --data-dir <tmp> --port <free port> *flags`` with its
 own temporary Gradio and Hugging Face caches (and ``env`` added to its environment), its output going to a
 file, waits until it answers (a 401 sign-in page counts), and returns a RunningApp; every app started is
-stopped after the test.
+stopped after the test (or the module), which then fails if the app printed a traceback.
 ``page`` is a fresh Chromium profile's page; actions and expect() wait up to 15 s.
 """
 
@@ -17,7 +17,7 @@ from helpers import ROOT, TEAM, TIMEOUT_MS, RunningApp, app_environment, free_po
 
 def _app_starter(tmp_path_factory):
     """Yields ``start(*flags, data_dir=None, env=None) -> RunningApp``; stops every app it started."""
-    processes = []
+    processes, apps = [], []
 
     def start(*flags: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> RunningApp:
         home = tmp_path_factory.mktemp("app")
@@ -33,6 +33,7 @@ def _app_starter(tmp_path_factory):
                 stderr=subprocess.STDOUT,
             )
         processes.append(process)
+        apps.append(app)
         wait_until_up(app, process)
         return app
 
@@ -44,6 +45,8 @@ def _app_starter(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    crashed = {str(app.log): errors for app in apps if (errors := app.unhandled_errors())}
+    assert not crashed, f"an app's handler crashed: {crashed}"
 
 
 @pytest.fixture

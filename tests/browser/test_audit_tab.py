@@ -5,7 +5,7 @@ import re
 
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, field, pick, type_data
+from helpers import DATA_DIR, field, pick, run_row, type_data
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -69,7 +69,7 @@ def test_an_audit_from_the_page_feeds_the_suspects_queue(page, start_app, tmp_pa
     app = start_app("--dataset", str(data), "--allow-path", str(data))
     page.goto(app.url)
     audit_id = queue_audit(page, data)
-    row = page.locator("#train-runs tr", has_text=audit_id)
+    row = run_row(page, audit_id)
     expect(row).to_contain_text("label audit")
     expect(row).to_contain_text("completed", timeout=AUDIT_TIMEOUT_MS)
 

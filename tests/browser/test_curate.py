@@ -133,9 +133,11 @@ def test_import_review_snapshot_and_no_script_runs(page, running_app, tmp_path):
     assert page.locator("img[src='x']").count() == 0
     assert page.locator("a[href^='javascript']").count() == 0
 
-    # the typed reviewer name survives a reload (kept in the browser)
+    # the typed reviewer name survives a reload (kept in the browser), and is the Detect tab's sender too
     page.reload()
     expect(page.get_by_label("Reviewer")).to_have_value("ann")
+    page.get_by_role("tab", name="Detect").click()
+    expect(page.get_by_label("Your name")).to_have_value("ann")
 
 
 def test_login_name_is_the_reviewer(page, start_app, tmp_path):
@@ -152,6 +154,10 @@ def test_login_name_is_the_reviewer(page, start_app, tmp_path):
     expect(review_text(page)).not_to_have_value("")  # the first item has arrived
     page.get_by_role("button", name="Benign (b)").click()
     expect(counts_line(page)).to_contain_text("your votes: 1")
+    page.get_by_role("tab", name="Detect").click()
+    sender = page.get_by_label("Your name")
+    expect(sender).to_have_value("lead")  # who sends a prompt to review, too
+    expect(sender).to_be_disabled()
 
 
 def test_a_snapshot_a_run_uses_is_kept_and_an_unused_one_deleted(page, running_app):

@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, ROOT, SHARED, TINY_FORM, choose_tiny_model, field, type_data
+from helpers import DATA_DIR, ROOT, SHARED, TINY_FORM, choose_tiny_model, field, run_row, type_data
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -20,6 +20,12 @@ IMG = '<img src=x onerror="window.__x=1">'
 SCRIPT = "<script>window.__y=1</script>"
 MARKDOWN = "**bold** and [a link](javascript:alert(1))"
 TINY_RUN = {**TINY_FORM, "max_train_rows": "200", "max_test_rows": "64"}
+
+
+@pytest.fixture(scope="module")
+def train_app(start_module_app, tmp_path_factory):
+    """One app for this file's runs (the tests find their runs by id); the tests' temp folders may be typed in."""
+    return start_module_app("--allow-path", str(tmp_path_factory.getbasetemp()))
 
 
 def open_train_tab(page, app):
@@ -47,12 +53,8 @@ def queue_tiny_run(page, name, data=str(DATA_DIR), **values):
     return run_id
 
 
-def status_cell(page, run_id):
-    return page.locator("#train-runs tr", has_text=run_id)
-
-
-def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page, running_app):
-    open_train_tab(page, running_app)
+def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page, train_app):
+    open_train_tab(page, train_app)
     # no CUDA here: the form opens on the SmolLM2 CPU recipe, the config its saved-config box names
     expect(page.locator("#train-saved-config input")).to_have_value("configs/smollm2-cpu.yaml")
     expect(field(page, "model")).to_have_value("smollm2-135m")
@@ -62,9 +64,9 @@ def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page,
     expect(page.locator("#train-command textarea")).to_have_value(re.compile("Refused: learning_rate must be > 0"))
 
     run_id = queue_tiny_run(page, "from-page")
-    expect(status_cell(page, run_id)).to_contain_text(re.compile("running|completed"), timeout=60_000)
+    expect(run_row(page, run_id)).to_contain_text(re.compile("running|completed"), timeout=60_000)
     expect(page.locator("#train-loss canvas, #train-loss svg").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
-    expect(status_cell(page, run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
+    expect(run_row(page, run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
 
     predictions = page.locator("#train-predictions")
     for header in ("before answer", "before P(injection)", "after answer", "after P(injection)"):
@@ -75,7 +77,7 @@ def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page,
     expect(page.locator("#train-test")).to_contain_text("after")
     expect(page.locator("#train-log textarea")).to_have_value(re.compile("test before: acc"))
 
-    run_dir = running_app.data_dir / "runs" / run_id
+    run_dir = train_app.data_dir / "runs" / run_id
     shell = subprocess.run(
         [sys.executable, "-m", "ft.train", "--config", str(run_dir / "config.yaml"), "--run-id", "from-shell"],
         cwd=ROOT,
@@ -127,8 +129,8 @@ def hostile_data(folder):
     return folder
 
 
-def test_a_run_is_cancelled_from_the_page_and_resumed(page, running_app, tmp_path):
-    open_train_tab(page, running_app)
+def test_a_run_is_cancelled_from_the_page_and_resumed(page, train_app, tmp_path):
+    open_train_tab(page, train_app)
     run_id = queue_tiny_run(
         page,
         "to-cancel",
@@ -147,12 +149,12 @@ def test_a_run_is_cancelled_from_the_page_and_resumed(page, running_app, tmp_pat
     )
     page.locator("#train-cancel").click()
     expect(page.locator("#train-action textarea")).to_have_value(re.compile("cancelling"))
-    expect(status_cell(page, run_id)).to_contain_text("cancelled", timeout=30_000)
+    expect(run_row(page, run_id)).to_contain_text("cancelled", timeout=30_000)
     stopped_at = int(re.search(r"step (\d+)/60", page.locator("#train-progress").inner_text()).group(1))
-    assert (running_app.data_dir / "runs" / run_id / "checkpoints" / f"checkpoint-{stopped_at}").is_dir()
+    assert (train_app.data_dir / "runs" / run_id / "checkpoints" / f"checkpoint-{stopped_at}").is_dir()
 
     page.locator("#train-resume").click()
     expect(page.locator("#train-action textarea")).to_have_value(re.compile("queued to resume"))
-    expect(status_cell(page, run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
+    expect(run_row(page, run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#train-details textarea")).to_have_value(re.compile(r"-m ft\.train .*--resume"))
     expect(page.locator("#train-progress")).to_contain_text("step 60/60")

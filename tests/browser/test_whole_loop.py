@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, TINY_FORM, choose_tiny_model, field, open_browser, type_data
+from helpers import DATA_DIR, TINY_FORM, choose_tiny_model, field, open_browser, run_row, type_data
 from playwright.sync_api import expect
 
 from access.users import hash_password
@@ -57,7 +57,7 @@ def files_holding(folder, *secrets):
 def progress_shown(page, run_id):
     """The label totals a freshly loaded page shows ("N examples · M reviewed"), once it lists the run as done."""
     page.get_by_role("tab", name="Train").click()
-    expect(page.locator("#train-runs tr", has_text=run_id)).to_contain_text("completed", timeout=SLOW_MS)
+    expect(run_row(page, run_id)).to_contain_text("completed", timeout=SLOW_MS)
     page.get_by_role("tab", name="Curate").click()
     page.get_by_role("tab", name="Review", exact=True).click()
     counts = page.get_by_text(re.compile(r"\d+ examples · \d+ reviewed"))
@@ -131,7 +131,7 @@ def test_the_whole_loop_signed_in(page, start_app, tmp_path, playwright):
     expect(command).to_have_value(re.compile(r"^Queued "))
     run_id = re.match(r"Queued (\S+):", command.input_value()).group(1)
     expect(page.locator("#train-loss canvas, #train-loss svg").first).to_be_visible(timeout=RUN_TIMEOUT_MS)
-    expect(page.locator("#train-runs tr", has_text=run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
+    expect(run_row(page, run_id)).to_contain_text("completed", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#train-test")).to_contain_text("after")
 
     # query the detector, then send the result back to review
