@@ -2,14 +2,14 @@
 
 import json
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, tiny_config
+from helpers import tiny_config
 
+from ft import audit as audit_module
 from ft.audit import SUSPECT_COLUMNS, AuditDir, audit, fold_of_rows, ranked_suspects
 from ft.config import IN_SAMPLE, AuditOptions, ConfigError, TrainConfig
 from runner.commands import audit_command
@@ -67,22 +67,15 @@ def test_ranking_is_cleanlabs_issue_order_then_label_quality():
     assert np.allclose(ranked["label_quality"], own)
 
 
-def test_bad_options_are_refused_in_one_line(tmp_path):
+def test_bad_options_are_refused_in_one_line(tmp_path, capsys):
     with pytest.raises(ConfigError, match="folds must be an integer >= 2"):
         AuditOptions(folds=1).validate()
     with pytest.raises(ConfigError, match="no adapter"):
         AuditOptions(in_sample_run=str(tmp_path)).validate()
     path = tmp_path / "c.yaml"
     path.write_text(TrainConfig().to_yaml())
-    done = subprocess.run(
-        [sys.executable, "-m", "ft.audit", "--config", str(path), "--folds", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == "error: folds must be an integer >= 2, got 1"
+    assert audit_module.main(["--config", str(path), "--folds", "1"]) == 2
+    assert capsys.readouterr().err == "error: folds must be an integer >= 2, got 1\n"
 
 
 def test_audit_command_carries_every_option():

@@ -74,14 +74,12 @@ def test_bad_data_is_refused_before_any_model_loads(tmp_path, monkeypatch, frame
     assert state["status"] == "failed" and message.split()[0] in state["error"]
 
 
-def test_cli_reports_a_bad_config_in_one_line(tmp_path):
+def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text("learning_rate: 0\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "ft.train", "--config", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == "error: learning_rate must be > 0, got 0"
+    assert train_module.main(["--config", str(path)]) == 2
+    assert capsys.readouterr().err == "error: learning_rate must be > 0, got 0\n"
+    assert not (tmp_path / "runs").exists()
 
 
 def test_tiny_run_writes_every_file_and_learns(tmp_path):
