@@ -43,7 +43,7 @@ TOKENIZER_DIR = SHARED / "tokenizers" / "qwen2.5"
 
 
 def tiny_config(tmp_path, **overrides):
-    """A TrainConfig for a seconds-long run of the tiny preset on a slice of the real data."""
+    """A TrainConfig for a seconds-long run on a slice of the real data: the tiny preset, unless overridden."""
     values = dict(
         model="tiny",
         tokenizer=str(TOKENIZER_DIR),

@@ -9,12 +9,11 @@ import json
 import pandas as pd
 import pytest
 import torch
-from helpers import DATA_DIR, SHARED
+from helpers import DATA_DIR, SHARED, tiny_config
 
 from ft import collate, models, prompt
-from ft.config import TrainConfig
 from ft.detector import Detector
-from ft.train import answer_loss
+from ft.train import answer_loss, train
 
 pytestmark = pytest.mark.skipif(
     models.smollm2_gguf() is None,
@@ -100,37 +99,26 @@ def test_top_layers_lora_adapts_only_those_layers(smol_tokenizer):
     assert not model.get_input_embeddings().weight.requires_grad
 
 
+SHORT_RUN = {
+    "model": models.SMOLLM2,
+    "tokenizer": None,  # SmolLM2's own
+    "modules_to_save": [],
+    "precision": "bf16",
+    "lora_layers": 8,
+    "max_train_rows": 176,
+    "prediction_samples": 16,
+    "batch_size": 16,
+    "learning_rate": 2e-3,
+    "save_steps": 50,
+    "test_answers": "first_token",
+}
+"""Where the short fine-tune differs from the tiny test run: SmolLM2 on the recipe's settings (top layers, bf16)."""
+
+
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory):
     """A fine-tune of a few steps on the recipe's settings (top layers, bf16), with its eval.json."""
-    from ft.train import train
-
-    runs = tmp_path_factory.mktemp("smol") / "runs"
-    config = TrainConfig.from_dict(
-        dict(
-            model=models.SMOLLM2,
-            data=str(DATA_DIR),
-            quantisation="none",
-            precision="bf16",
-            lora_layers=8,
-            gradient_checkpointing=False,
-            max_length=128,
-            max_train_rows=176,
-            max_test_rows=32,
-            validation_size=16,
-            prediction_samples=16,
-            batch_size=16,
-            gradient_accumulation=1,
-            learning_rate=2e-3,
-            warmup_steps=0,
-            logging_steps=2,
-            save_steps=50,
-            eval_batch_size=16,
-            test_answers="first_token",
-            tracker="none",
-            runs_dir=str(runs),
-        )
-    )
+    config = tiny_config(tmp_path_factory.mktemp("smol"), **SHORT_RUN)
     return train(config, run_id="smol")
 
 
