@@ -1,6 +1,6 @@
 """The Detect tab's service (serving/service.py), its tables (serving/batch_io.py) and its API (ui/detect.py).
 
-One tiny run is trained per test process (tests/detect_run.py); the service tests share one loaded
+One tiny run is trained per test process (helpers.trained_data_dir); the service tests share one loaded
 detector, and the API test launches the real app in-process and calls it with gradio_client.
 """
 

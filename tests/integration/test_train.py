@@ -1,5 +1,5 @@
 """A run from config to files: bad input refused early, a tiny run end to end (cancel and resume:
-tests/test_jobs.py)."""
+tests/integration/test_jobs.py)."""
 
 import os
 import subprocess

@@ -1,6 +1,6 @@
 """A separate process that casts votes, for the concurrency and crash tests.
 
-python tests/vote_writer.py DATA_DIR REVIEWER N_VOTES [--log FILE] [--start-file FILE]
+python tests/integration/vote_writer.py DATA_DIR REVIEWER N_VOTES [--log FILE] [--start-file FILE]
 Votes on examples 1..N_VOTES (cycling through the store's examples); after each commit,
 appends the vote id to --log so a test knows what was committed before a kill. With
 --start-file it prints "ready" once the store is open, then waits for that file to exist.

@@ -14,19 +14,20 @@ from pathlib import Path
 
 from helpers import ROOT
 
-PACKAGES = ("access", "curation", "ft", "intake", "runner", "serving", "ui")
+PACKAGES = ("access", "curation", "ft", "hub", "intake", "runner", "serving", "ui")
 ALLOWED = {
     "intake": set(),
     "access": set(),
-    "ft": {"intake"},
+    "hub": set(),
+    "ft": {"intake", "hub"},
     "runner": {"ft"},
-    "curation": {"intake", "ft", "runner"},
+    "curation": {"intake", "hub", "ft", "runner"},
     "serving": {"intake", "ft", "runner", "curation"},
-    "ui": {"intake", "access", "ft", "runner", "serving", "curation"},
-    "app": {"intake", "access", "ft", "runner", "serving", "curation", "ui"},
+    "ui": {"intake", "access", "hub", "ft", "runner", "serving", "curation"},
+    "app": {"intake", "access", "hub", "ft", "runner", "serving", "curation", "ui"},
 }
 """What each folder (and app.py) may import besides itself: core <- runner <- serving <- ui <- app."""
-NO_GRADIO = ("ft", "curation", "runner", "serving", "intake", "access")
+NO_GRADIO = ("ft", "curation", "runner", "serving", "intake", "access", "hub")
 NO_TORCH = ("runner",)
 TORCH_FAMILY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
 MODEL_LIBRARIES = ("transformers", "peft", "bitsandbytes", "accelerate", "sklearn")

@@ -1,5 +1,5 @@
-"""Evaluation metrics, the evals listing, the default model by machine and the quieted bitsandbytes warning.
-No model is loaded here (tests/test_smollm2.py runs ft.evaluate on the real model)."""
+"""Evaluation metrics, the evals listing, the quieted bitsandbytes warning and the before-scores cache key.
+No model is loaded here (tests/integration/test_smollm2.py runs ft.evaluate on the real model)."""
 
 import json
 import logging

@@ -1,6 +1,6 @@
 """Reading files from outside within limits (intake/tables.py): ordinary files read as before, bombs refused.
 
-Each bomb (tests/bombs.py) is read in a fresh Python (peak_growth) so that its peak memory is its own: a file of a few
+Each bomb (tests/helpers.py) is read in a fresh Python (peak_growth) so that its peak memory is its own: a file of a few
 hundred bytes that decodes to gigabytes must be refused with a clear message, the process growing by
 less than MAX_GROWTH_MB.
 """
