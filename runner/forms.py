@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from ft.config import APP_OWNED, ConfigError, TrainConfig, default_preset
+from ft.config import APP_OWNED, ConfigError, TrainConfig, config_mapping, default_preset
 from ft.paths import ROOT
 from runner.catalog import YAML_LOADER
 from runner.secrets import secret_values
@@ -115,11 +115,8 @@ def config_from_form(values: dict[str, object], runs_dir: str | Path) -> TrainCo
 
 
 def config_from_fields(values: dict[str, object], runs_dir: str | Path) -> TrainConfig:
-    """A checked TrainConfig from typed field values, in ``runs_dir`` whatever they say: the form's closed
-    choices, TrainConfig's own checks and ``check_config``; ConfigError with the reason if unusable."""
-    for f in form_fields():
-        if f.choices and not f.open_choices and values.get(f.name) not in (None, *f.choices):
-            raise ConfigError(f"{f.name} must be one of {', '.join(f.choices)}, got {values[f.name]!r}")
+    """A checked TrainConfig from typed field values, in ``runs_dir`` whatever they say: TrainConfig's own checks
+    (closed choices included) and ``check_config``; ConfigError with the reason if unusable."""
     config = TrainConfig.from_dict({**values, "runs_dir": str(runs_dir)})
     check_config(config)
     return config
@@ -135,12 +132,7 @@ def config_values(config: str | dict) -> dict[str, object]:
             config = yaml.load(config, Loader=YAML_LOADER)
         except yaml.YAMLError as error:
             raise ConfigError(f"the config is not valid YAML: {' '.join(str(error).split())}") from None
-    if not isinstance(config, dict) or not all(isinstance(key, str) for key in config):
-        raise ConfigError(
-            "a config is a mapping of TrainConfig field names to values, got "
-            + (type(config).__name__ if not isinstance(config, dict) else "a key that is not a name")
-        )
-    return config
+    return config_mapping(config)
 
 
 def _looks_local(ref: str) -> bool:

@@ -35,6 +35,9 @@ def write_config(path, config: TrainConfig):
         ({"epochs": None}, "epochs needs a value"),
         ({"group_by_length": "no"}, "group_by_length must be true or false"),
         ({"prediction_samples": 0}, "prediction_samples must be >= 1"),
+        ({"optim": "sgd-ish"}, "optim must be one of auto, adamw_torch"),
+        ({"lr_scheduler": "nope"}, "lr_scheduler must be one of linear, cosine"),
+        ({1: 2}, "a config is a mapping of TrainConfig field names to values, got a key that is not a name"),
     ],
 )
 def test_bad_config_values_are_named(values, message):
