@@ -98,7 +98,7 @@ class JobManager:
     # -- reading
 
     def run_dir(self, run_id: str) -> RunDir:
-        if not RUN_ID_PATTERN.fullmatch(run_id or ""):
+        if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
             raise JobError(f"not a run id: {run_id!r}")
         return RunDir(self.runs_dir / run_id)
 
@@ -107,11 +107,15 @@ class JobManager:
         return list_runs(self.runs_dir)
 
     def get(self, run_id: str) -> RunInfo:
-        """One run as its files say (no queue position). Reads only that run's folder."""
+        """One run as its files say, as runs() gives it. Reads only that run's folder, unless it is queued (its
+        position in the queue depends on the other queued runs)."""
         run = self.run_dir(run_id)
         if not run.path.is_dir():
             raise JobError(f"no run {run_id!r} in {self.runs_dir}")
-        return read_run(run)
+        info = read_run(run)
+        if info.status != "queued":
+            return info
+        return next((r for r in self.runs() if r.run_id == run_id), info)
 
     def command(self, run_id: str, resume: bool = False) -> list[str]:
         """The argv the run is (or will be) launched with: ``ft.train``, or ``ft.audit`` for an audit job."""

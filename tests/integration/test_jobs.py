@@ -319,6 +319,10 @@ def test_the_queue_survives_an_app_restart_before_it_starts(tmp_path):
         (ids[0], 1),
         (ids[1], 2),
     ]
+    assert restarted.get(ids[1]).queue_position == 2  # one run, as the list gives it (/run_metrics)
+    for not_an_id in (5, ["a"], None):
+        with pytest.raises(JobError, match="not a run id"):
+            restarted.get(not_an_id)
     assert sorted(os.listdir(runs_dir / ids[0])) == ["config.yaml", "job.json", "state.json"]
 
 
