@@ -379,6 +379,15 @@ def _check_vote(label: int, note: str, adjudication: bool) -> None:
         raise ValueError(f"a note has at most {MAX_NOTE_CHARS} characters")
 
 
+def _insert_scores(con: sqlite3.Connection, run_id: str, scored: Iterable[tuple[str, float]]) -> None:
+    """``run_id``'s P(injection) for each (text hash, probability), scored now."""
+    now = time.time()
+    con.executemany(
+        "INSERT INTO scores (text_hash, run_id, p_injection, scored_at) VALUES (?, ?, ?, ?)",
+        [(hashed, run_id, p, now) for hashed, p in scored],
+    )
+
+
 class LabelStore:
     """The label database of one data directory; safe to share between threads and processes."""
 
@@ -607,10 +616,9 @@ class LabelStore:
 
     def record_scores(self, run_id: str, scored: Iterable[tuple[str, float]]) -> int:
         """Store a run's P(injection) for each (text, probability); the texts need not be in the store yet."""
-        now = time.time()
-        rows = [(text_hash(text), run_id, float(p), now) for text, p in scored]
+        rows = [(text_hash(text), float(p)) for text, p in scored]
         with self._write() as con:
-            con.executemany("INSERT INTO scores (text_hash, run_id, p_injection, scored_at) VALUES (?, ?, ?, ?)", rows)
+            _insert_scores(con, run_id, rows)
         return len(rows)
 
     def record_audit(self, audit: AuditInfo, rows: Sequence[AuditRow]) -> int:
@@ -640,11 +648,7 @@ class LabelStore:
                 ).fetchone()
             ):
                 return 0
-            now = time.time()
-            con.executemany(
-                "INSERT INTO scores (text_hash, run_id, p_injection, scored_at) VALUES (?, ?, ?, ?)",
-                [(r.text_hash, audit.id, r.p_injection, now) for r in ranked],
-            )
+            _insert_scores(con, audit.id, [(r.text_hash, r.p_injection) for r in ranked])
         return len(ranked)
 
     def cast_vote_and_next(
@@ -870,24 +874,6 @@ class LabelStore:
                 f"SELECT {_EVENT_COLUMNS} FROM events ORDER BY id DESC LIMIT ?", (limit,)
             )
         ]
-
-    def has_scores_from(self, run_id: str, text: str) -> bool:
-        """Whether ``run_id`` has scored ``text`` (in the store or not)."""
-        return (
-            self._connection()
-            .execute("SELECT 1 FROM scores WHERE text_hash = ? AND run_id = ? LIMIT 1", (text_hash(text), run_id))
-            .fetchone()
-            is not None
-        )
-
-    def voted_since(self, since: float) -> set[int]:
-        """Ids of the examples with a standing (not retracted) vote cast at or after ``since``."""
-        return {
-            row[0]
-            for row in self._connection().execute(
-                "SELECT DISTINCT example_id FROM votes WHERE retracted_at IS NULL AND cast_at >= ?", (since,)
-            )
-        }
 
     def latest_score(self, example_id: int) -> Score | None:
         row = (

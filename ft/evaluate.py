@@ -30,7 +30,7 @@ from sklearn import metrics as skm
 from ft import data, models
 from ft.config import TrainConfig
 from ft.detector import classification_metrics, load_detector
-from ft.run_dir import RunDir
+from ft.run_dir import RunDir, write_json
 from ft.train import score_before_after, spoken_answers
 
 GROUP_COLUMNS = ("source", "category")
@@ -166,9 +166,7 @@ def evaluate_run(
     report["groups"] = group_metrics(frame, scores, answers, config.threshold)
     out = run.evals / f"{name or eval_name(ref, split)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(out)
+    write_json(out, report)
     return out
 
 

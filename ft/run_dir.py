@@ -105,7 +105,8 @@ class RunDir:
         return pd.read_parquet(self.predictions / f"step-{step}.parquet")
 
     def read_eval(self) -> dict | None:
-        return json.loads(self.eval.read_text()) if self.eval.exists() else None
+        """The test report (eval.json); None until the run has written it."""
+        return read_json(self.eval) or None
 
     def read_evals(self) -> dict[str, dict]:
         """Every ``evals/<name>.json`` (python -m ft.evaluate) by name, sorted; an unreadable file is skipped."""

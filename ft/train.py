@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -44,9 +43,9 @@ from ft import collate, data, models
 from ft.callbacks import PredictionLogger, RunFiles, StopOnSignal
 from ft.collate import LengthGroupedBatchSampler
 from ft.config import ConfigError, TrainConfig, new_run_id, wandb_mode
-from ft.detector import Detector, classification_metrics
+from ft.detector import classification_metrics, detector_for
 from ft.models import decoder_and_head, uses_bf16
-from ft.run_dir import RunDir
+from ft.run_dir import RunDir, write_json
 from ft.score_cache import base_scores
 
 log = logging.getLogger("ft.train")
@@ -295,13 +294,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     if is_main_process():
         run.write_state(base_quantisation=quantisation)  # what "auto" became on this machine (exports say it)
 
-    detector = Detector(
-        model,
-        tokenizer,
-        max_length=config.max_length,
-        batch_size=config.eval_batch_size,
-        bf16=models.uses_bf16(config.precision),
-    )
+    detector = detector_for(config, model, tokenizer)
     sample = frames["validation"].head(config.prediction_samples)
     predictions = PredictionLogger(
         detector, sample, run, config.tracker, config.predictions_every_steps, config.threshold
@@ -338,7 +331,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
         config.test_answers,
     )
     report["test_rows"] = len(frames["test"])
-    run.eval.write_text(json.dumps(report, indent=1))
+    write_json(run.eval, report)
     log.info(
         "test before: acc %.3f auc %s | after: acc %.3f auc %s",
         report["before"]["accuracy"],
