@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AuthenticationError
+from gradio_client.exceptions import AppError, AuthenticationError
 from helpers import Caller
 
 RUN_CONTROL = ("/start_run", "/cancel", "/resume", "/delete")
@@ -48,17 +48,17 @@ def test_a_reviewer_cannot_control_runs_but_an_admin_can(team_app):
     endpoints = reviewer.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert set(RUN_CONTROL) <= set(endpoints)
     for name in ("/cancel", "/resume", "/delete"):
-        with pytest.raises(Exception, match="Only an admin"):
+        with pytest.raises(AppError, match="Only an admin"):
             reviewer.predict("some-run", api_name=name)
-    with pytest.raises(Exception, match="Only an admin can create snapshots"):
+    with pytest.raises(AppError, match="Only an admin can create snapshots"):
         reviewer.predict("", api_name="/snapshot")
-    with pytest.raises(Exception, match="Only an admin can delete snapshots"):
+    with pytest.raises(AppError, match="Only an admin can delete snapshots"):
         reviewer.predict(None, "", api_name="/delete_snapshot")
-    with pytest.raises(Exception, match="Only an admin"):
+    with pytest.raises(AppError, match="Only an admin"):
         reviewer.predict(config="model: tiny", api_name="/start_run")
     admin = Client(team_app.url, auth=("boss", "boss-pw"), verbose=False)
     answer = admin.predict("no-such-run", api_name="/cancel")
-    assert "Only an admin" not in str(answer)
+    assert answer.startswith("no run 'no-such-run'")  # allowed: the queue itself answered
 
 
 def test_uploads_over_the_limit_are_refused(open_app):
@@ -114,7 +114,9 @@ def test_a_rebinding_host_name_is_refused_and_no_other_site_may_frame_the_app(op
 def test_a_score_sent_to_review_cannot_be_forged_by_the_browser(open_app):
     """Whatever a page sends to the events that choose the prompt to send, the score stored with it is never
     the page's: every event that writes the chosen prompt is fed forged values, then Send is pressed."""
-    open_app.expected_errors.extend(["TypeError", "gradio.exceptions.ComponentProcessingError"])  # forged inputs
+    open_app.expected_errors.extend(  # the forged inputs
+        ["TypeError: '<' not supported between instances of 'dict'", "gradio.exceptions.ComponentProcessingError"]
+    )
     caller = Caller(open_app.url)
     config = caller.config()
     send = next(d for d in config["dependencies"] if d["api_name"] == "send_injection")

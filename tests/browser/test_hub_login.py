@@ -20,7 +20,7 @@ from base64 import b64encode
 import itsdangerous
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AuthenticationError
+from gradio_client.exceptions import AppError, AuthenticationError
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from playwright.sync_api import expect
@@ -192,7 +192,7 @@ def test_listed_accounts_enter_with_their_role_and_others_are_refused(hub_app):
     assert status == 401 and "mallory" in page and "not on this Studio's list" in page
     assert fetch(base + "/config", cookie=session_cookie("mallory"))[0] == 401
     reviewer = Client(hub_app.url, headers={"Cookie": f"session={session_cookie('bob')}"}, verbose=False)
-    with pytest.raises(Exception, match="Only an admin"):
+    with pytest.raises(AppError, match="Only an admin"):
         reviewer.predict("some-run", api_name="/cancel")
     admin = Client(hub_app.url, headers={"Cookie": f"session={session_cookie('alice')}"}, verbose=False)
     assert "Only an admin" not in str(admin.predict("no-such-run", api_name="/cancel"))

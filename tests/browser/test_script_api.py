@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 from helpers import TEAM
 
 from curation.store import LabelStore
@@ -94,7 +95,7 @@ def test_a_run_from_yaml_is_listed_completes_and_shows_its_metrics(client):
     assert report["evals"] == {}
     summary = next(run for run in client.predict(api_name="/list_runs") if run["run_id"] == run_id)
     assert summary["status"] == "completed" and summary["test"] == report["test"]
-    with pytest.raises(Exception, match="nothing to cancel"):
+    with pytest.raises(AppError, match="nothing to cancel"):
         client.predict(run_id=run_id, api_name="/cancel_run")
 
 
@@ -111,11 +112,11 @@ def test_a_vote_by_example_id_is_in_the_store(client, open_app):
     finally:
         store.close()
     assert votes == [("scripter", 1, "from a script")]
-    with pytest.raises(Exception, match="label must be one of injection, benign, unsure"):
+    with pytest.raises(AppError, match="label must be one of injection, benign, unsure"):
         client.predict(example_id=example_id, label="yes", reviewer="scripter", api_name="/vote_example")
-    with pytest.raises(Exception, match="Name the reviewer"):
+    with pytest.raises(AppError, match="Name the reviewer"):
         client.predict(example_id=example_id, label="benign", api_name="/vote_example")
-    with pytest.raises(Exception, match="no example 999999"):
+    with pytest.raises(AppError, match="no example 999999"):
         client.predict(example_id=999_999, label="benign", reviewer="scripter", api_name="/vote_example")
 
 
@@ -132,7 +133,7 @@ def test_a_vote_by_example_id_is_in_the_store(client, open_app):
 )
 def test_an_unusable_config_is_refused_with_its_reason_and_nothing_is_queued(client, open_app, config, reason):
     before = run_ids(client)
-    with pytest.raises(Exception, match=re.escape(reason)):
+    with pytest.raises(AppError, match=re.escape(reason)):
         client.predict(config=config, api_name="/start_run")
     assert run_ids(client) == before
     assert sorted(p.name for p in (open_app.data_dir / "runs").iterdir() if p.is_dir()) == sorted(before)
@@ -164,13 +165,13 @@ def test_run_control_needs_an_admin_and_adjudication_a_lead(team_app):
         ("/cancel_run", {"run_id": "some-run"}),
         ("/resume_run", {"run_id": "some-run"}),
     ):
-        with pytest.raises(Exception, match="Only an admin can"):
+        with pytest.raises(AppError, match="Only an admin can"):
             reviewer.predict(**arguments, api_name=name)
     assert reviewer.predict(api_name="/list_runs") == []
 
     vote = reviewer.predict(example_id=1, label="benign", reviewer="mallory", api_name="/vote_example")
     assert vote["reviewer"] == "rev", "with sign-in, a vote is the signed-in user's whatever name is given"
-    with pytest.raises(Exception, match="Only a lead can adjudicate"):
+    with pytest.raises(AppError, match="Only a lead can adjudicate"):
         reviewer.predict(example_id=1, label="injection", adjudicate=True, api_name="/vote_example")
     lead = Client(team_app.url, auth=("lee", TEAM["lee"][0]), verbose=False)
     decided = lead.predict(example_id=1, label="injection", adjudicate=True, api_name="/vote_example")

@@ -1,11 +1,9 @@
 """The Detect tab through the real app: gradio_client on /detect and /detect_batch, the page's own
 functions, the threshold (never the model), and "send to review" into the label store."""
 
-import socket
-
 import pandas as pd
 import pytest
-from helpers import RUN_ID, trained_data_dir
+from helpers import RUN_ID, free_port, trained_data_dir
 
 import app
 from curation.store import LabelStore
@@ -19,12 +17,6 @@ TEXTS = [
     "=cmd|' /C calc'!A0",
     "<img src=x onerror=alert(1)>",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

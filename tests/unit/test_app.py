@@ -1,13 +1,12 @@
 """The app's start-up: flags, data directory, demo data, --dataset import, building the page, serving it."""
 
-import socket
 import threading
 import time
 from pathlib import Path
 
 import gradio as gr
 import pytest
-from helpers import DATA_DIR
+from helpers import DATA_DIR, free_port
 
 import app
 from access.users import hash_password
@@ -116,12 +115,6 @@ def test_build_app(tmp_path):
     blocks = app.build_app(app.open_studio(tmp_path))
     assert isinstance(blocks, gr.Blocks)
     assert "Curate" in [b.label for b in blocks.blocks.values() if isinstance(b, gr.Tab)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(condition, timeout_s: float = 30.0) -> None:
