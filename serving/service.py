@@ -41,8 +41,8 @@ from ft.detector import Detector, Scored, load_detector
 from ft.exported import ExportedError, described_config, download, load_exported, read_description
 from ft.paths import SHARED
 from ft.run_dir import RunDir
-from runner.catalog import completed_training_runs, list_runs, read_run
-from runner.views import TEST_COLUMNS, metrics_frame, test_frame
+from runner.catalog import RunInfo, completed_training_runs, list_runs
+from runner.views import TEST_COLUMNS, metrics_frame
 
 RUN_PREFIX, BASE_PREFIX, EXPORT_PREFIX, HUB_PREFIX = "run:", "base:", "export:", "hub:"
 BASE_PRESETS = tuple(PRESETS)
@@ -88,22 +88,24 @@ class DetectorChoice:
     def test_metrics(self) -> pd.DataFrame:
         """The before/after test metrics (a run's eval.json, an export's copy of it) as the Train tab shows them;
         no rows for a base model."""
-        if self.run is not None:
-            return test_frame(read_run(self.run))
-        return metrics_frame(self.exported_metrics) if self.exported_metrics else no_test_metrics()
+        report = self.run.read_eval() if self.run is not None else self.exported_metrics
+        return metrics_frame(report) if report else no_test_metrics()
 
 
 def no_test_metrics() -> pd.DataFrame:
     return pd.DataFrame(columns=["model", *TEST_COLUMNS], dtype=str)
 
 
-def run_choice(run: RunDir) -> DetectorChoice | None:
-    """The run as a choice, or None when its config.yaml cannot be read (it is then not offered)."""
+def run_choice(info: RunInfo) -> DetectorChoice | None:
+    """The run as a choice, from its config as listed; None when config.yaml is unreadable or unusable (the run
+    is then not offered)."""
+    if not info.config:
+        return None
     try:
-        config = TrainConfig.from_yaml(run.config)
+        config = TrainConfig.from_dict(info.config)
     except ConfigError:
         return None
-    return DetectorChoice(RUN_PREFIX + run.run_id, f"run {run.run_id} ({config.model}, fine-tuned)", config, run)
+    return DetectorChoice(RUN_PREFIX + info.run_id, f"run {info.run_id} ({config.model}, fine-tuned)", config, info.dir)
 
 
 def base_choice(preset: str, example_data: str) -> DetectorChoice:
@@ -267,9 +269,7 @@ class DetectorService:
     def choices(self) -> list[DetectorChoice]:
         """Completed runs (newest first), the exported detectors added, then the base presets."""
         runs = [
-            c
-            for c in (run_choice(r) for r in (info.dir for info in completed_training_runs(list_runs(self.runs_dir))))
-            if c is not None
+            c for c in (run_choice(info) for info in completed_training_runs(list_runs(self.runs_dir))) if c is not None
         ]
         bases = [base_choice(p, self.example_data) for p in BASE_PRESETS]
         return runs + list(self._added.values()) + bases

@@ -167,11 +167,11 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
         return {doomed: snapshot_id, panel.confirm_text: question, panel.confirm_row: gr.Row(visible=True)}
 
     def delete_snapshot(snapshot_id: str | None, typed: str, request: gr.Request):
-        if snapshot_id not in {s.id for s in studio.store.list_snapshots()}:
+        if not snapshot_id:
             raise page_error("Choose a snapshot to delete.")
         try:
             studio.store.delete_snapshot(snapshot_id, reviewer_name(request, typed) or "anonymous", studio.runs_dir)
-        except (KeyError, ValueError) as error:  # KeyError: deleted meanwhile; ValueError: a run's data
+        except (KeyError, ValueError) as error:  # KeyError: no such snapshot (now); ValueError: a run's data
             raise page_error(str(error.args[0])) from None
         return {
             panel.status: f"Deleted {snapshot_id}.",
