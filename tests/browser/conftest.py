@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, TEAM, TIMEOUT_MS, RunningApp, app_environment, free_port, open_browser, wait_until_up
+from helpers import (
+    ROOT,
+    TEAM,
+    TIMEOUT_MS,
+    RunningApp,
+    app_environment,
+    free_port,
+    open_browser,
+    users_file,
+    wait_until_up,
+)
 
 
 def _app_starter(tmp_path_factory):
@@ -63,13 +73,7 @@ def start_module_app(tmp_path_factory):
 @pytest.fixture(scope="module")
 def team_app(start_module_app, tmp_path_factory) -> RunningApp:
     """The app with password sign-in for TEAM, shared by the tests of one module."""
-    from access.users import hash_password
-
-    users = tmp_path_factory.mktemp("users") / "users.txt"
-    users.write_text(
-        "".join(f"{name}:{hash_password(password)}:{role}\n" for name, (password, role) in TEAM.items()),
-        encoding="utf-8",
-    )
+    users = users_file(tmp_path_factory.mktemp("users") / "users.txt", TEAM)
     return start_module_app("--auth", str(users))
 
 

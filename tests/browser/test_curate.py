@@ -4,15 +4,10 @@ import json
 import re
 
 import pytest
+from helpers import IMG, MARKDOWN, SCRIPT, users_file
 from playwright.sync_api import expect
 
-from access.users import hash_password
-
 pytestmark = pytest.mark.browser
-
-IMG = '<img src=x onerror="window.__x=1">'
-SCRIPT = "<script>window.__y=1</script>"
-MARKDOWN = "**bold** and [a link](javascript:alert(1))"
 
 
 def counts_line(page):
@@ -141,8 +136,7 @@ def test_import_review_snapshot_and_no_script_runs(page, running_app, tmp_path):
 
 
 def test_login_name_is_the_reviewer(page, start_app, tmp_path):
-    users = tmp_path / "users.txt"
-    users.write_text(f"lead:{hash_password('s3cret')}\n", encoding="utf-8")
+    users = users_file(tmp_path / "users.txt", {"lead": ("s3cret", None)})
     app = start_app("--auth", str(users))
     page.goto(app.url)
     page.get_by_label("username").fill("lead")

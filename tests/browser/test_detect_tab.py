@@ -4,14 +4,12 @@ import re
 
 import pandas as pd
 import pytest
-from helpers import RUN_ID, suite_model_cache, trained_data_dir
+from helpers import IMG, MARKDOWN, RUN_ID, suite_model_cache, trained_data_dir
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-IMG = '<img src=x onerror="window.__x=1">'
 FORMULA = "=1+1"
-MARKDOWN = "**bold** and [a link](javascript:alert(1))"
 P = re.compile(r"^0\.\d{4}$|^1\.0000$")
 
 

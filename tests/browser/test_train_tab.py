@@ -8,7 +8,19 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, ROOT, SHARED, TINY_FORM, choose_tiny_model, field, run_row, type_data
+from helpers import (
+    DATA_DIR,
+    IMG,
+    MARKDOWN,
+    ROOT,
+    SCRIPT,
+    SHARED,
+    TINY_FORM,
+    choose_tiny_model,
+    field,
+    run_row,
+    type_data,
+)
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -16,9 +28,6 @@ pytestmark = pytest.mark.browser
 FOREIGN_EVAL = SHARED / "data" / "foreign-eval"
 
 RUN_TIMEOUT_MS = 300_000
-IMG = '<img src=x onerror="window.__x=1">'
-SCRIPT = "<script>window.__y=1</script>"
-MARKDOWN = "**bold** and [a link](javascript:alert(1))"
 TINY_RUN = {**TINY_FORM, "max_train_rows": "200", "max_test_rows": "64"}
 
 

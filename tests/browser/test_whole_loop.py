@@ -8,15 +8,22 @@ import re
 
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, TINY_FORM, choose_tiny_model, field, open_browser, run_row, type_data
+from helpers import (
+    DATA_DIR,
+    IMG,
+    SCRIPT,
+    TINY_FORM,
+    choose_tiny_model,
+    field,
+    open_browser,
+    run_row,
+    type_data,
+    users_file,
+)
 from playwright.sync_api import expect
-
-from access.users import hash_password
 
 pytestmark = pytest.mark.browser
 
-IMG = '<img src=x onerror="window.__x=1">'
-SCRIPT = "<script>window.__y=1</script>"
 RUN_TIMEOUT_MS = 300_000
 SLOW_MS = 60_000
 """For a freshly opened page on a loaded 2-core machine."""
@@ -76,9 +83,11 @@ def fill_tiny_run(page, data):
         field(page, name).fill(value)
 
 
+BOSS_AND_REVIEWER = {"boss": ("boss-pw", "admin"), "rev": ("rev-pw", None)}
+
+
 def test_the_whole_loop_signed_in(page, start_app, tmp_path, playwright):
-    users = tmp_path / "users.txt"
-    users.write_text(f"boss:{hash_password('boss-pw')}:admin\nrev:{hash_password('rev-pw')}\n", encoding="utf-8")
+    users = users_file(tmp_path / "users.txt", BOSS_AND_REVIEWER)
     data = small_dataset(tmp_path / "incoming")
     wandb_dir = tmp_path / "wandb"
     secrets = {
@@ -187,8 +196,7 @@ def test_the_whole_loop_signed_in(page, start_app, tmp_path, playwright):
 
 
 def test_a_reviewer_cannot_start_a_run(page, start_app, tmp_path):
-    users = tmp_path / "users.txt"
-    users.write_text(f"boss:{hash_password('boss-pw')}:admin\nrev:{hash_password('rev-pw')}\n", encoding="utf-8")
+    users = users_file(tmp_path / "users.txt", BOSS_AND_REVIEWER)
     app = start_app("--auth", str(users))
     sign_in(page, app.url, "rev", "rev-pw")
     fill_tiny_run(page, str(DATA_DIR))

@@ -135,13 +135,15 @@ def test_the_served_app_runs_the_queue_and_hands_it_over_when_it_stops(tmp_path)
         daemon=True,
     )
     serving.start()
-    # launch() is done starting once its start-up events ran: a close() before that would be undone by them
-    wait_for(lambda: studio.jobs.is_scheduler and blocks.app.startup_events_triggered)
     other_app = JobManager(studio.runs_dir)
-    other_app.tick()
-    assert not other_app.is_scheduler
-    blocks.close()
-    serving.join(timeout=30)
+    try:
+        # launch() is done starting once its start-up events ran: a close() before that would be undone by them
+        wait_for(lambda: studio.jobs.is_scheduler and blocks.app.startup_events_triggered)
+        other_app.tick()
+        assert not other_app.is_scheduler
+    finally:
+        blocks.close()
+        serving.join(timeout=30)
     assert not serving.is_alive() and not studio.jobs.is_scheduler
     other_app.tick()
     assert other_app.is_scheduler
