@@ -67,7 +67,7 @@ from ft import data
 from ft.config import AuditOptions, ConfigError, TrainConfig, new_run_id
 from ft.detector import load_detector
 from ft.run_dir import RunDir
-from ft.train import log_to_file, running, train
+from ft.train import running, train
 
 log = logging.getLogger("ft.audit")
 
@@ -227,7 +227,6 @@ def _fold_probabilities(
         return stored
     progress.start(f"fold {k + 1}/{options.folds}: training on {options.folds - 1} other fold(s)")
     run = train(fold_config(config, audit, k, seed, options.eval_rows), run_id=audit.fold(k).run_id, resume=resume)
-    log_to_file(audit)
     _cancel_on_sigterm()
     if run.read_state().get("status") != "completed":
         return None

@@ -225,7 +225,7 @@ class TrainConfig:
     project: str = _field(default="injection-studio", section="Logging", help="Tracker project name")
     logging_steps: int = _field(default=25, section="Logging", help="Log loss and learning rate every this many steps")
     save_steps: int = _field(default=250, section="Logging", help="Save a checkpoint every this many steps (resume starts from the last one)")
-    save_total_limit: int = _field(default=1, section="Logging", help="Checkpoints kept on disk")
+    save_total_limit: int = _field(default=1, section="Logging", help="Checkpoints kept on disk while the run can be resumed (a completed run removes them)")
     prediction_samples: int = _field(default=100, section="Logging", help="Validation rows in the before/after prediction tables")
     predictions_every_steps: int = _field(default=0, section="Logging", help="Also write a prediction table every this many steps (0 = epoch ends only)")
     eval_batch_size: int = _field(default=32, section="Logging", help="Batch size when scoring")

@@ -6,7 +6,7 @@
     log.txt              everything the run printed
     metrics.jsonl        one JSON object per Trainer log and per prediction table
     predictions/         step-<N>.parquet: text, label, answer, p_injection
-    checkpoints/         Trainer checkpoints (resume_from_checkpoint reads them)
+    checkpoints/         Trainer checkpoints (resume_from_checkpoint reads them); removed once completed
     adapter/             the final LoRA adapter and tokenizer
     eval.json            before/after metrics on the test split
     evals/<name>.json    before/after metrics on other datasets (python -m ft.evaluate)
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -121,6 +122,11 @@ class RunDir:
     def last_checkpoint(self) -> Path | None:
         found = sorted(self.checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
         return found[-1] if found else None
+
+    def remove_checkpoints(self) -> None:
+        """Frees a completed run's Trainer checkpoints: the adapter and optimiser state again, hundreds of MB
+        when ``modules_to_save`` trains whole embeddings, read by nothing once the run cannot be resumed."""
+        shutil.rmtree(self.checkpoints, ignore_errors=True)
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log.exists():

@@ -15,7 +15,8 @@ Features
 - Predictions on a fixed validation sample at train start and each epoch end
   (files, wandb or trackio); ``eval.json`` with before/after test metrics.
 - SIGTERM saves a checkpoint and ends the run as "cancelled"; ``--resume``
-  continues from the last checkpoint.
+  continues from the last checkpoint. A completed run removes its
+  checkpoints (only a resume reads them; the adapter is saved apart).
 
 Trade-offs
 - The validation sample is carved from train when the data has no validation
@@ -121,8 +122,12 @@ def _trainer_class():
 # --- the run ---------------------------------------------------------------------------------
 
 
-def log_to_file(run: RunDir) -> None:
-    """Log to stderr, and to log.txt unless stderr already goes there (a run started by the app)."""
+@contextlib.contextmanager
+def logging_to(run: RunDir) -> Iterator[None]:
+    """For the block, log to stderr, and to log.txt unless stderr already goes there (a run started by the app).
+
+    The root logger's handlers and level are put back after it, so a fold's run inside an audit hands the log
+    back to the audit's file, and a caller that trains in-process keeps its own logging."""
     handlers = [logging.StreamHandler(sys.stderr)]
     try:
         same = run.log.exists() and os.path.samestat(os.fstat(2), os.stat(run.log))
@@ -130,9 +135,20 @@ def log_to_file(run: RunDir) -> None:
         same = False
     if not same:
         handlers.append(logging.FileHandler(run.log))
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", handlers=handlers, force=True
-    )
+    formatter = logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s")
+    for handler in handlers:
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    before, level = root.handlers[:], root.level
+    root.handlers = handlers
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.handlers = before
+        root.setLevel(level)
+        for handler in handlers:
+            handler.close()
 
 
 def _optimiser(config: TrainConfig, quantised: bool) -> str:
@@ -226,22 +242,22 @@ def evaluate_before_after(detector, test, threshold: float, base_identity: str, 
 
 @contextlib.contextmanager
 def running(run: RunDir, config: TrainConfig, logger: logging.Logger, **state) -> Iterator[None]:
-    """Open the run's folder (log.txt, config.yaml, state "running" plus ``state``) for the block;
+    """Open the run's folder (log.txt, config.yaml, state "running" plus ``state``) for the block, logging to it;
     an exception in it marks the run "failed" with its first line, logs the traceback and propagates.
     Under ``accelerate launch`` only rank 0 touches the files."""
     if not is_main_process():
         yield
         return
     run.path.mkdir(parents=True, exist_ok=True)
-    log_to_file(run)
-    run.config.write_text(config.to_yaml())
-    run.write_state(status="running", pid=os.getpid(), started=time.time(), error=None, ended=None, **state)
-    try:
-        yield
-    except BaseException as exc:
-        logger.error("%s failed:\n%s", run.run_id, traceback.format_exc())
-        run.write_state(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0], ended=time.time())
-        raise
+    with logging_to(run):
+        run.config.write_text(config.to_yaml())
+        run.write_state(status="running", pid=os.getpid(), started=time.time(), error=None, ended=None, **state)
+        try:
+            yield
+        except BaseException as exc:
+            logger.error("%s failed:\n%s", run.run_id, traceback.format_exc())
+            run.write_state(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0], ended=time.time())
+            raise
 
 
 def is_main_process() -> bool:
@@ -257,6 +273,8 @@ def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) 
         status = _train(config, run, resume)
         if is_main_process():
             run.write_state(status=status, ended=time.time())
+            if status == "completed":
+                run.remove_checkpoints()
     return run
 
 

@@ -7,6 +7,7 @@ stopped after the test (or the module), which then fails if the app printed a tr
 ``page`` is a fresh Chromium profile's page; actions and expect() wait up to 15 s.
 """
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,11 @@ from helpers import (
 )
 
 
-def _app_starter(tmp_path_factory):
-    """Yields ``start(*flags, data_dir=None, env=None) -> RunningApp``; stops every app it started."""
+def _app_starter(request, tmp_path_factory):
+    """Yields ``start(*flags, data_dir=None, env=None) -> RunningApp``; stops every app it started, and removes
+    their folders (data, caches, log) unless a test failed meanwhile: an app's runs and caches take ~100 MB."""
     processes, apps = [], []
+    failed_before = request.session.testsfailed
 
     def start(*flags: str, data_dir: Path | None = None, env: dict[str, str] | None = None) -> RunningApp:
         home = tmp_path_factory.mktemp("app")
@@ -57,17 +60,20 @@ def _app_starter(tmp_path_factory):
             process.wait()
     crashed = {str(app.log): errors for app in apps if (errors := app.unhandled_errors())}
     assert not crashed, f"an app's handler crashed: {crashed}"
+    if request.session.testsfailed == failed_before:
+        for app in apps:
+            shutil.rmtree(app.home, ignore_errors=True)
 
 
 @pytest.fixture
-def start_app(tmp_path_factory):
-    yield from _app_starter(tmp_path_factory)
+def start_app(request, tmp_path_factory):
+    yield from _app_starter(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def start_module_app(tmp_path_factory):
+def start_module_app(request, tmp_path_factory):
     """As start_app, for an app the tests of one module share (each start costs seconds of imports)."""
-    yield from _app_starter(tmp_path_factory)
+    yield from _app_starter(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

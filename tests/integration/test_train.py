@@ -1,6 +1,7 @@
 """A run from config to files: bad input refused early, a tiny run end to end (cancel and resume:
 tests/integration/test_jobs.py)."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -71,10 +72,14 @@ def test_bad_data_is_refused_before_any_model_loads(tmp_path, monkeypatch, frame
 
     monkeypatch.setattr("ft.models.load_for_training", no_model)
     monkeypatch.setattr("ft.models.load_tokenizer", no_model)
+    handlers = logging.getLogger().handlers[:]
     with pytest.raises(DataError, match=message):
         train_module.train(tiny_config(tmp_path, data=str(folder)), run_id="bad")
-    state = RunDir(tmp_path / "runs" / "bad").read_state()
+    run = RunDir(tmp_path / "runs" / "bad")
+    state = run.read_state()
     assert state["status"] == "failed" and message.split()[0] in state["error"]
+    assert "DataError" in run.log.read_text()
+    assert logging.getLogger().handlers == handlers, "the run's log file still receives the caller's logging"
 
 
 def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
@@ -112,6 +117,7 @@ def test_tiny_run_writes_every_file_and_learns(tmp_path):
     table = run.read_predictions(steps[-1])
     assert list(table.columns) == ["text", "label", "answer", "p_injection"] and len(table) == 12
     assert (run.adapter / "adapter_config.json").exists()
+    assert not run.checkpoints.exists(), "a completed run keeps its checkpoints (saved every 4 steps)"
     report = run.read_eval()
     for side in ("before", "after"):
         assert set(report[side]) >= {
