@@ -42,7 +42,7 @@ from helpers import DATA_DIR, TOKENIZER_DIR, FakeHubApi  # noqa: E402
 
 MARKERS = ("unit", "integration", "browser")
 MIN_FREE_GB = float(os.environ.get("TESTS_MIN_FREE_GB", "3"))
-"""Free space the suite wants in the temp folder: the whole suite peaks at ~1.6 GB there (runs, apps' caches,
+"""Free space the suite wants in the temp folder: the whole suite peaks at ~2 GB there (runs, apps' caches,
 the dequantised SmolLM2). ``TESTS_MIN_FREE_GB=0`` lifts the check, e.g. for ``-m unit`` on a small disk."""
 
 
