@@ -31,8 +31,9 @@ Features
       fold-<k>/         fold k's run (its config, log, adapter, eval.json on a sample of its
                         held-out fold) plus data/ and held_out.parquet (its scores)
 - SIGTERM stops the fold in training with a checkpoint and ends the audit
-  "cancelled"; ``--resume`` keeps the folds already scored and resumes the one
-  that was cut short from its checkpoint. ``audit_command`` is the argv a job
+  "cancelled"; ``--resume`` keeps the folds already scored (or trained, when
+  their scoring was cut short) and resumes the one that was cut short in
+  training from its checkpoint. ``audit_command`` is the argv a job
   queue launches, and ``AuditDir.read_options`` gives the options back.
 
 Trade-offs
@@ -226,8 +227,12 @@ def _fold_probabilities(
         progress.done()
         return stored
     progress.start(f"fold {k + 1}/{options.folds}: training on {options.folds - 1} other fold(s)")
-    run = train(fold_config(config, audit, k, seed, options.eval_rows), run_id=audit.fold(k).run_id, resume=resume)
-    _cancel_on_sigterm()
+    run = audit.fold(k)
+    if resume and run.read_state().get("status") == "completed":
+        log.info("fold %d: already trained (cut short while scoring)", k)
+    else:
+        run = train(fold_config(config, audit, k, seed, options.eval_rows), run_id=run.run_id, resume=resume)
+        _cancel_on_sigterm()
     if run.read_state().get("status") != "completed":
         return None
     progress.done()

@@ -151,6 +151,22 @@ def test_resume_keeps_the_folds_already_scored(audited, tmp_path, monkeypatch):
     assert resumed.read_suspects()["row"].tolist() == audited.read_suspects()["row"].tolist()
 
 
+def test_resume_scores_a_trained_fold_without_training_it_again(audited, tmp_path, monkeypatch):
+    copy = AuditDir(tmp_path / "runs" / "a")
+    shutil.copytree(audited.path, copy.path)
+    copy.held_out_scores(1).unlink()  # cancelled while fold 1 scored its held-out rows
+    copy.suspects.unlink()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a trained fold was trained again")
+
+    monkeypatch.setattr("ft.audit.train", no_training)
+    resumed = audit(audit_config(tmp_path), AuditOptions(folds=2, seed=7, eval_rows=8), audit_id="a", resume=True)
+    assert resumed.read_state()["status"] == "completed"
+    assert copy.held_out_scores(1).exists()
+    assert resumed.read_suspects()["row"].tolist() == audited.read_suspects()["row"].tolist()
+
+
 def test_in_sample_audit_is_marked_biased(audited, tmp_path):
     run = audited.fold(0)
     done = audit(audit_config(tmp_path), AuditOptions(in_sample_run=str(run.path)), audit_id="fast")
