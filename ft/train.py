@@ -269,6 +269,8 @@ def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) 
     config.validate()
     config = config.resolved()
     run = RunDir(Path(config.runs_dir) / (run_id or new_run_id(config)))
+    if resume and run.read_state().get("status") == "completed":
+        raise ValueError(f"run {run.run_id} is completed: there is nothing to resume")
     with running(run, config, log):
         status = _train(config, run, resume)
         if is_main_process():

@@ -118,6 +118,9 @@ def test_tiny_run_writes_every_file_and_learns(tmp_path):
     assert list(table.columns) == ["text", "label", "answer", "p_injection"] and len(table) == 12
     assert (run.adapter / "adapter_config.json").exists()
     assert not run.checkpoints.exists(), "a completed run keeps its checkpoints (saved every 4 steps)"
+    with pytest.raises(ValueError, match="run r1 is completed: there is nothing to resume"):
+        train_module.train(config, run_id="r1", resume=True)
+    assert run.read_state()["status"] == "completed" and (run.adapter / "adapter_config.json").exists()
     report = run.read_eval()
     for side in ("before", "after"):
         assert set(report[side]) >= {
