@@ -233,8 +233,8 @@ def _fold_probabilities(
     else:
         run = train(fold_config(config, audit, k, seed, options.eval_rows), run_id=run.run_id, resume=resume)
         _cancel_on_sigterm()
-    if run.read_state().get("status") != "completed":
-        return None
+        if run.read_state().get("status") != "completed":
+            return None
     progress.done()
     progress.start(f"fold {k + 1}/{options.folds}: scoring its {len(held_out)} held-out rows")
     p = run_probabilities(config, run.adapter, held_out["text"].tolist())

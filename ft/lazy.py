@@ -14,7 +14,6 @@ the app loads none of them.
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
 
 
 class LazyModule:
@@ -24,10 +23,7 @@ class LazyModule:
         self._name = name
 
     def __getattr__(self, attribute: str):
-        return getattr(self.module(), attribute)
-
-    def module(self) -> ModuleType:
-        return importlib.import_module(self._name)
+        return getattr(importlib.import_module(self._name), attribute)
 
     def __repr__(self) -> str:
         return f"<lazy module {self._name!r}>"

@@ -265,7 +265,8 @@ def is_main_process() -> bool:
 
 
 def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) -> RunDir:
-    """Run ``config`` end to end into ``runs_dir/run_id``; returns the run's folder."""
+    """Run ``config`` end to end into ``runs_dir/run_id``; returns the run's folder. ``resume`` continues a
+    cancelled or failed run from its last checkpoint (ValueError for a completed one)."""
     config.validate()
     config = config.resolved()
     run = RunDir(Path(config.runs_dir) / (run_id or new_run_id(config)))

@@ -66,20 +66,35 @@ def read_run(run: RunDir) -> RunInfo:
     return RunInfo(run, run.read_state(), run.read_job(), _read_config(run))
 
 
-def list_runs(runs_dir: str | Path) -> list[RunInfo]:
-    """Every run folder under ``runs_dir``, newest first, queued ones with their position. Reads only."""
-    runs_dir = Path(runs_dir)
+def _run_dirs(runs_dir: Path) -> list[RunDir]:
     if not runs_dir.is_dir():
         return []
-    runs = [
-        read_run(RunDir(p))
+    return [
+        RunDir(p)
         for p in runs_dir.iterdir()
         if p.is_dir() and ((p / "state.json").exists() or (p / "config.yaml").exists())
     ]
+
+
+def _queue_positions(runs: list[RunInfo]) -> dict[str, int]:
+    """Each queued run's place in the queue (1 = next), by id."""
     queued = sorted((r for r in runs if r.status == "queued"), key=lambda r: r.queue_key)
-    position = {r.run_id: i for i, r in enumerate(queued, 1)}
+    return {r.run_id: i for i, r in enumerate(queued, 1)}
+
+
+def list_runs(runs_dir: str | Path) -> list[RunInfo]:
+    """Every run folder under ``runs_dir``, newest first, queued ones with their position. Reads only."""
+    runs = [read_run(run) for run in _run_dirs(Path(runs_dir))]
+    position = _queue_positions(runs)
     runs = [dataclasses.replace(r, queue_position=position.get(r.run_id)) for r in runs]
     return sorted(runs, key=lambda r: r.created, reverse=True)
+
+
+def queue_position(runs_dir: str | Path, run_id: str) -> int | None:
+    """A queued run's place in the queue as ``list_runs`` gives it, from every run's state and job files alone
+    (no config.yaml is parsed): what polling one queued run costs."""
+    runs = [RunInfo(run, run.read_state(), run.read_job(), {}) for run in _run_dirs(Path(runs_dir))]
+    return _queue_positions(runs).get(run_id)
 
 
 @contextlib.contextmanager

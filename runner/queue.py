@@ -47,7 +47,7 @@ from pathlib import Path
 from ft.config import AuditOptions, TrainConfig, cuda_device_count, new_run_id
 from ft.paths import ROOT
 from ft.run_dir import JOB_FILE, TERMINAL, RunDir, read_json, write_json
-from runner.catalog import RunInfo, data_lock, list_runs, log_tail, process_alive, read_run
+from runner.catalog import RunInfo, data_lock, list_runs, log_tail, process_alive, queue_position, read_run
 from runner.commands import audit_command, child_environment, train_command
 from runner.forms import check_config
 
@@ -115,7 +115,7 @@ class JobManager:
         info = read_run(run)
         if info.status != "queued":
             return info
-        return next((r for r in self.runs() if r.run_id == run_id), info)
+        return dataclasses.replace(info, queue_position=queue_position(self.runs_dir, run_id))
 
     def command(self, run_id: str, resume: bool = False) -> list[str]:
         """The argv the run is (or will be) launched with: ``ft.train``, or ``ft.audit`` for an audit job."""

@@ -42,7 +42,7 @@ from ft.exported import ExportedError, described_config, download, load_exported
 from ft.paths import SHARED
 from ft.run_dir import RunDir
 from runner.catalog import RunInfo, completed_training_runs, list_runs
-from runner.views import TEST_COLUMNS, metrics_frame
+from runner.views import metrics_frame
 
 RUN_PREFIX, BASE_PREFIX, EXPORT_PREFIX, HUB_PREFIX = "run:", "base:", "export:", "hub:"
 BASE_PRESETS = tuple(PRESETS)
@@ -89,11 +89,11 @@ class DetectorChoice:
         """The before/after test metrics (a run's eval.json, an export's copy of it) as the Train tab shows them;
         no rows for a base model."""
         report = self.run.read_eval() if self.run is not None else self.exported_metrics
-        return metrics_frame(report) if report else no_test_metrics()
+        return metrics_frame(report or {})
 
 
 def no_test_metrics() -> pd.DataFrame:
-    return pd.DataFrame(columns=["model", *TEST_COLUMNS], dtype=str)
+    return metrics_frame({})
 
 
 def run_choice(info: RunInfo) -> DetectorChoice | None:
