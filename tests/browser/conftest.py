@@ -7,7 +7,10 @@ stopped after the test (or the module), which then fails if the app printed a tr
 ``page`` is a fresh Chromium profile's page; actions and expect() wait up to 15 s.
 """
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +27,17 @@ from helpers import (
     users_file,
     wait_until_up,
 )
+
+from runner.catalog import list_runs, process_alive
+
+
+def _kill_live_runs(runs_dir: Path) -> None:
+    """Runs outlive their app by design (each in its own session): one still alive when its test ends is
+    killed, so that no trainer keeps the CPU for the rest of the suite or writes into a removed folder."""
+    for info in list_runs(runs_dir):
+        if info.job.get("pgid") and process_alive(info):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(info.job["pgid"], signal.SIGKILL)
 
 
 def _app_starter(request, tmp_path_factory):
@@ -51,6 +65,8 @@ def _app_starter(request, tmp_path_factory):
         return app
 
     yield start
+    for app in apps:
+        _kill_live_runs(app.data_dir / "runs")
     for process in processes:
         process.terminate()
         try:

@@ -12,6 +12,7 @@ from helpers import (
     DATA_DIR,
     IMG,
     SCRIPT,
+    TEAM,
     TINY_FORM,
     choose_tiny_model,
     field,
@@ -83,7 +84,7 @@ def fill_tiny_run(page, data):
         field(page, name).fill(value)
 
 
-BOSS_AND_REVIEWER = {"boss": ("boss-pw", "admin"), "rev": ("rev-pw", None)}
+BOSS_AND_REVIEWER = {name: TEAM[name] for name in ("boss", "rev")}
 
 
 def test_the_whole_loop_signed_in(page, start_app, tmp_path, playwright):

@@ -138,24 +138,18 @@ def test_the_ranking_reproduces_with_the_same_seed(audited, tmp_path):
     assert again.read_folds()["folds"] == audited.read_folds()["folds"]
 
 
-def test_resume_keeps_the_folds_already_scored(audited, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "unwritten",
+    [lambda audit: [], lambda audit: [audit.held_out_scores(1), audit.suspects]],
+    ids=["cancelled-after-ranking", "cancelled-while-fold-1-scored"],
+)
+def test_resume_trains_no_fold_that_finished_training(audited, tmp_path, monkeypatch, unwritten):
+    """A resumed audit keeps the folds already scored, and scores a fold whose training completed (its
+    checkpoints are gone) without training it again."""
     copy = AuditDir(tmp_path / "runs" / "a")
     shutil.copytree(audited.path, copy.path)
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("a finished fold was trained again")
-
-    monkeypatch.setattr("ft.audit.train", no_training)
-    resumed = audit(audit_config(tmp_path), AuditOptions(folds=2, seed=7, eval_rows=8), audit_id="a", resume=True)
-    assert resumed.read_state()["status"] == "completed"
-    assert resumed.read_suspects()["row"].tolist() == audited.read_suspects()["row"].tolist()
-
-
-def test_resume_scores_a_trained_fold_without_training_it_again(audited, tmp_path, monkeypatch):
-    copy = AuditDir(tmp_path / "runs" / "a")
-    shutil.copytree(audited.path, copy.path)
-    copy.held_out_scores(1).unlink()  # cancelled while fold 1 scored its held-out rows
-    copy.suspects.unlink()
+    for path in unwritten(copy):
+        path.unlink()
 
     def no_training(*args, **kwargs):
         raise AssertionError("a trained fold was trained again")

@@ -84,7 +84,7 @@ def test_bad_data_is_refused_before_any_model_loads(tmp_path, monkeypatch, frame
 
 def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
     path = tmp_path / "c.yaml"
-    path.write_text("learning_rate: 0\n")
+    path.write_text(f"learning_rate: 0\nruns_dir: {tmp_path / 'runs'}\n")
     assert train_module.main(["--config", str(path)]) == 2
     assert capsys.readouterr().err == "error: learning_rate must be > 0, got 0\n"
     assert not (tmp_path / "runs").exists()
