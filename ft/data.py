@@ -7,7 +7,9 @@ A data reference is one of
 - otherwise a Hugging Face Hub dataset id, read with ``datasets.load_dataset``.
 Every split is checked (columns, labels in {0, 1}, no empty text) before any
 model is loaded, and a validation split is carved from train with a seed when
-the data has none.
+the data has none. A split is read as columns ``text`` and ``label``, plus
+``source`` (where each row came from) when the data has that column, as
+curation snapshots do: runs report their test metrics per source.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+SOURCE_COLUMN = "source"
 READERS = {
     ".parquet": pd.read_parquet,
     ".csv": lambda p: pd.read_csv(p, keep_default_na=False),
@@ -68,7 +71,8 @@ def read_splits(ref: str) -> dict[str, pd.DataFrame]:
 def clean_split(
     frame: pd.DataFrame, source: str, text_column: str = "text", label_column: str = "label"
 ) -> pd.DataFrame:
-    """The split as columns ``text`` (str) and ``label`` (0/1), or a DataError naming the bad row."""
+    """The split as columns ``text`` (str) and ``label`` (0/1), and ``source`` (str, "" where missing) when the
+    frame has one; or a DataError naming the bad row."""
     missing = [c for c in (text_column, label_column) if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {missing}; found {list(frame.columns)}")
@@ -81,7 +85,10 @@ def clean_split(
     if bad_label.any():
         row = int(bad_label.to_numpy().argmax())
         raise DataError(f"{source}: label {str(frame[label_column].iloc[row])!r} in row {row} is not 0 or 1")
-    return pd.DataFrame({"text": text.astype(str).to_numpy(), "label": label.astype(int).to_numpy()})
+    clean = pd.DataFrame({"text": text.astype(str).to_numpy(), "label": label.astype(int).to_numpy()})
+    if SOURCE_COLUMN in frame.columns and SOURCE_COLUMN not in (text_column, label_column):
+        clean[SOURCE_COLUMN] = frame[SOURCE_COLUMN].fillna("").astype(str).to_numpy()
+    return clean
 
 
 def carve_validation(train: pd.DataFrame, size: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -107,7 +114,8 @@ def read_split(
     max_rows: int | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """One checked split as columns text, label, sampled to ``max_rows`` with ``seed``."""
+    """One checked split as columns text, label (and source when the data has it), sampled to ``max_rows``
+    with ``seed``."""
     raw = read_splits(ref)
     if split not in raw:
         raise DataError(f"{ref}: no {split!r} split; found {sorted(raw)}")
@@ -127,7 +135,8 @@ def load_training_data(
     max_test_rows: int | None = None,
     seed: int = 42,
 ) -> dict[str, pd.DataFrame]:
-    """Checked ``train``, ``validation`` and ``test`` frames (columns text, label) for a run."""
+    """Checked ``train``, ``validation`` and ``test`` frames (columns text, label, and source when the data
+    has it) for a run."""
     raw = read_splits(ref)
     for needed in (train_split, test_split):
         if needed not in raw:
