@@ -23,6 +23,8 @@ TRACKERS = ("none", "wandb", "trackio")
 QUANTISATIONS = ("auto", "4bit", "8bit", "none")
 PRECISIONS = ("auto", "bf16", "fp32")
 TEST_ANSWERS = ("generate", "first_token")
+THRESHOLD_RULES = ("fixed", "best_f1", "max_fpr")
+"""How a run chooses its decision threshold on its validation split (ft/threshold.py)."""
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -230,7 +232,9 @@ class TrainConfig:
     predictions_every_steps: int = _field(default=0, section="Logging", help="Also write a prediction table every this many steps (0 = epoch ends only)")
     eval_batch_size: int = _field(default=32, section="Logging", help="Batch size when scoring")
     test_answers: str = _field(default="generate", section="Logging", help="Test answer text: generate = a greedy generation per row; first_token = the top next token of the scoring pass (free)", choices=TEST_ANSWERS)
-    threshold: float = _field(default=0.5, section="Logging", help="P(injection) at or above which a text counts as an injection")
+    threshold: float = _field(default=0.5, section="Logging", help="P(injection) at or above which a text counts as an injection: the fixed rule's value, every rule's fallback")
+    threshold_rule: str = _field(default="best_f1", section="Logging", help="How the run sets its threshold on its validation split: fixed; best_f1 (moves off threshold only for an F1 gain over 0.01); max_fpr (flags at most target_fpr of benign rows)", choices=THRESHOLD_RULES)
+    target_fpr: float = _field(default=0.01, section="Logging", help="max_fpr: share of benign validation rows the threshold may flag (needs 1/target_fpr benign rows)")
     runs_dir: str = _field(default="runs", section=APP_OWNED, help="Folder of the run folders; the app sets its own")
     # fmt: on
 
@@ -278,6 +282,7 @@ class TrainConfig:
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}"),
             (0 < self.threshold < 1, f"threshold must be in (0, 1), got {self.threshold}"),
+            (0 < self.target_fpr < 1, f"target_fpr must be in (0, 1), got {self.target_fpr}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (self.prediction_samples >= 1, f"prediction_samples must be >= 1, got {self.prediction_samples}"),
             (self.validation_size > 0, f"validation_size must be > 0, got {self.validation_size}"),

@@ -8,8 +8,9 @@
     README.md                     the model card
 
 ``detector.json`` holds the prompt (system line and question), the yes/no token ids whose
-probabilities P(injection) sums, the threshold, the base model, the training config and the test
-metrics. Loading never runs code from the folder (no ``trust_remote_code``).
+probabilities P(injection) sums, the threshold (the one the run chose on its validation split), the
+base model, the training config and the test metrics. Loading never runs code from the folder (no
+``trust_remote_code``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from ft import models, prompt
 from ft.config import TrainConfig
 from ft.detector import Detector, detector_for, load_detector
+from ft.run_dir import recorded_threshold
 
 DETECTOR_FILE = "detector.json"
 FORMAT = "injection-studio-detector"
@@ -43,7 +45,7 @@ def describe(config: TrainConfig, tokenizer, kind: str, metrics: dict | None, ba
         "yes_token_ids": prompt.answer_token_ids(tokenizer, prompt.YES),
         "no_token_ids": prompt.answer_token_ids(tokenizer, prompt.NO),
         "max_length": config.max_length,
-        "threshold": config.threshold,
+        "threshold": recorded_threshold(metrics, config.threshold),
         "test_metrics": metrics,
         "config": dataclasses.asdict(config),
     }

@@ -8,8 +8,10 @@
     predictions/         step-<N>.parquet: text, label, answer, p_injection
     checkpoints/         Trainer checkpoints (resume_from_checkpoint reads them); removed once completed
     adapter/             the final LoRA adapter and tokenizer
-    eval.json            before/after metrics on the test split
-    evals/<name>.json    before/after metrics on other datasets (python -m ft.evaluate)
+    eval.json            before/after metrics on the test split, by source, beside the length baseline
+                         (ft/metrics.py), test_rows, and "threshold": the decision threshold the run chose on
+                         its validation split and how (ft/threshold.py; runs before it have none)
+    evals/<name>.json    the same report on other datasets (python -m ft.evaluate), at the run's threshold
     suspects.parquet     a label audit's ranked rows (python -m ft.audit; its other files: ft/audit.py)
 
 The app never holds a pipe to a run: it reads these files, so a run survives
@@ -38,6 +40,13 @@ def read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def recorded_threshold(report: dict | None, fallback: float) -> float:
+    """The decision threshold an eval.json-shaped ``report`` records (chosen on the run's validation split), or
+    ``fallback`` (the config's threshold) for a run that recorded none."""
+    section = (report or {}).get("threshold")
+    return float(section["value"]) if isinstance(section, dict) and "value" in section else fallback
 
 
 def write_json(path: Path, values: dict) -> None:
@@ -108,6 +117,10 @@ class RunDir:
     def read_eval(self) -> dict | None:
         """The test report (eval.json); None until the run has written it."""
         return read_json(self.eval) or None
+
+    def recorded_threshold(self, fallback: float) -> float:
+        """The threshold the run chose on its validation split (eval.json), else ``fallback``: the config's."""
+        return recorded_threshold(self.read_eval(), fallback)
 
     def read_evals(self) -> dict[str, dict]:
         """Every ``evals/<name>.json`` (python -m ft.evaluate) by name, sorted; an unreadable file is skipped."""

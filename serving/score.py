@@ -6,10 +6,11 @@
 The detector is a run (``run:<id>`` under ``--runs-dir``, or a run folder), an exported folder
 (``python -m ft.export``) or a Hub model repo holding one. The output CSV holds the input's ``text``
 (and its ``id`` and ``label`` columns when it has them) with ``p_injection``, ``verdict`` (at the
-threshold, by default the detector's own) and ``truncated``. Input is read as the app reads an
-upload: bounded before it is decoded (intake), UTF-8 only; cells that a spreadsheet would run as a
-formula are escaped. Rows are scored longest first in batches, so each batch pads little, with a
-progress bar on stderr. A file that cannot be used ends the command with one line and exit code 2.
+threshold, by default the detector's own: the one its run chose on its validation split) and
+``truncated``. Input is read as the app reads an upload: bounded before it is decoded (intake), UTF-8
+only; cells that a spreadsheet would run as a formula are escaped. Rows are scored longest first in
+batches, so each batch pads little, with a progress bar on stderr. A file that cannot be used ends
+the command with one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from ft.config import ConfigError, TrainConfig
 from ft.detector import Detector, load_detector
-from ft.exported import DETECTOR_FILE, ExportedError, described_config, download, load_exported, read_description
+from ft.exported import DETECTOR_FILE, ExportedError, download, load_exported, read_description
 from ft.run_dir import RunDir
 from intake import DATASET_LIMITS, TableError, read_columns
 from serving.batch_io import csv_text
@@ -47,16 +48,18 @@ def _run_detector(run: RunDir) -> tuple[Detector, float]:
     except ConfigError as exc:
         raise ScoreError(str(exc)) from None
     check_adapter(run)
-    return loaded(f"run {run.run_id}", lambda: load_detector(config, run.adapter)), config.threshold
+    threshold = run.recorded_threshold(config.threshold)
+    return loaded(f"run {run.run_id}", lambda: load_detector(config, run.adapter)), threshold
 
 
 def _exported_detector(folder: Path) -> tuple[Detector, float]:
-    threshold = described_config(read_description(folder)).threshold
+    threshold = float(read_description(folder)["threshold"])
     return loaded(str(folder), lambda: load_exported(folder)), threshold
 
 
 def detector_from(ref: str, runs_dir: str | Path) -> tuple[Detector, float]:
-    """The detector ``ref`` names and its own threshold."""
+    """The detector ``ref`` names and its own threshold: the one its run chose on its validation split (the
+    config's for a run from before thresholds were chosen)."""
     try:
         if ref.startswith(RUN_PREFIX):
             return _run_detector(RunDir(Path(runs_dir) / ref.removeprefix(RUN_PREFIX)))
