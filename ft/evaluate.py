@@ -7,11 +7,15 @@ a folder of ``<split>.parquet`` files or one parquet/CSV/JSONL file. Writes
 ``runs/<id>/evals/<name>.json``: for the base model ("before", cached across
 runs like the test split's) and the fine-tuned one ("after"): accuracy,
 precision, recall, F1, ROC-AUC, recall at 1% false-positive rate, Brier score,
-expected calibration error and the answers' parse rate, and the same broken
-down by every ``source`` or ``category`` column the data has.
+expected calibration error and the answers' parse rate; what a rule on text
+length alone scores on the same rows (``length_baseline``); and all of it
+broken down by every ``source`` or ``category`` column the data has
+(ft/metrics.py).
 
-The threshold is the run's own: nothing is tuned on the data evaluated here,
-so a dataset kept for evaluation (``../shared/data/foreign-eval``) stays unseen.
+The threshold is the one the run chose on its validation split (eval.json),
+or its config's for an older run; the length rule's cut is the run's too.
+Nothing is tuned on the data evaluated here, so a dataset kept for evaluation
+(``../shared/data/foreign-eval``) stays unseen.
 """
 
 from __future__ import annotations
@@ -25,72 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from ft import data, models
 from ft.config import TrainConfig
-from ft.detector import classification_metrics, load_detector
+from ft.detector import load_detector
+from ft.metrics import GROUP_COLUMNS, LENGTH_BASELINE, evaluation_report, length_cut
 from ft.run_dir import RunDir, write_json
 from ft.train import score_before_after, spoken_answers
-
-GROUP_COLUMNS = ("source", "category")
-CALIBRATION_BINS = 10
-LOW_FPR = 0.01
-
-
-def recall_at_fpr(labels, p_injection, max_fpr: float = LOW_FPR) -> float | None:
-    """The highest recall any threshold reaches while flagging at most ``max_fpr`` of the benign rows."""
-    y, p = np.asarray(labels, dtype=int), np.asarray(p_injection, dtype=float)
-    if len(set(y)) < 2:
-        return None
-    fpr, tpr, _ = skm.roc_curve(y, p)
-    return float(tpr[fpr <= max_fpr].max())
-
-
-def brier_score(labels, p_injection) -> float:
-    return float(np.mean((np.asarray(p_injection, dtype=float) - np.asarray(labels, dtype=float)) ** 2))
-
-
-def expected_calibration_error(labels, p_injection, bins: int = CALIBRATION_BINS) -> float:
-    """Mean |share of injections - mean P(injection)| over equal-width P bins, weighted by each bin's rows."""
-    y, p = np.asarray(labels, dtype=float), np.asarray(p_injection, dtype=float)
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    gaps = [
-        abs(y[which == b].mean() - p[which == b].mean()) * np.mean(which == b)
-        for b in range(bins)
-        if np.any(which == b)
-    ]
-    return float(np.sum(gaps))
-
-
-def detection_metrics(labels, p_injection, answers=None, threshold: float = 0.5) -> dict:
-    """classification_metrics plus recall at 1% FPR, Brier score, ECE and the share flagged."""
-    out = classification_metrics(labels, p_injection, answers, threshold)
-    out.update(
-        recall_at_1pct_fpr=recall_at_fpr(labels, p_injection),
-        brier=brier_score(labels, p_injection),
-        ece=expected_calibration_error(labels, p_injection),
-        flagged=float(np.mean(np.asarray(p_injection) >= threshold)),
-    )
-    return out
-
-
-def group_metrics(
-    frame: pd.DataFrame, scores: dict[str, np.ndarray], answers: dict[str, list], threshold: float
-) -> dict:
-    """{column: {group: {"before": metrics, "after": metrics}}} for every group column present."""
-    out = {}
-    for column in (c for c in GROUP_COLUMNS if c in frame.columns):
-        out[column] = {}
-        for group, rows in frame.groupby(frame[column].astype(str), sort=True).groups.items():
-            idx = frame.index.get_indexer(rows)
-            out[column][group] = {
-                side: detection_metrics(
-                    frame["label"].to_numpy()[idx], scores[side][idx], [answers[side][i] for i in idx], threshold
-                )
-                for side in scores
-            }
-    return out
 
 
 def read_labelled(ref: str, split: str | None, text_column: str, label_column: str) -> tuple[pd.DataFrame, str]:
@@ -103,7 +48,7 @@ def read_labelled(ref: str, split: str | None, text_column: str, label_column: s
     raw = splits[split].reset_index(drop=True)
     clean = data.clean_split(raw, f"{ref} [{split}]", text_column, label_column)
     for column in GROUP_COLUMNS:
-        if column in raw.columns and column not in (text_column, label_column):
+        if column in raw.columns and column not in (*clean.columns, text_column, label_column):
             clean[column] = raw[column].astype(str).to_numpy()
     return clean, split
 
@@ -117,6 +62,19 @@ def find_run(ref: str, runs_dir: str = "runs") -> RunDir:
     if not (run.adapter / "adapter_config.json").is_file():
         raise FileNotFoundError(f"run {run.run_id} has no adapter (it has not completed)")
     return run
+
+
+def run_length_cut(run: RunDir, config: TrainConfig) -> float | None:
+    """The length rule's cut the run chose on its validation split: eval.json's, else chosen again on the
+    same validation rows (an older run); None when its data can no longer be read."""
+    recorded = ((run.read_eval() or {}).get(LENGTH_BASELINE) or {}).get("cut_chars")
+    if recorded is not None:
+        return recorded
+    try:
+        validation = data.load_training_data(config.data, **config.data_options())["validation"]
+    except (data.DataError, OSError):
+        return None
+    return length_cut(validation["label"], validation["text"])
 
 
 def eval_name(ref: str, split: str) -> str:
@@ -148,22 +106,19 @@ def evaluate_run(
     scored = score_before_after(detector, identity, frame["text"].tolist(), "first_token")
     scores = {side: np.array([s.p_injection for s in rows]) for side, (rows, _, _) in scored.items()}
     answers = {side: spoken_answers(rows, "first_token") for side, (rows, _, _) in scored.items()}
+    threshold = run.recorded_threshold(config.threshold)
     report = {
         "run": run.run_id,
         "data": ref,
         "split": split,
         "n": len(frame),
-        "threshold": config.threshold,
+        "threshold": threshold,
         "answers": "first_token",
         "created": time.time(),
+        **evaluation_report(frame, scores, answers, threshold, run_length_cut(run, config)),
     }
     for side, (_, seconds, cached) in scored.items():
-        report[side] = {
-            **detection_metrics(frame["label"], scores[side], answers[side], config.threshold),
-            "seconds": round(seconds, 2),
-            "cached": cached,
-        }
-    report["groups"] = group_metrics(frame, scores, answers, config.threshold)
+        report[side].update(seconds=round(seconds, 2), cached=cached)
     out = run.evals / f"{name or eval_name(ref, split)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json(out, report)
@@ -195,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{side:6s} n {m['n']} acc {m['accuracy']:.4f} f1 {m['f1']:.4f} auc {m['roc_auc']} "
             f"recall@1%fpr {m['recall_at_1pct_fpr']} brier {m['brier']:.4f} ece {m['ece']:.4f}"
         )
+    length = report[LENGTH_BASELINE]
+    print(
+        f"length n {length['n']} auc {length['roc_auc']} recall@1%fpr {length['recall_at_1pct_fpr']} "
+        f"acc {length.get('accuracy')} at {length['cut_chars']} characters"
+    )
     print(out)
     return 0
 

@@ -20,11 +20,27 @@ from runner.secrets import redact
 RUN_COLUMNS = ["run", "name", "model", "data", "status", "step", "best val F1", "started", "duration"]
 CURVE_COLUMNS = {"loss": "loss", "learning_rate": "learning rate"}
 EVALUATION_COLUMNS = ["step", "epoch", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate"]
-TEST_COLUMNS = ["n", "accuracy", "precision", "recall", "f1", "roc_auc", "answer_parse_rate", "answer_accuracy"]
+TEST_COLUMNS = [
+    "n",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "recall_at_1pct_fpr",
+    "answer_parse_rate",
+    "answer_accuracy",
+]
+TEST_SIDES = ("before", "after", "length_baseline")
+"""The rows of a test report: the base model, the fine-tuned one, and a rule on text length alone (ft/metrics.py)."""
+TEST_SPLIT = "test split"
+"""The name eval.json's report goes by beside the evaluations on other data."""
 EVAL_METRICS = ["accuracy", "precision", "recall", "f1", "roc_auc", "recall_at_1pct_fpr", "brier", "ece"]
 EVALS_COLUMNS = ["eval", "data", "split", "n", "model", *EVAL_METRICS]
 EVAL_GROUP_COLUMNS = ["eval", "column", "group", "n", "model", *EVAL_METRICS, "flagged"]
 PREDICTION_COLUMNS = ["text", "label", "before answer", "before P(injection)", "after answer", "after P(injection)"]
+SOURCE_COLUMN = "source"
+"""Shown after ``label`` in the prediction tables when the run's data names each row's source."""
 
 
 def clock(timestamp: float | None) -> str:
@@ -160,42 +176,58 @@ def evaluations_frame(info: RunInfo) -> pd.DataFrame:
 
 
 def metrics_frame(report: dict) -> pd.DataFrame:
-    """An eval.json-shaped report's before and after metrics, one row each (none for an empty report)."""
-    rows = [
-        [side] + [_cell(report[side].get(c)) for c in TEST_COLUMNS] for side in ("before", "after") if side in report
-    ]
+    """An eval.json-shaped report's before, after and length-baseline metrics, one row each (none for an empty
+    report)."""
+    rows = [[side] + [_cell(report[side].get(c)) for c in TEST_COLUMNS] for side in TEST_SIDES if side in report]
     return pd.DataFrame(rows, columns=["model"] + TEST_COLUMNS, dtype=str)
 
 
 def test_frame(info: RunInfo) -> pd.DataFrame:
-    """eval.json's before and after test metrics, one row each; empty until the run completes."""
+    """eval.json's before, after and length-baseline test metrics, one row each; empty until the run completes."""
     return metrics_frame(info.dir.read_eval() or {})
 
 
 def evals_frame(run: RunDir) -> pd.DataFrame:
-    """The run's evaluations on other datasets (``python -m ft.evaluate``): a before and an after row each."""
+    """The run's evaluations on other datasets (``python -m ft.evaluate``): before, after and length-baseline
+    rows each."""
     rows = [
         [name, report.get("data", ""), report.get("split", ""), _cell(report[side].get("n")), side]
         + [_cell(report[side].get(c)) for c in EVAL_METRICS]
         for name, report in run.read_evals().items()
-        for side in ("before", "after")
+        for side in TEST_SIDES
         if side in report
     ]
     return pd.DataFrame(rows, columns=EVALS_COLUMNS, dtype=str)
 
 
 def eval_groups_frame(run: RunDir) -> pd.DataFrame:
-    """Every evaluation broken down by its data's ``source``/``category`` groups: before and after rows."""
+    """The test split (eval.json) and every other evaluation broken down by their data's ``source``/``category``
+    groups: a row per model side (and the length baseline) of each group."""
+    reports = {TEST_SPLIT: run.read_eval() or {}, **run.read_evals()}
     rows = [
         [name, column, group, _cell(sides[side].get("n")), side]
         + [_cell(sides[side].get(c)) for c in EVAL_METRICS]
         + [_cell(sides[side].get("flagged"))]
-        for name, report in run.read_evals().items()
+        for name, report in reports.items()
         for column, by_group in report.get("groups", {}).items()
         for group, sides in by_group.items()
         for side in sides
     ]
     return pd.DataFrame(rows, columns=EVAL_GROUP_COLUMNS, dtype=str)
+
+
+def threshold_text(info: RunInfo) -> str:
+    """The decision threshold the run recorded (chosen on its validation split) and how; else the config's."""
+    chosen = (info.dir.read_eval() or {}).get("threshold")
+    if isinstance(chosen, dict):
+        return (
+            f"threshold: {chosen['value']:.4g} ({chosen['applied']} on {chosen['validation_rows']} validation rows; "
+            f"{chosen['note']})"
+        )
+    fixed, rule = info.config.get("threshold", 0.5), info.config.get("threshold_rule", "fixed")
+    if rule == "fixed" or info.status in TERMINAL:
+        return f"threshold: {fixed:g} (the config's)"
+    return f"threshold: chosen by {rule} on the validation split when training ends (else {fixed:g})"
 
 
 def prediction_steps(info: RunInfo) -> tuple[int | None, int | None]:
@@ -207,7 +239,8 @@ def prediction_steps(info: RunInfo) -> tuple[int | None, int | None]:
 
 
 def predictions_frame(info: RunInfo) -> pd.DataFrame:
-    """The train-start table beside the latest one, joined on row order (both score the same sample)."""
+    """The train-start table beside the latest one, joined on row order (both score the same sample); with each
+    row's source after its label when the table has one."""
     before_step, after_step = prediction_steps(info)
     if before_step is None:
         return pd.DataFrame(columns=PREDICTION_COLUMNS, dtype=str)
@@ -223,12 +256,16 @@ def predictions_frame(info: RunInfo) -> pd.DataFrame:
             "after P(injection)": after["p_injection"].map(_cell) if after is not None else "",
         }
     )
+    if SOURCE_COLUMN in before.columns:
+        frame.insert(2, SOURCE_COLUMN, before[SOURCE_COLUMN])
     return frame.astype(str)
 
 
 def details_text(info: RunInfo, command: str) -> str:
-    """Status, error, tracker location and command of a run, secrets redacted."""
+    """Status, decision threshold, error, tracker location and command of a run, secrets redacted."""
     lines = [f"run {info.run_id}: {status_text(info)}", f"command: {command}"]
+    if info.kind == "train":
+        lines.insert(1, threshold_text(info))
     if info.state.get("wandb"):
         lines.append(f"wandb: {info.state['wandb']}")
     if info.config.get("tracker") == "trackio":

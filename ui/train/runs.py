@@ -19,9 +19,13 @@ from ui.widgets import text_table
 
 METRIC_TABLES = (
     ("Validation sample, per prediction table", run_views.EVALUATION_COLUMNS, "train-evaluations"),
-    ("Test split, before and after (eval.json)", ["model", *run_views.TEST_COLUMNS], "train-test"),
     (
-        "Other datasets, before and after (python -m ft.evaluate --run RUN --data REF)",
+        "Test split (eval.json): before, after, and length_baseline = a rule on text length alone",
+        ["model", *run_views.TEST_COLUMNS],
+        "train-test",
+    ),
+    (
+        "Other datasets, before, after and length_baseline (python -m ft.evaluate --run RUN --data REF)",
         run_views.EVALS_COLUMNS,
         "train-other-evals",
     ),
@@ -160,7 +164,7 @@ def run_charts() -> RunCharts:
         text_table(label, headers=headers, elem_id=elem_id) for label, headers, elem_id in METRIC_TABLES
     )
     other_groups = text_table(
-        label="Other datasets by source/category (flagged = share called injection)",
+        label="By source/category: test split and other datasets (flagged = share called injection)",
         headers=run_views.EVAL_GROUP_COLUMNS,
         max_height=400,
         elem_id="train-other-groups",
