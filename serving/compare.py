@@ -9,9 +9,12 @@ Typical use: run A trained on the original labels, run B on a curated snapshot.
 - ``changed_verdicts``: the texts on which the two detectors give different verdicts, with the
   label, both probabilities, and which side is right.
 - ``evals_side_by_side``: the runs' evaluations on other datasets (``ft.evaluate``), after side.
+- ``groups_side_by_side``: per source (and category), both runs' "after" metrics: from each run's
+  ``eval.json`` and from both adapters on the same texts.
 - ``label_changes``: how many texts carry different labels in the two runs' data (every split,
   matched by text; snapshot folders hold ``<split>.parquet`` with text, label).
-- ``compare_runs``: the above for two run folders; it loads each adapter in turn (never both).
+- ``compare_runs``: the above for two run folders; it loads each adapter in turn (never both). Each
+  run's verdicts are at its own recorded threshold (chosen on its validation split) unless one is given.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ import pandas as pd
 from ft import data
 from ft.config import TrainConfig
 from ft.detector import classification_metrics, load_detector
+from ft.metrics import group_metrics
 from ft.run_dir import RunDir
 from runner.views import TEST_COLUMNS
 
 EVAL_METRICS = ("n", "accuracy", "f1", "roc_auc", "recall_at_1pct_fpr", "brier", "ece")
 VERDICT_COLUMNS = ["text", "label", "p_a", "p_b", "verdict_a", "verdict_b", "b_right"]
+GROUP_METRICS = ("n", "accuracy", "flagged", "roc_auc")
+GROUP_COMPARE_COLUMNS = ["from", "by", "group", *(f"{m} {run}" for m in GROUP_METRICS for run in "AB")]
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,10 @@ class RunComparison:
     """Both runs' evaluations on other datasets (ft.evaluate), "after" side, by evaluation name."""
     labels: LabelChanges
     test_data: str
-    threshold: float
+    thresholds: tuple[float, float]
+    """A's and B's verdict thresholds on the same texts."""
+    groups: pd.DataFrame
+    """Per source/category, A's and B's "after" metrics: columns GROUP_COMPARE_COLUMNS."""
 
 
 def metrics_side_by_side(metrics_a: dict | None, metrics_b: dict | None, names=TEST_COLUMNS) -> pd.DataFrame:
@@ -83,8 +92,25 @@ def evals_side_by_side(evals_a: dict[str, dict], evals_b: dict[str, dict]) -> pd
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def changed_verdicts(texts, labels, p_a, p_b, threshold: float = 0.5) -> pd.DataFrame:
-    """Rows where A and B give different verdicts, largest probability shift first; b_right is B's verdict == label."""
+def groups_side_by_side(reports: dict[str, tuple[dict, dict]]) -> pd.DataFrame:
+    """Per origin (its name: A's and B's ``groups``, as eval.json or ``ft.metrics.group_metrics`` holds them),
+    one row per group either side has: the "after" metrics of A and B side by side, None where a side lacks the
+    group. Columns GROUP_COMPARE_COLUMNS."""
+    rows = []
+    for origin, (groups_a, groups_b) in reports.items():
+        for column in sorted(groups_a.keys() | groups_b.keys()):
+            by_a, by_b = groups_a.get(column, {}), groups_b.get(column, {})
+            for group in sorted(by_a.keys() | by_b.keys()):
+                a, b = ((by.get(group) or {}).get("after") or {} for by in (by_a, by_b))
+                rows.append([origin, column, group, *(m.get(name) for name in GROUP_METRICS for m in (a, b))])
+    return pd.DataFrame(rows, columns=GROUP_COMPARE_COLUMNS)
+
+
+def changed_verdicts(
+    texts, labels, p_a, p_b, threshold_a: float = 0.5, threshold_b: float | None = None
+) -> pd.DataFrame:
+    """Rows where A (at ``threshold_a``) and B (at ``threshold_b``, by default A's) give different verdicts, largest
+    probability shift first; b_right is B's verdict == label."""
     table = pd.DataFrame(
         {
             "text": list(texts),
@@ -93,8 +119,8 @@ def changed_verdicts(texts, labels, p_a, p_b, threshold: float = 0.5) -> pd.Data
             "p_b": np.asarray(p_b, dtype=float),
         }
     )
-    table["verdict_a"] = (table["p_a"] >= threshold).astype(int)
-    table["verdict_b"] = (table["p_b"] >= threshold).astype(int)
+    table["verdict_a"] = (table["p_a"] >= threshold_a).astype(int)
+    table["verdict_b"] = (table["p_b"] >= (threshold_a if threshold_b is None else threshold_b)).astype(int)
     table["b_right"] = table["verdict_b"] == table["label"]
     changed = table[table["verdict_a"] != table["verdict_b"]]
     shift = (changed["p_b"] - changed["p_a"]).abs()
@@ -147,11 +173,17 @@ def compare_runs(
     test_data: str | None = None,
     test_split: str | None = None,
     max_rows: int | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
 ) -> RunComparison:
-    """Compare two completed runs; the shared test texts default to run B's test split (the curated labels)."""
+    """Compare two completed runs; the shared test texts default to run B's test split (the curated labels).
+    ``threshold`` None: each run's verdicts at its own recorded threshold."""
     a, b = RunDir(run_a), RunDir(run_b)
     config_a, config_b = _run_config(a), _run_config(b)
+    t_a, t_b = (
+        (threshold, threshold)
+        if threshold is not None
+        else (a.recorded_threshold(config_a.threshold), b.recorded_threshold(config_b.threshold))
+    )
     columns = {} if test_data else config_b.columns()
     test_data = test_data or config_b.data
     test = data.read_split(test_data, test_split or config_b.test_split, max_rows=max_rows, **columns)
@@ -167,24 +199,33 @@ def compare_runs(
         run_b=b.run_id,
         eval_metrics=metrics_side_by_side(eval_a.get("after"), eval_b.get("after")),
         same_text_metrics=metrics_side_by_side(
-            classification_metrics(labels, p_a, threshold=threshold),
-            classification_metrics(labels, p_b, threshold=threshold),
+            classification_metrics(labels, p_a, threshold=t_a),
+            classification_metrics(labels, p_b, threshold=t_b),
         ),
-        verdicts=changed_verdicts(texts, labels, p_a, p_b, threshold),
+        verdicts=changed_verdicts(texts, labels, p_a, p_b, t_a, t_b),
         other_evals=evals_side_by_side(a.read_evals(), b.read_evals()),
         labels=changes,
         test_data=test_data,
-        threshold=threshold,
+        thresholds=(t_a, t_b),
+        groups=groups_side_by_side(
+            {
+                "eval.json": (eval_a.get("groups", {}), eval_b.get("groups", {})),
+                "same texts": (
+                    group_metrics(test, {"after": p_a}, None, t_a),
+                    group_metrics(test, {"after": p_b}, None, t_b),
+                ),
+            }
+        ),
     )
 
 
 def summary_text(comparison: RunComparison) -> str:
     """Plain text: which run is A and B, what the shared texts were, and how many labels differ in their data."""
-    labels = comparison.labels
+    labels, (threshold_a, threshold_b) = comparison.labels, comparison.thresholds
     by_split = ", ".join(f"{split}: {n}" for split, n in labels.changed_by_split.items()) or "none"
     return (
         f"A = {comparison.run_a}, B = {comparison.run_b}\n"
-        f"Same-text metrics on {comparison.test_data} (threshold {comparison.threshold:g}); "
+        f"Same-text metrics on {comparison.test_data} (thresholds: A {threshold_a:.4g}, B {threshold_b:.4g}); "
         f"{len(comparison.verdicts)} verdict(s) changed\n"
         f"Labels changed between their data: {labels.changed} (by split in B: {by_split}); "
         f"texts only in A: {labels.only_in_a}, only in B: {labels.only_in_b}"

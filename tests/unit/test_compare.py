@@ -1,4 +1,5 @@
-"""Did relabelling help: metrics side by side, changed verdicts, labels changed between two data folders."""
+"""Did relabelling help: metrics side by side (per source too), changed verdicts, labels changed between two data
+folders."""
 
 import pandas as pd
 import pytest
@@ -7,6 +8,7 @@ from serving.compare import (
     LabelChanges,
     changed_verdicts,
     evals_side_by_side,
+    groups_side_by_side,
     label_changes,
     labels_by_text,
     metrics_side_by_side,
@@ -52,6 +54,21 @@ def test_changed_verdicts_lists_only_the_flips_largest_shift_first():
     assert table[["verdict_a", "verdict_b"]].values.tolist() == [[0, 1], [0, 1], [1, 0]]
 
 
+def test_each_run_judges_its_verdicts_at_its_own_threshold():
+    table = changed_verdicts(["a", "b"], [1, 0], [0.3, 0.3], [0.3, 0.1], threshold_a=0.5, threshold_b=0.2)
+    assert table["text"].tolist() == ["a"] and table[["verdict_a", "verdict_b"]].values.tolist() == [[0, 1]]
+
+
+def test_per_source_metrics_sit_side_by_side_for_every_source_either_run_has():
+    a = {"source": {"clinc": {"after": {"n": 90, "flagged": 0.06}}, "wiki": {"after": {"n": 40, "flagged": 0.0}}}}
+    b = {"source": {"clinc": {"after": {"n": 90, "flagged": 0.01}}}}
+    table = groups_side_by_side({"eval.json": (a, b), "same texts": ({}, {})})
+    rows = table.set_index("group")
+    assert rows.loc["clinc", ["flagged A", "flagged B"]].tolist() == [0.06, 0.01]
+    assert rows.loc["wiki", "n A"] == 40 and pd.isna(rows.loc["wiki", "flagged B"])
+    assert set(table["from"]) == {"eval.json"} and set(table["by"]) == {"source"}
+
+
 def test_labels_changed_between_two_snapshots_are_counted_by_text(tmp_path):
     a = write_data(tmp_path / "a", train=[("x", 0), ("y", 1), ("z", 0), ("gone", 1)], test=[("t", 1)])
     b = write_data(tmp_path / "b", train=[("x", 1), ("y", 1), ("new", 0)], test=[("t", 0), ("z", 0)])
@@ -80,10 +97,12 @@ def test_the_page_shows_a_comparison_as_plain_text():
         evals_side_by_side({}, {}),
         LabelChanges(3, 1, 0, {"train": 2, "test": 1}),
         "/data/b",
-        0.5,
+        (0.5, 0.3125),
+        groups_side_by_side({}),
     )
     text = summary_text(done)
     assert "A = ra, B = rb" in text and "1 verdict(s) changed" in text
+    assert "(thresholds: A 0.5, B 0.3125)" in text
     assert "Labels changed between their data: 3 (by split in B: train: 2, test: 1)" in text
     shown = text_frame(done.eval_metrics).set_index("metric")
     assert shown.loc["accuracy"].tolist() == ["0.5000", "0.7500", "0.2500"] and shown.loc["n"].tolist() == [""] * 3

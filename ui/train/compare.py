@@ -23,19 +23,20 @@ class CompareForm:
     summary: gr.Textbox
     eval_metrics: gr.Dataframe
     same_text_metrics: gr.Dataframe
+    groups: gr.Dataframe
     verdicts: gr.Dataframe
     other_evals: gr.Dataframe
 
     @property
     def outputs(self) -> list:
-        return [self.summary, self.eval_metrics, self.same_text_metrics, self.verdicts, self.other_evals]
+        return [self.summary, self.eval_metrics, self.same_text_metrics, self.groups, self.verdicts, self.other_evals]
 
 
 def compare_form() -> CompareForm:
     with gr.Accordion("Compare runs", open=False, elem_id="train-compare"):
         gr.Markdown(
             "Two completed runs on the same texts: B's test split by default (typically A on the "
-            "original labels, B on a curated snapshot)."
+            "original labels, B on a curated snapshot), each run's verdicts at its own recorded threshold."
         )
         with gr.Row():
             run_a = gr.Dropdown([], label="Run A", elem_id="train-compare-a")
@@ -48,12 +49,17 @@ def compare_form() -> CompareForm:
                 label="Test metrics from each run's eval.json (after)", elem_id="train-compare-eval"
             )
             same_text_metrics = text_table(label="Both adapters on the same texts", elem_id="train-compare-same")
+        groups = text_table(
+            label="Per source/category, after (from each run's eval.json, and on the same texts)",
+            max_height=400,
+            elem_id="train-compare-groups",
+        )
         verdicts = text_table(
             label="Examples whose verdict changed", wrap=True, max_height=400, elem_id="train-compare-verdicts"
         )
         other_evals = text_table(label="Other datasets (python -m ft.evaluate), after", elem_id="train-compare-other")
     return CompareForm(
-        run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, verdicts, other_evals
+        run_a, run_b, max_rows, compare_btn, summary, eval_metrics, same_text_metrics, groups, verdicts, other_evals
     )
 
 
@@ -77,6 +83,7 @@ def wire_compare(studio: Studio, manager: JobManager, form: CompareForm) -> None
             form.summary: summary_text(done),
             form.eval_metrics: run_views.text_frame(done.eval_metrics),
             form.same_text_metrics: run_views.text_frame(done.same_text_metrics),
+            form.groups: run_views.text_frame(done.groups),
             form.verdicts: run_views.text_frame(done.verdicts),
             form.other_evals: run_views.text_frame(done.other_evals),
         }
