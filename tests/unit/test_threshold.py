@@ -125,3 +125,12 @@ def test_serving_score_gives_verdicts_at_the_runs_recorded_threshold(tmp_path, m
     argv = ["--detector", "run:r", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
     assert score.main([*argv, "--runs-dir", str(tmp_path / "runs"), "--quiet"]) == 0
     assert pd.read_csv(tmp_path / "out.csv")["verdict"].tolist() == expected
+
+
+def test_the_model_card_states_the_recorded_threshold_and_how_it_was_chosen():
+    from ft.model_card import threshold_line
+
+    chosen = choose_threshold(*validation([0.01] * 30, [0.3] * 15), "best_f1").to_dict()
+    line = threshold_line({"threshold": chosen["value"], "test_metrics": {"threshold": chosen}})
+    assert line.startswith("P(injection) ≥ 0.155 is an injection (chosen on 45 validation rows by best_f1: best F1")
+    assert threshold_line({"threshold": 0.5, "test_metrics": None}) == "P(injection) ≥ 0.5 is an injection."
