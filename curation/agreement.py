@@ -14,6 +14,8 @@ Definitions (what the Reviewers panel shows):
   both gave one and the same label to every shared item.
 - Overall kappa: the mean of the defined pairwise kappas, each weighted by the
   number of items the pair shares.
+
+``Reviewers`` is the store's part that reads the votes for these figures and for the votes per reviewer.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+
+from curation.database import Database
+from curation.labels import BENIGN, INJECTION, UNSURE, Vote, latest_per_reviewer
 
 
 @dataclass(frozen=True)
@@ -76,3 +81,46 @@ def agreement_summary(labels_by_item: Mapping[object, Mapping[str, int]]) -> Agr
         kappa=sum(p.kappa * p.n_items for p in defined) / weight if weight else None,
         pairs=pairs,
     )
+
+
+@dataclass(frozen=True)
+class ReviewerCount:
+    reviewer: str
+    votes: int
+    injection: int
+    benign: int
+    unsure: int
+    adjudications: int
+    items: int
+
+
+class Reviewers(Database):
+    """The votes as the Reviewers panel reads them: per reviewer, and between reviewers."""
+
+    def reviewer_counts(self) -> list[ReviewerCount]:
+        """Standing (not retracted) votes per reviewer, most active first."""
+        return [
+            ReviewerCount(*r)
+            for r in self._connection().execute(
+                f"SELECT reviewer, count(*), sum(label = {INJECTION}), sum(label = {BENIGN}), sum(label = {UNSURE}), "
+                "sum(is_adjudication), count(DISTINCT example_id) FROM votes WHERE retracted_at IS NULL "
+                "GROUP BY reviewer ORDER BY count(*) DESC, reviewer"
+            )
+        ]
+
+    def reviewer_labels(self) -> dict[int, dict[str, int]]:
+        """{example: {reviewer: latest decisive label}} for examples two or more reviewers voted on."""
+        by_example: dict[int, list[Vote]] = {}
+        for example_id, reviewer, label, order in self._connection().execute(
+            "SELECT v.example_id, v.reviewer, v.label, v.id FROM votes v JOIN examples e ON e.id = v.example_id "
+            "WHERE e.n_reviewers >= 2 AND v.retracted_at IS NULL"
+        ):
+            by_example.setdefault(example_id, []).append(Vote(reviewer, label, False, order))
+        return {
+            example_id: {r: label for r, label in latest_per_reviewer(votes).items() if label != UNSURE}
+            for example_id, votes in by_example.items()
+        }
+
+    def agreement(self) -> AgreementSummary:
+        """Percent agreement and Cohen's kappa (definitions above)."""
+        return agreement_summary(self.reviewer_labels())

@@ -1,4 +1,9 @@
-"""Which examples a page or a review queue holds, as SQL over the examples table."""
+"""Which examples a page or a review queue holds, as SQL over the examples table; which sources a name picks.
+
+Sources are named like paths, ``<file>[/<subset>[/<language>]]`` (``xquad/question/de``): a source name picks
+that source and every source under it (``xquad`` picks ``xquad/question/de``), in the Browse filter and in a
+snapshot's mix alike.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,18 @@ def _without_control_characters(search: str) -> str:
     return "".join(" " if unicodedata.category(c) in ("Cc", "Cs") else c for c in search)
 
 
+def picks_source(name: str, source: str) -> bool:
+    """Whether the source name ``name`` picks ``source``: the same source, or one under it."""
+    return source == name or source.startswith(name + "/")
+
+
+def source_names(sources: list[str]) -> list[str]:
+    """Every source and every level above one (``xquad/question/de`` gives ``xquad``, ``xquad/question`` and
+    itself), in name order: the names a filter or a mix can pick."""
+    names = {"/".join(parts[:end]) for parts in (s.split("/") for s in sources) for end in range(1, len(parts) + 1)}
+    return sorted(names)
+
+
 def fts_query(search: str) -> str:
     """An FTS5 query matching every word of ``search``; quoting makes any user text a valid query."""
     words = _without_control_characters(search).split()
@@ -35,6 +52,8 @@ class ExampleFilter:
     """Conditions that all hold; None or False means "any"."""
 
     split: str | None = None
+    source: str | None = None
+    """A source name: that source and the sources under it."""
     current_label: int | None = None
     original_label: int | None = None
     reviewed: bool | None = None
@@ -54,6 +73,9 @@ class ExampleFilter:
             if value is not None:
                 clauses.append(f"e.{column} = ?")
                 params.append(value)
+        if self.source is not None:
+            clauses.append("(e.source = ? OR substr(e.source, 1, ?) = ?)")
+            params.extend([self.source, len(self.source) + 1, self.source + "/"])
         if self.reviewed is not None:
             clauses.append("e.n_votes > 0" if self.reviewed else "e.n_votes = 0")
         if self.changed:

@@ -21,12 +21,13 @@ ALLOWED = {
     "hub": set(),
     "ft": {"intake", "hub"},
     "runner": {"ft"},
-    "curation": {"intake", "hub", "ft", "runner"},
+    "curation": {"intake", "hub", "ft"},
     "serving": {"intake", "ft", "runner", "curation"},
     "ui": {"intake", "access", "hub", "ft", "runner", "serving", "curation"},
     "app": {"intake", "access", "hub", "ft", "runner", "serving", "curation", "ui"},
 }
-"""What each folder (and app.py) may import besides itself: core <- runner <- serving <- ui <- app."""
+"""What each folder (and app.py) may import besides itself: core <- runner, curation <- serving <- ui <- app (curation
+and the runner sit side by side: neither imports the other)."""
 NO_GRADIO = ("ft", "curation", "runner", "serving", "intake", "access", "hub")
 NO_TORCH = ("runner",)
 TORCH_FAMILY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")

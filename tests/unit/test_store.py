@@ -11,8 +11,10 @@ from helpers import DATA_DIR, pushed_once_a_token_is_set
 from curation import sources
 from curation.filters import ExampleFilter, Queue
 from curation.labels import BENIGN, INJECTION, UNSURE
+from curation.mix import MixOptions
 from curation.sources import Prepared, SourceError
 from curation.store import TEXT_PREVIEW_CHARS, LabelStore, ReviewQueue, SnapshotInUse
+from ui.curate.snapshots import runs_holding_data
 
 
 def prepared(*rows, source="test"):
@@ -284,8 +286,9 @@ def test_snapshot_contract(demo_store):
     assert snapshot.path == store.data_dir / "snapshots" / snapshot.id
     assert sorted(p.name for p in snapshot.path.iterdir()) == ["manifest.json", "test.parquet", "train.parquet"]
     train = pq.read_table(snapshot.path / "train.parquet")
-    assert train.schema.names == ["text", "label"]
-    assert str(train.schema.field("text").type) == "string" and str(train.schema.field("label").type) == "int64"
+    assert train.schema.names == ["text", "label", "source"]
+    assert [str(train.schema.field(c).type) for c in train.schema.names] == ["string", "int64", "string"]
+    assert set(train.column("source").to_pylist()) == {"demo", "detect"}
     frame = pd.read_parquet(snapshot.path / "train.parquet")
     assert len(frame) == 36 + 1 and set(frame["label"]) == {0, 1}
     assert frame.loc[frame["text"] == store.example(1).text, "label"].item() == INJECTION
@@ -294,6 +297,15 @@ def test_snapshot_contract(demo_store):
         "test": {"rows": 12, "benign": 6, "injection": 6},
         "train": {"rows": 37, "benign": 19, "injection": 18},
     }
+    assert manifest["sources"] == {
+        "demo": {
+            "test": {"rows": 12, "benign": 6, "injection": 6},
+            "train": {"rows": 36, "benign": 18, "injection": 18},
+        },
+        "detect": {"train": {"rows": 1, "benign": 1, "injection": 0}},
+    }
+    assert manifest["mix"] == MixOptions().as_dict()
+    assert manifest["mix_effect"] == {"train_rows_left_out": 0, "train_rows_repeated": 0}
     assert manifest["n_changes"] == 1 and manifest["changes"][0]["id"] == 1
     assert manifest["n_added"] == 1 and manifest["excluded_without_label"] == 1
     assert manifest["reviewers"] == [{"reviewer": "ann", "votes": 2}]
@@ -334,12 +346,13 @@ def test_a_snapshot_a_run_uses_cannot_be_deleted(demo_store, tmp_path):
     run = tmp_path / "runs" / "run-1"
     run.mkdir(parents=True)
     (run / "config.yaml").write_text(f"data: {used.path / 'train.parquet'}\n")
+    users = runs_holding_data(tmp_path / "runs")
     with pytest.raises(SnapshotInUse, match=f"^{used.id} is the data of run-1: delete those runs first.$"):
-        demo_store.delete_snapshot(used.id, "boss", tmp_path / "runs")
+        demo_store.delete_snapshot(used.id, "boss", users)
     assert [s.id for s in demo_store.list_snapshots()] == [used.id] and used.path.is_dir()
     assert demo_store.events(limit=1)[0].action == "snapshot"
     (run / "config.yaml").write_text("data: somewhere/else\n")
-    demo_store.delete_snapshot(used.id, "boss", tmp_path / "runs")
+    demo_store.delete_snapshot(used.id, "boss", users)
     assert demo_store.list_snapshots() == []
 
 

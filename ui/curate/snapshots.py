@@ -1,40 +1,76 @@
-"""The Snapshots sub-tab: freeze the current labels into files to download, train on, or push to the Hub;
-delete one no run uses (admins only, after a confirmation)."""
+"""The Snapshots sub-tab: freeze the current labels, mixed as chosen, into files to download, train on, or push to
+the Hub; delete one no run uses (admins only, after a confirmation)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
+from curation.filters import source_names
+from curation.mix import MixOptions, parse_weights
 from curation.snapshots import push_to_hub
-from curation.store import LabelStore
+from curation.store import DataUsers, LabelStore
+from runner.catalog import data_lock, runs_using
 from ui.context import Studio, page_error
 from ui.curate.common import Shared, frame, reviewer_name
 from ui.endpoints import PRIVATE
 from ui.widgets import text_table
 
+MIX_HELP = (
+    "Every choice is made by each text's hash, never at random: the same store gives the same snapshot, and a "
+    "text keeps its split as the store grows. Caps, weights and balance shape the train split only. "
+    "A source name picks the sources under it too (`xquad` picks `xquad/question/de`)."
+)
+
+
+def runs_holding_data(runs_dir: Path) -> DataUsers:
+    """The runs of ``runs_dir`` as deleting a snapshot asks after them: the runs' data lock held, the ids of the
+    runs and audits whose data is the snapshot."""
+
+    @contextmanager
+    def users(data: Path) -> Iterator[list[str]]:
+        with data_lock(runs_dir):
+            yield runs_using(runs_dir, data)
+
+    return users
+
+
+def mix_line(manifest: dict) -> str:
+    """How a snapshot was mixed, in a few words ("" for a snapshot from before mixes)."""
+    return MixOptions.from_dict(manifest["mix"]).describe() if "mix" in manifest else ""
+
 
 def snapshots_view(store: LabelStore, chosen: str | None = None) -> tuple:
-    """(the snapshots table, the snapshot picker keeping ``chosen`` if it still exists)."""
+    """(the snapshots table, the snapshot picker keeping ``chosen`` if it still exists, the sources a mix can
+    hold out)."""
     snapshots = store.list_snapshots()
     table = frame(
-        ["snapshot", "created", "by", "rows per split", "changes vs original"],
+        ["snapshot", "created", "by", "rows per split", "sources", "mix", "changes vs original"],
         [
             [
                 s.id,
                 s.manifest["created_at"],
                 s.manifest["created_by"],
                 ", ".join(f"{k}: {v['rows']}" for k, v in s.manifest["splits"].items()),
+                len(s.manifest.get("sources", {})) or "",
+                mix_line(s.manifest),
                 s.manifest["n_changes"],
             ]
             for s in snapshots
         ],
     )
     ids = [s.id for s in snapshots]
-    return table, gr.Dropdown(choices=ids, value=chosen if chosen in ids else (ids[0] if ids else None))
+    return (
+        table,
+        gr.Dropdown(choices=ids, value=chosen if chosen in ids else (ids[0] if ids else None)),
+        gr.Dropdown(choices=source_names(store.sources())),
+    )
 
 
 def _snapshot_summary(manifest: dict) -> str:
@@ -45,14 +81,63 @@ def _snapshot_summary(manifest: dict) -> str:
             "created_at",
             "created_by",
             "splits",
+            "mix",
+            "mix_effect",
             "content_hash",
             "n_changes",
             "n_added",
             "excluded_without_label",
             "reviewers",
+            "sources",
         )
+        if k in manifest
     }
     return json.dumps(shown, indent=1, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class MixForm:
+    """The mix options of the next snapshot, in the order the create handler takes them."""
+
+    test_share: gr.Slider
+    cap_per_source: gr.Number
+    balance_labels: gr.Checkbox
+    unseen_sources: gr.Dropdown
+    weights: gr.Textbox
+
+    @property
+    def inputs(self) -> list:
+        return [self.test_share, self.cap_per_source, self.balance_labels, self.unseen_sources, self.weights]
+
+
+def _mix_form() -> MixForm:
+    with gr.Accordion("Mix (optional: the defaults keep every labelled row once, in its imported split)", open=False):
+        gr.Markdown(MIX_HELP)
+        with gr.Row():
+            test_share = gr.Slider(
+                0,
+                0.5,
+                value=0,
+                step=0.05,
+                label="Test share carved from each source's train rows",
+                info="Sources imported with their own test split keep it.",
+            )
+            cap = gr.Number(
+                value=0, precision=0, minimum=0, label="Cap: most train rows per top-level source (0: none)"
+            )
+            balance = gr.Checkbox(label="Balance labels in train")
+        with gr.Row():
+            unseen = gr.Dropdown(
+                choices=[],
+                multiselect=True,
+                label="Hold out as unseen (unseen.parquet: never trained on)",
+            )
+            weights = gr.Textbox(
+                label="Weights: one 'source = weight' a line (0.5 keeps about half, 3 repeats three times)",
+                placeholder="xquad = 0.5\ngarak = 3",
+                lines=3,
+            )
+    return MixForm(test_share, cap, balance, unseen, weights)
 
 
 @dataclass(frozen=True)
@@ -71,11 +156,12 @@ class SnapshotPanel:
     confirm_btn: gr.Button
     keep_btn: gr.Button
     table: gr.Dataframe
+    mix: MixForm
 
     @property
     def outputs(self) -> list:
         """What snapshots_view fills, in its order."""
-        return [self.table, self.chosen]
+        return [self.table, self.chosen, self.mix.unseen_sources]
 
 
 def _snapshot_panel() -> SnapshotPanel:
@@ -83,8 +169,10 @@ def _snapshot_panel() -> SnapshotPanel:
     with gr.Tab("Snapshots", id="snapshots") as tab:
         gr.Markdown(
             "A snapshot freezes the current labels: one parquet file per split (columns `text`, "
-            "`label`) and `manifest.json`. Training runs name the snapshot they use."
+            "`label`, `source`) and `manifest.json` (rows per split, per source and label, the mix). "
+            "Training runs name the snapshot they use."
         )
+        mix = _mix_form()
         create_btn = gr.Button("Create snapshot", variant="primary")
         manifest = gr.Textbox(label="Manifest", interactive=False, lines=10)
         files = gr.File(label="Download", file_count="multiple", interactive=False)
@@ -116,6 +204,7 @@ def _snapshot_panel() -> SnapshotPanel:
         confirm_btn,
         keep_btn,
         table,
+        mix,
     )
 
 
@@ -125,8 +214,28 @@ def _view(store: LabelStore, panel: SnapshotPanel, chosen: str | None = None) ->
 
 
 def _wire_create(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
-    def snapshot(typed: str, request: gr.Request):
-        made = studio.store.create_snapshot(reviewer_name(request, typed) or "anonymous")
+    def snapshot(
+        typed: str,
+        test_share: float,
+        cap_per_source: float | None,
+        balance_labels: bool,
+        unseen_sources: list[str] | None,
+        weights: str,
+        request: gr.Request,
+    ):
+        try:
+            options = MixOptions.from_dict(
+                {
+                    "test_share": test_share,
+                    "cap_per_source": cap_per_source,
+                    "balance_labels": balance_labels,
+                    "unseen_sources": unseen_sources,
+                    "weights": parse_weights(weights or ""),
+                }
+            )
+            made = studio.store.create_snapshot(reviewer_name(request, typed) or "anonymous", options)
+        except ValueError as error:  # an option out of range, a source the store lacks, no train rows left
+            raise page_error(str(error)) from None
         return {
             panel.manifest: _snapshot_summary(made.manifest),
             panel.files: [str(p) for p in made.files],
@@ -135,7 +244,7 @@ def _wire_create(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
 
     panel.create_btn.click(
         snapshot,
-        inputs=[shared.reviewer_box],
+        inputs=[shared.reviewer_box, *panel.mix.inputs],
         outputs=[panel.manifest, panel.files, *panel.outputs],
         api_name="snapshot",
     )
@@ -170,7 +279,9 @@ def _wire_delete(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
         if not snapshot_id:
             raise page_error("Choose a snapshot to delete.")
         try:
-            studio.store.delete_snapshot(snapshot_id, reviewer_name(request, typed) or "anonymous", studio.runs_dir)
+            studio.store.delete_snapshot(
+                snapshot_id, reviewer_name(request, typed) or "anonymous", runs_holding_data(studio.runs_dir)
+            )
         except (KeyError, ValueError) as error:  # KeyError: no such snapshot (now); ValueError: a run's data
             raise page_error(str(error.args[0])) from None
         return {
