@@ -1,11 +1,12 @@
 """The app as an API for scripts: list, start, cancel and resume runs, read a run's metrics, vote on an example
-by its id. The page's events serve the page (a form's fields by position, "the shown example"); these take what a
-script has. Registered with ``gr.api``: each handler's typed signature names the API's parameters and its
-docstring describes the endpoint in ``Client.view_api()``.
+by its id, import a dataset or a folder of sources, create a snapshot with a mix. The page's events serve the
+page (a form's fields by position, "the shown example"); these take what a script has. Registered with
+``gr.api``: each handler's typed signature names the API's parameters and its docstring describes the endpoint
+in ``Client.view_api()``.
 
 Every call passes the role check of ui/endpoints.py like any event (run control needs an admin; a vote with
 ``adjudicate`` a lead, as on the page). Thin: the queue and the config checks are runner/'s, the votes the label
-store's, the typed paths are checked by Studio as for the Train form.
+store's (imports and snapshots too), the typed paths are checked by Studio as for the Train form.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import gradio as gr
 
 from access.roles import ADJUDICATE
 from curation.labels import BENIGN, INJECTION, UNSURE, label_name
+from curation.mix import MixOptions
+from curation.sources import SourceError, load
 from ft.config import ConfigError
 from runner.forms import config_from_fields, config_values
 from runner.queue import JobError
@@ -114,5 +117,61 @@ def register(studio: Studio) -> None:
             "disagree": example.disagree,
         }
 
-    for handler in (list_runs, start_run, cancel_run, resume_run, run_metrics, vote_example):
+    def import_dataset(
+        ref: str, text_column: str = "text", label_column: str = "label", request: gr.Request = None
+    ) -> dict:
+        """Import a dataset in one transaction: a Hub id, a file, a folder of <split>.parquet files, or a folder of
+        sources (any other folder: each file one source named after it, a source column kept per row, rows
+        without a split column in train). Labels are mapped as the page proposes (0/1, benign/injection, ...);
+        an unknown label, a missing column or a bad row refuses the whole import and writes nothing. Paths must
+        lie in the allowed folders. Returns source, added, already_present, duplicates and added_by_source."""
+        try:
+            prepared = load(studio.checked_reference(ref), text_column=text_column, label_column=label_column)
+        except SourceError as error:
+            raise refused(f"Nothing was imported:\n{error}") from None
+        done = studio.store.import_examples(prepared, actor=reviewer_name(request, "") or "api")
+        return {
+            "source": done.source,
+            "added": done.added,
+            "already_present": done.already_present,
+            "duplicates": done.duplicates,
+            "added_by_source": done.added_by_source,
+        }
+
+    def create_snapshot(
+        test_share: float = 0.0,
+        cap_per_source: int | None = None,
+        weights: dict | None = None,
+        balance_labels: bool = False,
+        unseen_sources: list[str] | None = None,
+        request: gr.Request = None,
+    ) -> dict:
+        """Freeze the current labels as a snapshot (runs name it as their data); returns id, path and manifest.
+        The mix (all optional; README, curation/mix.py): test_share carved from every source's train rows by
+        text hash (sources with their own test split keep it), cap_per_source (train rows per top-level source),
+        weights ({source: weight}), balance_labels (train), unseen_sources (held out whole, in unseen.parquet).
+        A source name picks the sources under it too."""
+        values = {
+            "test_share": test_share,
+            "cap_per_source": cap_per_source,
+            "weights": weights,
+            "balance_labels": balance_labels,
+            "unseen_sources": unseen_sources,
+        }
+        try:
+            made = studio.store.create_snapshot(reviewer_name(request, "") or "api", MixOptions.from_dict(values))
+        except (ValueError, TypeError) as error:
+            raise refused(f"Refused: {error}") from None
+        return {"id": made.id, "path": str(made.path), "manifest": made.manifest}
+
+    for handler in (
+        list_runs,
+        start_run,
+        cancel_run,
+        resume_run,
+        run_metrics,
+        vote_example,
+        import_dataset,
+        create_snapshot,
+    ):
         gr.api(handler, api_name=handler.__name__)

@@ -105,6 +105,8 @@ ENDPOINTS: dict[str, Permission] = {
     "resume_run": admins("resume runs"),
     "run_metrics": anyone("see the runs"),
     "vote_example": anyone("vote"),
+    "import_dataset": admins("import data"),
+    "create_snapshot": admins("create snapshots"),
     # Gradio's own "Sign in with Hugging Face" button (only with STUDIO_HF_USERS)
     "_check_login_status": anyone("sign in"),
 }

@@ -16,7 +16,7 @@ from curation.demo import demo_only
 from curation.filters import ExampleFilter
 from curation.store import LabelStore
 from ui.context import Studio, reviewer_name_state
-from ui.curate.browse import ALL_SPLITS, Browse, browse_tab
+from ui.curate.browse import Browse, browse_tab, store_view
 from ui.curate.common import Shared
 from ui.curate.importing import import_tab
 from ui.curate.review import KEYBOARD_HEAD, review_tab
@@ -47,12 +47,13 @@ def _top_of_tab() -> Shared:
 def _overview_on_load(
     store: LabelStore, shared: Shared, browse: Browse, reviewers: ReviewersPanel, snapshots: list
 ) -> None:
-    """On page load: the banner, the split choices, the Reviewers and Snapshots sub-tabs as they are now."""
+    """On page load: the banner, the split and source choices, the rows per source, the Reviewers and Snapshots
+    sub-tabs as they are now."""
 
     def overview():
         return {
             shared.banner: gr.Markdown(visible=demo_only(store)),
-            browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
+            **store_view(store, browse),
             **reviewers_view(store, reviewers),
             **dict(zip(snapshots, snapshots_view(store), strict=True)),
         }
@@ -60,7 +61,7 @@ def _overview_on_load(
     gr.on(
         None,
         overview,
-        outputs=[shared.banner, browse.split, *reviewers.outputs, *snapshots],
+        outputs=[shared.banner, *browse.store_outputs, *reviewers.outputs, *snapshots],
         api_name="overview",
         **PRIVATE,
     )

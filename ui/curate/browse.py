@@ -1,4 +1,5 @@
-"""The Browse sub-tab: the examples page by page under filters; a selected row opens in Review."""
+"""The Browse sub-tab: what the store holds per source, split and label; the examples page by page under
+filters; a selected row opens in Review."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import NamedTuple
 
 import gradio as gr
 
-from curation.filters import ExampleFilter
+from curation.filters import ExampleFilter, source_names
 from curation.labels import BENIGN, INJECTION, label_name
 from curation.store import LabelStore
 from ui.context import page_error
@@ -21,13 +22,24 @@ PAGE_SIZE = 50
 LABEL_CHOICES = {"any": None, "injection": INJECTION, "benign": BENIGN}
 REVIEWED_CHOICES = {"any": None, "reviewed": True, "unreviewed": False}
 ALL_SPLITS = "all"
+ALL_SOURCES = "all"
+SOURCE_COLUMNS = ["source", "split", "benign", "injection", "no label", "rows"]
 
 
 def _browse_filter(
-    split: str, current: str, original: str, reviewed: str, changed: bool, disagree: bool, flagged: bool, search: str
+    split: str,
+    source: str,
+    current: str,
+    original: str,
+    reviewed: str,
+    changed: bool,
+    disagree: bool,
+    flagged: bool,
+    search: str,
 ) -> ExampleFilter:
     return ExampleFilter(
         split=None if split == ALL_SPLITS else split,
+        source=None if source in (ALL_SOURCES, None) else source,
         current_label=LABEL_CHOICES[current],
         original_label=LABEL_CHOICES[original],
         reviewed=REVIEWED_CHOICES[reviewed],
@@ -46,11 +58,12 @@ def _browse_page(store: LabelStore, panel: BrowsePanel, browse_filter: ExampleFi
         result = store.page(browse_filter, (result.total - 1) // PAGE_SIZE, PAGE_SIZE)
     page = result.page
     table = frame(
-        ["id", "split", "text", "original", "current", "votes", "disagree", "from Detect"],
+        ["id", "split", "source", "text", "original", "current", "votes", "disagree", "from Detect"],
         [
             [
                 e.id,
                 e.split,
+                e.source,
                 e.text,
                 label_name(e.original_label),
                 label_name(e.current_label),
@@ -70,6 +83,7 @@ class Filters(NamedTuple):
     """The filter inputs, in _browse_filter's argument order."""
 
     split: gr.Dropdown
+    source: gr.Dropdown
     current: gr.Radio
     original: gr.Radio
     reviewed: gr.Radio
@@ -99,16 +113,44 @@ class BrowsePanel:
 
 @dataclass(frozen=True)
 class Browse:
-    """What the other sub-tabs need of Browse: the split filter (its choices grow with imports) and the
-    handler showing the first page under the current filters."""
+    """What the other sub-tabs need of Browse: what grows with imports (the split and source filters' choices,
+    the table of rows per source) and the handler showing the first page under the current filters."""
 
     split: gr.Dropdown
+    source: gr.Dropdown
+    sources_table: gr.Dataframe
     first_page: Handler
+
+    @property
+    def store_outputs(self) -> list:
+        """What store_view fills."""
+        return [self.split, self.source, self.sources_table]
+
+
+def sources_frame(store: LabelStore) -> dict:
+    """Rows per source x split, by current label: what the store holds, at a glance."""
+    rows: dict[tuple[str, str], list[int]] = {}
+    for count in store.source_split_label_counts():
+        cells = rows.setdefault((count.source, count.split), [0, 0, 0])
+        cells[{BENIGN: 0, INJECTION: 1, None: 2}[count.current_label]] += count.rows
+    return frame(SOURCE_COLUMNS, [[*key, *cells, sum(cells)] for key, cells in rows.items()])
+
+
+def store_view(store: LabelStore, browse: Browse) -> dict:
+    """Browse's parts that change with imports, as the store is now."""
+    return {
+        browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
+        browse.source: gr.Dropdown(choices=[ALL_SOURCES, *source_names(store.sources())]),
+        browse.sources_table: sources_frame(store),
+    }
 
 
 def _filters() -> Filters:
     with gr.Row():
         split = gr.Dropdown([ALL_SPLITS], value=ALL_SPLITS, label="Split")
+        source = gr.Dropdown(
+            [ALL_SOURCES], value=ALL_SOURCES, label="Source (and the sources under it)", filterable=True
+        )
         current = gr.Radio(list(LABEL_CHOICES), value="any", label="Current label")
         original = gr.Radio(list(LABEL_CHOICES), value="any", label="Original label")
         reviewed = gr.Radio(list(REVIEWED_CHOICES), value="any", label="Reviewed")
@@ -117,7 +159,7 @@ def _filters() -> Filters:
         disagree = gr.Checkbox(label="Reviewers disagree")
         flagged = gr.Checkbox(label="Sent from Detect")
         search = gr.Textbox(label="Search (full text)", placeholder="words to find")
-    return Filters(split, current, original, reviewed, changed, disagree, flagged, search)
+    return Filters(split, source, current, original, reviewed, changed, disagree, flagged, search)
 
 
 def _browse_panel() -> BrowsePanel:
@@ -127,7 +169,9 @@ def _browse_panel() -> BrowsePanel:
         shown = gr.Markdown()
         next_btn = gr.Button("Next ▶", size="sm")
     page = gr.State(0)
-    table = text_table(wrap=True, max_height=600, column_widths=["6%", "7%", "55%", "8%", "8%", "5%", "5%", "6%"])
+    table = text_table(
+        wrap=True, max_height=600, column_widths=["6%", "6%", "10%", "47%", "7%", "7%", "5%", "6%", "6%"]
+    )
     selected_id = gr.State(None)
     full_text = gr.Textbox(label="Selected text (full, plain)", interactive=False, lines=4, max_lines=24)
     review_this = gr.Button("Review this example")
@@ -140,6 +184,7 @@ def _wire_pages(store: LabelStore, shared: Shared, panel: BrowsePanel) -> Handle
 
     def browse(
         split: str,
+        source: str,
         current: str,
         original: str,
         reviewed: str,
@@ -148,7 +193,7 @@ def _wire_pages(store: LabelStore, shared: Shared, panel: BrowsePanel) -> Handle
         flagged: bool,
         search: str,
     ):  # named, so that the API lists them by name
-        chosen = _browse_filter(split, current, original, reviewed, changed, disagree, flagged, search)
+        chosen = _browse_filter(split, source, current, original, reviewed, changed, disagree, flagged, search)
         return {**_browse_page(store, panel, chosen, 0), shared.browse_filter: chosen}
 
     first_page = Handler(browse, list(panel.filters), [*panel.page_outputs, shared.browse_filter])
@@ -207,7 +252,9 @@ def _wire_selection(store: LabelStore, panel: BrowsePanel, review: Review, tabs:
 def browse_tab(store: LabelStore, shared: Shared, review: Review, tabs: gr.Tabs) -> Browse:
     """The Browse sub-tab and its events; ``tabs`` is the Curate sub-tabs, switched to Review on request."""
     with gr.Tab("Browse", id="browse"):
+        with gr.Accordion("Rows per source, split and current label", open=False):
+            sources_table = text_table(max_height=400, elem_id="sources-table")
         panel = _browse_panel()
     first_page = _wire_pages(store, shared, panel)
     _wire_selection(store, panel, review, tabs)
-    return Browse(panel.filters.split, first_page)
+    return Browse(panel.filters.split, panel.filters.source, sources_table, first_page)

@@ -1,4 +1,5 @@
-"""The Import sub-tab: read a dataset, check how its raw labels map, then add it to the store."""
+"""The Import sub-tab: read a dataset (or a folder of sources), check how its raw labels map, then add it to the
+store in one transaction."""
 
 from __future__ import annotations
 
@@ -10,15 +11,49 @@ import pandas as pd
 
 from curation.demo import demo_only
 from curation.labels import BENIGN, INJECTION, guess_label, label_name
-from curation.sources import SourceError, prepare, read_source
-from curation.store import LabelStore
+from curation.mix import top_source
+from curation.sources import DEFAULT_SPLIT, Preview, SourceError, prepare, read_source
+from curation.store import ImportResult, LabelStore
 from ui.context import Studio, page_error
-from ui.curate.browse import ALL_SPLITS, Browse
+from ui.curate.browse import Browse, store_view
 from ui.curate.common import Shared, frame, reviewer_name
 from ui.curate.review import Review
 from ui.endpoints import PRIVATE
 
 MAPPING_COLUMNS = ["raw label", "rows", "maps to"]
+FOLDERS_HELP = (
+    "A folder of files named after splits (`train`, `validation`, `test`) is one dataset. Any other folder is a "
+    "folder of sources, imported in one step: each file is a source named after the file, a `source` column "
+    "(when the file has one) is kept per row, and rows without a `split` column go to the split below "
+    f"(default `{DEFAULT_SPLIT}`; a snapshot can carve a test share from every source by text hash)."
+)
+
+
+def read_summary(preview: Preview) -> str:
+    """What was read, file by file (with each file's sources when they differ from its name)."""
+    lines = [f"Read {preview.source}: {preview.n_rows} rows"]
+    if preview.folder_of_sources:
+        lines[0] += f", a folder of {len(preview.tables)} sources"
+    for table in preview.tables:
+        names = table.frame["source"].nunique()
+        sources = f" · source {table.source}" + (f" ({names} under it)" if names > 1 else "")
+        lines.append(f"  {table.file}: {len(table.frame)} {table.unit}s{sources if preview.folder_of_sources else ''}")
+    return "\n".join(lines)
+
+
+def import_summary(done: ImportResult, counts: dict[str, dict[int, int]]) -> str:
+    """What an import added: examples, duplicates, rows per split and label, new examples per top-level source."""
+    per_split = ", ".join(f"{s}: {c[BENIGN]} benign / {c[INJECTION]} injection" for s, c in counts.items())
+    by_top: dict[str, int] = {}
+    for source, added in done.added_by_source.items():
+        by_top[top_source(source)] = by_top.get(top_source(source), 0) + added
+    per_source = ", ".join(f"{source}: {added}" for source, added in by_top.items())
+    return (
+        f"Imported {done.source}: {done.added} new examples, {done.already_present} already in the store.\n"
+        f"Dropped {done.duplicates} exact duplicate texts within the import "
+        f"({done.conflicting_duplicates} of them with a different label; the first was kept).\n{per_split}"
+        + (f"\nNew examples per source: {per_source}" if len(by_top) > 1 else "")
+    )
 
 
 @dataclass(frozen=True)
@@ -39,7 +74,7 @@ class ImportForm:
 def _import_form() -> ImportForm:
     with gr.Row():
         source = gr.Textbox(
-            label="Hugging Face dataset id or a path on the server",
+            label="Hugging Face dataset id or a path on the server (a file, or a folder)",
             placeholder="xTRam1/safe-guard-prompt-injection or /path/to/folder",
         )
         upload = gr.File(label="…or upload a parquet, CSV or JSONL file", file_types=[".parquet", ".csv", ".jsonl"])
@@ -47,8 +82,10 @@ def _import_form() -> ImportForm:
         text_column = gr.Textbox(value="text", label="Text column")
         label_column = gr.Textbox(value="label", label="Label column")
         single_split = gr.Textbox(
-            label="Split of a single file", placeholder="blank: train, or the file's name if it is test/validation"
+            label="Split of rows without one (a single file, or each file of a folder of sources)",
+            placeholder="blank: train, or a single file's name if it is test/validation",
         )
+    gr.Markdown(FOLDERS_HELP)
     preview_btn = gr.Button("1. Read and show the label mapping")
     mapping = gr.Dataframe(
         label="Label mapping: edit 'maps to' (injection / benign) where needed",
@@ -104,10 +141,9 @@ def _wire_read(studio: Studio, form: ImportForm) -> None:
         rows = [
             [value, count, label_name(result.proposed_mapping[value])] for value, count in result.label_counts.items()
         ]
-        tables = "\n".join(f"  {t.file}: {len(t.frame)} {t.unit}s" for t in result.tables)
         summary = (
-            f"Read {result.source}: {result.n_rows} rows\n{tables}\n"
-            "Check the label mapping below, then import. Nothing has been written yet."
+            f"{read_summary(result)}\nCheck the label mapping below, then import (one transaction for every "
+            "file). Nothing has been written yet."
         )
         return {
             form.import_status: summary,
@@ -138,18 +174,11 @@ def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Re
         done = store.import_examples(
             prepared, actor=reviewer_name(request, typed) or "import", progress=lambda f, d: progress(f, desc=d)
         )
-        per_split = ", ".join(
-            f"{s}: {c[BENIGN]} benign / {c[INJECTION]} injection" for s, c in prepared.counts().items()
-        )
-        return (
-            f"Imported {done.source}: {done.added} new examples, {done.already_present} already in the store.\n"
-            f"Dropped {done.duplicates} exact duplicate texts within the source "
-            f"({done.conflicting_duplicates} of them with a different label; the first was kept).\n{per_split}"
-        )
+        return import_summary(done, prepared.counts())
 
     def after_import():
         return {
-            browse.split: gr.Dropdown(choices=[ALL_SPLITS, *store.splits()]),
+            **store_view(store, browse),
             shared.banner: gr.Markdown(visible=demo_only(store)),
             form.import_btn: gr.Button(interactive=False),
         }
@@ -160,7 +189,10 @@ def _wire_import(store: LabelStore, shared: Shared, form: ImportForm, review: Re
         outputs=[form.import_status],
         api_name="import_write",
     ).then(
-        after_import, outputs=[browse.split, shared.banner, form.import_btn], api_name="import_refresh", **PRIVATE
+        after_import,
+        outputs=[*browse.store_outputs, shared.banner, form.import_btn],
+        api_name="import_refresh",
+        **PRIVATE,
     ).then(*browse.first_page, api_name="browse_after_import", **PRIVATE).then(
         *review.first_item, api_name="review_first_item_after_import", **PRIVATE
     )
