@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -36,7 +37,16 @@ from ft.config import TrainConfig
 from ft.paths import ROOT, SHARED
 
 DATA_DIR = SHARED / "data" / "safe-guard"
+POOL_DIR = SHARED / "data" / "train-pool"
 TOKENIZER_DIR = SHARED / "tokenizers" / "qwen2.5"
+
+
+def pool_slice(folder: Path, rows: dict[str, int]) -> Path:
+    """A folder of sources in ``folder``: the first ``rows[name]`` rows of each named train-pool file (its stem)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in rows.items():
+        pd.read_parquet(POOL_DIR / f"{name}.parquet").head(n).to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
 
 
 # --- a tiny run -----------------------------------------------------------------------------------------

