@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--dataset",
         default=None,
-        help="import this dataset at start (Hub id, folder of <split>.parquet files, or a "
+        help="import this dataset at start (Hub id, folder of <split>.parquet files, a folder of sources such as "
+        "../shared/data/train-pool (each file a source; rows without a split go to train), or a "
         "parquet/CSV/JSONL file); texts already stored are skipped",
     )
     parser.add_argument(
