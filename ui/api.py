@@ -146,7 +146,8 @@ def register(studio: Studio) -> None:
         unseen_sources: list[str] | None = None,
         request: gr.Request = None,
     ) -> dict:
-        """Freeze the current labels as a snapshot (runs name it as their data); returns id, path and manifest.
+        """Freeze the current labels as a snapshot (runs name its folder as their data); returns id, folder and
+        manifest.
         The mix (all optional; README, curation/mix.py): test_share carved from every source's train rows by
         text hash (sources with their own test split keep it), cap_per_source (train rows per top-level source),
         weights ({source: weight}), balance_labels (train), unseen_sources (held out whole, in unseen.parquet).
@@ -162,7 +163,8 @@ def register(studio: Studio) -> None:
             made = studio.store.create_snapshot(reviewer_name(request, "") or "api", MixOptions.from_dict(values))
         except (ValueError, TypeError) as error:
             raise refused(f"Refused: {error}") from None
-        return {"id": made.id, "path": str(made.path), "manifest": made.manifest}
+        # "folder", not "path": gradio_client takes any dict with a "path" string for a file to download.
+        return {"id": made.id, "folder": str(made.path), "manifest": made.manifest}
 
     for handler in (
         list_runs,

@@ -1,7 +1,8 @@
 """The app driven by a script through gradio_client, as the README's "The app as an API" shows: a tiny run
 started from YAML, listed, waited on until it completes, its metrics read; a queued run cancelled; a vote by
-example id; a bad config refused with its reason and nothing queued; run control and adjudication kept to
-their roles; and no endpoint the API lists with a parameter Gradio could only number."""
+example id; a folder of sources imported and a mixed snapshot made; a bad config refused with its reason and
+nothing queued; run control, imports, snapshots and adjudication kept to their roles; and no endpoint the API
+lists with a parameter Gradio could only number."""
 
 import re
 import time
@@ -10,7 +11,7 @@ import pytest
 import yaml
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from helpers import TEAM
+from helpers import POOL_DIR, TEAM
 
 from curation.store import LabelStore
 
@@ -120,6 +121,25 @@ def test_a_vote_by_example_id_is_in_the_store(client, open_app):
         client.predict(example_id=999_999, label="benign", reviewer="scripter", api_name="/vote_example")
 
 
+def test_a_folder_of_sources_is_imported_and_frozen_as_a_mix(client, open_app):
+    done = client.predict(ref=str(POOL_DIR), api_name="/import_dataset")
+    assert (done["source"], done["added"], len(done["added_by_source"])) == ("train-pool", 15_122, 117)
+    assert client.predict(ref=str(POOL_DIR), api_name="/import_dataset")["added"] == 0
+    snapshot = client.predict(
+        test_share=0.2, cap_per_source=500, unseen_sources=["indirect-constructed"], api_name="/create_snapshot"
+    )
+    manifest = snapshot["manifest"]
+    assert set(manifest["splits"]) == {"train", "test", "unseen"}
+    assert manifest["splits"]["unseen"]["rows"] == 1438 and manifest["mix"]["cap_per_source"] == 500
+    assert manifest["sources"]["banking77"]["train"]["rows"] <= 500 and snapshot["folder"].endswith(snapshot["id"])
+    with pytest.raises(AppError, match="no source named 'nowhere'"):
+        client.predict(unseen_sources=["nowhere"], api_name="/create_snapshot")
+    with pytest.raises(AppError, match="Nothing was imported"):
+        client.predict(
+            ref=str(open_app.data_dir / "snapshots" / snapshot["id"] / "manifest.json"), api_name="/import_dataset"
+        )
+
+
 @pytest.mark.parametrize(
     "config, reason",
     [
@@ -148,6 +168,8 @@ def test_the_api_lists_no_numbered_parameter(client):
         "/resume_run",
         "/run_metrics",
         "/vote_example",
+        "/import_dataset",
+        "/create_snapshot",
         "/detect",
     } <= set(endpoints)
     assert "/start" not in endpoints, "the page's form, field by field, is not an API"
@@ -164,6 +186,8 @@ def test_run_control_needs_an_admin_and_adjudication_a_lead(team_app):
         ("/start_run", {"config": TINY_YAML}),
         ("/cancel_run", {"run_id": "some-run"}),
         ("/resume_run", {"run_id": "some-run"}),
+        ("/import_dataset", {"ref": str(POOL_DIR)}),
+        ("/create_snapshot", {}),
     ):
         with pytest.raises(AppError, match="Only an admin can"):
             reviewer.predict(**arguments, api_name=name)
