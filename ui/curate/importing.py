@@ -12,7 +12,7 @@ import pandas as pd
 from curation.demo import demo_only
 from curation.labels import BENIGN, INJECTION, guess_label, label_name
 from curation.mix import top_source
-from curation.sources import DEFAULT_SPLIT, Preview, SourceError, prepare, read_source
+from curation.sources import DEFAULT_SPLIT, Preview, RawTable, SourceError, prepare, read_source
 from curation.store import ImportResult, LabelStore
 from ui.context import Studio, page_error
 from ui.curate.browse import Browse, store_view
@@ -35,10 +35,17 @@ def read_summary(preview: Preview) -> str:
     if preview.folder_of_sources:
         lines[0] += f", a folder of {len(preview.tables)} sources"
     for table in preview.tables:
-        names = table.frame["source"].nunique()
-        sources = f" · source {table.source}" + (f" ({names} under it)" if names > 1 else "")
-        lines.append(f"  {table.file}: {len(table.frame)} {table.unit}s{sources if preview.folder_of_sources else ''}")
+        lines.append(f"  {table.file}: {len(table.frame)} {table.unit}s{_sources_named(table)}")
     return "\n".join(lines)
+
+
+def _sources_named(table: RawTable) -> str:
+    """The sources a file's rows get: its name, or (the first few of) those its source column names."""
+    names = sorted(set(map(str, table.frame["source"])))
+    if names == [table.source]:
+        return f" · source {table.source}"
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f" · {len(names)} sources from its source column: {shown}"
 
 
 def import_summary(done: ImportResult, counts: dict[str, dict[int, int]]) -> str:
