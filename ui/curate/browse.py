@@ -26,30 +26,6 @@ ALL_SOURCES = "all"
 SOURCE_COLUMNS = ["source", "split", "benign", "injection", "no label", "rows"]
 
 
-def _browse_filter(
-    split: str,
-    source: str,
-    current: str,
-    original: str,
-    reviewed: str,
-    changed: bool,
-    disagree: bool,
-    flagged: bool,
-    search: str,
-) -> ExampleFilter:
-    return ExampleFilter(
-        split=None if split == ALL_SPLITS else split,
-        source=None if source in (ALL_SOURCES, None) else source,
-        current_label=LABEL_CHOICES[current],
-        original_label=LABEL_CHOICES[original],
-        reviewed=REVIEWED_CHOICES[reviewed],
-        changed=changed,
-        disagree=disagree,
-        flagged=flagged,
-        search=search or "",
-    )
-
-
 def _browse_page(store: LabelStore, panel: BrowsePanel, browse_filter: ExampleFilter, page: int) -> dict:
     """The panel's table, "showing" line and page number for one page; the page number is clamped to what
     exists."""
@@ -80,7 +56,7 @@ def _browse_page(store: LabelStore, panel: BrowsePanel, browse_filter: ExampleFi
 
 
 class Filters(NamedTuple):
-    """The filter inputs, in _browse_filter's argument order."""
+    """The filter inputs, in the browse handler's argument order."""
 
     split: gr.Dropdown
     source: gr.Dropdown
@@ -193,7 +169,17 @@ def _wire_pages(store: LabelStore, shared: Shared, panel: BrowsePanel) -> Handle
         flagged: bool,
         search: str,
     ):  # named, so that the API lists them by name
-        chosen = _browse_filter(split, source, current, original, reviewed, changed, disagree, flagged, search)
+        chosen = ExampleFilter(
+            split=None if split == ALL_SPLITS else split,
+            source=None if source in (ALL_SOURCES, None) else source,
+            current_label=LABEL_CHOICES[current],
+            original_label=LABEL_CHOICES[original],
+            reviewed=REVIEWED_CHOICES[reviewed],
+            changed=changed,
+            disagree=disagree,
+            flagged=flagged,
+            search=search or "",
+        )
         return {**_browse_page(store, panel, chosen, 0), shared.browse_filter: chosen}
 
     first_page = Handler(browse, list(panel.filters), [*panel.page_outputs, shared.browse_filter])
