@@ -125,8 +125,12 @@ def register(studio: Studio) -> None:
         without a split column in train). Labels are mapped as the page proposes (0/1, benign/injection, ...);
         an unknown label, a missing column or a bad row refuses the whole import and writes nothing. Paths must
         lie in the allowed folders. Returns source, added, already_present, duplicates and added_by_source."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise refused("Give a Hub dataset id, or a path to a file or folder.")
         try:
-            prepared = load(studio.checked_reference(ref), text_column=text_column, label_column=label_column)
+            prepared = load(
+                studio.checked_reference(ref), text_column=text_column or "text", label_column=label_column or "label"
+            )
         except SourceError as error:
             raise refused(f"Nothing was imported:\n{error}") from None
         done = studio.store.import_examples(prepared, actor=reviewer_name(request, "") or "api")

@@ -129,10 +129,12 @@ def _mix_form() -> MixForm:
         with gr.Row():
             unseen = gr.Dropdown(
                 choices=[],
+                value=[],
                 multiselect=True,
                 label="Hold out as unseen (unseen.parquet: never trained on)",
             )
             weights = gr.Textbox(
+                value="",
                 label="Weights: one 'source = weight' a line (0.5 keeps about half, 3 repeats three times)",
                 placeholder="xquad = 0.5\ngarak = 3",
                 lines=3,
