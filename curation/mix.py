@@ -73,6 +73,8 @@ class MixOptions:
     unseen_sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        # One spelling for one choice: held-out names sorted and once, so equal options compare equal.
+        object.__setattr__(self, "unseen_sources", tuple(sorted(set(self.unseen_sources))))
         if not 0 <= self.test_share <= MAX_TEST_SHARE:
             raise ValueError(f"test_share is between 0 and {MAX_TEST_SHARE}, not {self.test_share}")
         if self.cap_per_source is not None and self.cap_per_source < 1:
@@ -91,13 +93,13 @@ class MixOptions:
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ValueError(f"unknown mix option(s) {unknown}")
-        cap = values.get("cap_per_source")
+        cap, unseen = values.get("cap_per_source"), values.get("unseen_sources") or ()
         return cls(
             test_share=float(values.get("test_share") or 0.0),
             cap_per_source=int(cap) if cap else None,
             weights={str(k): float(v) for k, v in dict(values.get("weights") or {}).items()},
             balance_labels=bool(values.get("balance_labels")),
-            unseen_sources=tuple(str(s) for s in values.get("unseen_sources") or ()),
+            unseen_sources=(unseen,) if isinstance(unseen, str) else tuple(map(str, unseen)),
         )
 
     def as_dict(self) -> dict:
@@ -107,7 +109,7 @@ class MixOptions:
             "cap_per_source": self.cap_per_source,
             "weights": dict(sorted(self.weights.items())),
             "balance_labels": self.balance_labels,
-            "unseen_sources": sorted(self.unseen_sources),
+            "unseen_sources": list(self.unseen_sources),
         }
 
     def describe(self) -> str:
@@ -117,7 +119,7 @@ class MixOptions:
             f"cap {self.cap_per_source:,} per source" if self.cap_per_source else "",
             "weights " + ", ".join(f"{k} x{v:g}" for k, v in sorted(self.weights.items())) if self.weights else "",
             "labels balanced" if self.balance_labels else "",
-            "unseen " + ", ".join(sorted(self.unseen_sources)) if self.unseen_sources else "",
+            "unseen " + ", ".join(self.unseen_sources) if self.unseen_sources else "",
         ]
         return "; ".join(p for p in parts if p) or "as imported"
 
