@@ -46,7 +46,7 @@ MANIFEST = "manifest.json"
 
 @dataclass(frozen=True)
 class SnapshotRow:
-    """One example as frozen: its current label and what it started as."""
+    """One example as frozen: its current label, what it started as, and where it came from."""
 
     id: int
     split: str

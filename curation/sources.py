@@ -42,7 +42,7 @@ MAX_TEXT_CHARS = 100_000
 IMPORT_LIMITS = DATASET_LIMITS
 MAX_IMPORT_ROWS, MAX_IMPORT_CHARS = IMPORT_LIMITS.rows, IMPORT_LIMITS.total_chars
 MAX_LABEL_CHARS = 1_000
-"""Longest label or split value read."""
+"""Longest label, split or source value read."""
 MAX_PROBLEMS_SHOWN = 20
 MAX_FOLDER_FILES = 200
 """Most files read from one folder (each file is bounded by IMPORT_LIMITS)."""
