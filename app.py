@@ -9,6 +9,11 @@ import signal
 import sys
 from pathlib import Path
 
+from ft.machine import thread_environment
+
+# Before torch loads (OpenMP reads its settings once): the app and the runs it starts share the cores.
+os.environ.update(thread_environment())
+
 import gradio as gr
 from starlette.middleware import Middleware
 

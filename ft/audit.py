@@ -55,16 +55,14 @@ import argparse
 import dataclasses
 import json
 import logging
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ft import data
+from ft import cancel, data
 from ft.config import AuditOptions, ConfigError, TrainConfig, new_run_id
 from ft.detector import load_detector
 from ft.run_dir import RunDir
@@ -73,10 +71,6 @@ from ft.train import running, train
 log = logging.getLogger("ft.audit")
 
 SUSPECT_COLUMNS = ["row", "text", "label", "p_injection", "fold", "label_quality", "is_issue", "rank"]
-
-
-class Cancelled(Exception):
-    """SIGTERM arrived outside a fold's training (which stops at its next step on its own)."""
 
 
 class AuditDir(RunDir):
@@ -182,8 +176,11 @@ def fold_config(config: TrainConfig, audit: AuditDir, k: int, seed: int, eval_ro
 
 
 def run_probabilities(config: TrainConfig, adapter_dir: Path, texts: list[str]) -> np.ndarray:
-    """P(injection) of each text from the model in ``config`` with the adapter in ``adapter_dir``."""
-    return load_detector(config, adapter_dir).probabilities(texts)
+    """P(injection) of each text from the model in ``config`` with the adapter in ``adapter_dir``; a cancel
+    stops it within a layer (``ft.cancel``)."""
+    detector = load_detector(config, adapter_dir)
+    cancel.watch(detector.model)
+    return detector.probabilities(texts)
 
 
 def _stored_scores(path: Path, texts: pd.Series) -> np.ndarray | None:
@@ -232,7 +229,6 @@ def _fold_probabilities(
         log.info("fold %d: already trained (cut short while scoring)", k)
     else:
         run = train(fold_config(config, audit, k, seed, options.eval_rows), run_id=run.run_id, resume=resume)
-        _cancel_on_sigterm()
         if run.read_state().get("status") != "completed":
             return None
     progress.done()
@@ -294,16 +290,6 @@ def in_sample(options: AuditOptions, audit: AuditDir, rows: pd.DataFrame) -> pd.
 # --- the audit run ----------------------------------------------------------------------------
 
 
-def _raise_cancelled(signum, frame) -> None:
-    raise Cancelled("cancelled (SIGTERM)")
-
-
-def _cancel_on_sigterm() -> None:
-    """Make SIGTERM end the audit; a fold's training installs its own graceful handler while it runs."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_cancelled)
-
-
 def new_audit_id(config: TrainConfig) -> str:
     return new_run_id(dataclasses.replace(config, run_name=f"audit-{config.run_name or config.model}"))
 
@@ -318,7 +304,7 @@ def _outcome(config: TrainConfig, options: AuditOptions, folder: AuditDir, resum
             if options.in_sample_run
             else cross_fit(config, options, folder, rows, resume)
         )
-    except Cancelled:
+    except cancel.RunCancelled:
         scored = None
     if scored is None:
         log.info("cancelled")
@@ -349,7 +335,7 @@ def audit(
     folder = AuditDir(Path(config.runs_dir) / (audit_id or new_audit_id(config)))
     with running(folder, config, log, kind="audit", method=options.method):
         folder.options_file.write_text(json.dumps({**dataclasses.asdict(options), "method": options.method}, indent=1))
-        _cancel_on_sigterm()
+        cancel.on_sigterm()
         folder.write_state(**_outcome(config, options, folder, resume))
     return folder
 

@@ -8,20 +8,23 @@
   before trackio closes its run in its own ``on_train_end``.
 - ``RunFiles`` appends every Trainer log to ``metrics.jsonl`` and keeps
   ``state.json`` (step, total, epoch, the tracker's run URL) fresh for the app.
-- ``StopOnSignal`` turns SIGTERM into "save a checkpoint and stop after this
-  step", so a cancelled run can be resumed.
+- ``StopOnSignal`` turns a SIGTERM between steps into "save a checkpoint and
+  stop", so a cancelled run can be resumed (``ft.cancel`` covers the rest).
 """
 
 from __future__ import annotations
 
-import signal
+import logging
 import time
 
 import pandas as pd
 from transformers import TrainerCallback
 
+from ft import cancel
 from ft.detector import Detector, classification_metrics
 from ft.run_dir import RunDir
+
+log = logging.getLogger("ft.callbacks")
 
 
 class PredictionLogger(TrainerCallback):
@@ -43,9 +46,9 @@ class PredictionLogger(TrainerCallback):
         self._logged_steps: set[int] = set()
 
     def predictions(self, step: int) -> pd.DataFrame:
-        """The sample's table at ``step``: text, label, answer, p_injection."""
+        """The sample's table at ``step``: text, label, (source,) answer, p_injection."""
         scored = self.detector.score(self.sample["text"].tolist(), answers=True)
-        return pd.DataFrame(
+        table = pd.DataFrame(
             {
                 "text": self.sample["text"],
                 "label": self.sample["label"],
@@ -53,12 +56,16 @@ class PredictionLogger(TrainerCallback):
                 "p_injection": [s.p_injection for s in scored],
             }
         )
+        if "source" in self.sample:
+            table.insert(2, "source", self.sample["source"].to_numpy())
+        return table
 
     def _log(self, state) -> None:
         step = state.global_step
         if step in self._logged_steps or not state.is_world_process_zero:
             return
         self._logged_steps.add(step)
+        log.info("prediction table at step %d (%d validation rows)", step, len(self.sample))
         table = self.predictions(step)
         self.run.predictions.mkdir(parents=True, exist_ok=True)
         table.to_parquet(self.run.predictions / f"step-{step}.parquet", index=False)
@@ -132,14 +139,13 @@ class RunFiles(TrainerCallback):
 
 
 class StopOnSignal(TrainerCallback):
-    """After SIGTERM, finish the current step, save a checkpoint and stop."""
+    """After SIGTERM (``ft.cancel``), stop at the end of the step in hand with a checkpoint saved.
 
-    def __init__(self):
-        self.requested = False
-        signal.signal(signal.SIGTERM, self._request)
+    A SIGTERM that arrives inside a forward pass is raised there instead (``ft.cancel.watch``)."""
 
-    def _request(self, signum, frame) -> None:
-        self.requested = True
+    @property
+    def requested(self) -> bool:
+        return cancel.requested()
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.requested:

@@ -195,7 +195,7 @@ class TrainConfig:
     modules_to_save: list[str] = _field(default_factory=list, section="Model", help="Modules trained in full beside LoRA, comma-separated (tiny: embed_tokens, lm_head)")
     gradient_checkpointing: bool = _field(default=True, section="Model", help="Recompute activations in the backward pass: less memory, slower")
     lora_layers: int | None = _field(default=None, section="Model", help="LoRA on the top N decoder layers only (empty = all): backward stops below them, faster")
-    precision: str = _field(default="auto", section="Model", help="auto = bf16 on a GPU that has it, else fp32; bf16 = bf16 autocast on CPU too (fast with AVX512-BF16/AMX)", choices=PRECISIONS)
+    precision: str = _field(default="auto", section="Model", help="auto = bf16 autocast where it is native (a bf16 GPU, a CPU with AVX512-BF16 or AMX), else fp32; bf16 = always (emulated, ~8x slower, on other CPUs)", choices=PRECISIONS)
     # data
     data: str = _field(default="../shared/data/safe-guard", section="Run", help="Curation snapshot or dataset: folder of <split>.parquet files, one file, or a Hub id")
     text_column: str = _field(default="text", section="Data", help="Column holding the text")

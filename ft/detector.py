@@ -12,10 +12,11 @@
   one-token steps follow, so no prompt is run through the model twice
   (``generate()`` would prefill it again). The top next token of the scoring
   pass (``Scored.first_token``) comes free.
-- ``bf16`` runs the forward passes under bf16 autocast (on a CPU with
-  AVX512-BF16 or AMX, about 2-3x faster than fp32; weights stay fp32).
+- ``bf16`` runs the forward passes under bf16 autocast (weights stay fp32);
+  ``detector_for`` turns it on only where bf16 is native (``ft.machine``).
 - "Before" is the same loaded model inside ``disable_adapter()``: no second
-  copy of the base in memory.
+  copy of the base in memory. ``score_both`` gets before and after from one
+  batched pass (each row's adapter chosen by PEFT's mixed-adapter batch).
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ft import collate, models, prompt
+from ft import collate, machine, models, prompt
 from ft.lazy import lazy
 from ft.models import decoder_and_head
 
 peft = lazy("peft")
 skm = lazy("sklearn.metrics")
+
+BASE_ADAPTER = "__base__"
+"""PEFT's name for "no adapter" in a mixed-adapter batch."""
 
 
 @contextlib.contextmanager
@@ -159,18 +163,51 @@ class Detector:
         self, texts: list[str], *, adapter: bool = True, answers: bool = False, max_new_tokens: int = 4
     ) -> list[Scored]:
         """P(injection) for each text (and the greedy answer when ``answers``), in input order."""
-        encoded, cut = collate.encode_prompts(self.tokenizer, list(texts), self.max_length)
+        with self._adapter(adapter):
+            return self._scored(list(texts), answers, max_new_tokens)
+
+    def score_both(
+        self, texts: list[str], *, answers: bool = False, max_new_tokens: int = 4
+    ) -> tuple[list[Scored], list[Scored] | None]:
+        """("before", "after") for each text: the adapter off and on, from one pass through the model.
+
+        Each text goes in twice, side by side in the same batches, its first copy with the adapter off
+        (PEFT's mixed-adapter batch, ``"__base__"``): one forward pass and one answer loop serve both sides,
+        so a short prompt costs little more than one side (on CPU a small model's pass is mostly per-call
+        overhead). Scores equal ``score(adapter=False)`` and ``score(adapter=True)``. "after" is None for a
+        model without an adapter.
+        """
+        texts = list(texts)
+        if not self.has_adapter:
+            return self.score(texts, adapter=False, answers=answers, max_new_tokens=max_new_tokens), None
+        sides = [BASE_ADAPTER] * len(texts) + [self.model.active_adapter] * len(texts)
+        both = self._scored(texts + texts, answers, max_new_tokens, sides)
+        return both[: len(texts)], both[len(texts) :]
+
+    def _scored(
+        self, texts: list[str], answers: bool, max_new_tokens: int, adapter_names: list[str] | None = None
+    ) -> list[Scored]:
+        """Each text's Scored, in input order; ``adapter_names`` (one per text) picks each row's adapter."""
+        encoded, cut = collate.encode_prompts(self.tokenizer, texts, self.max_length)
         p = np.zeros(len(encoded))
         top = np.zeros(len(encoded), dtype=np.int64)
         said: list[str | None] = [None] * len(encoded)
-        with _evaluating(self.model, self.bf16), self._adapter(adapter):
+        with _evaluating(self.model, self.bf16):
             for idx, batch in self._batches(encoded):
-                p_batch, top_batch, answered = self._score_batch(batch, max_new_tokens if answers else 0)
+                with self._row_adapters(adapter_names, idx):
+                    p_batch, top_batch, answered = self._score_batch(batch, max_new_tokens if answers else 0)
                 p[idx], top[idx] = p_batch.cpu().numpy(), top_batch.cpu().numpy()
                 for i, a in zip(idx, answered or []):
                     said[i] = a
         firsts = [self.tokenizer.decode([t]).strip() for t in top]
         return [Scored(float(pi), a, c, f) for pi, a, c, f in zip(p, said, cut, firsts)]
+
+    def _row_adapters(self, adapter_names: list[str] | None, idx):
+        """A mixed-adapter batch for the rows ``idx`` (PEFT passes each row's adapter name to every LoRA layer
+        and trained module it reaches, the body and head we call directly included); else nothing."""
+        if adapter_names is None:
+            return contextlib.nullcontext()
+        return self.model._enable_peft_forward_hooks(adapter_names=[adapter_names[i] for i in idx])
 
     def probabilities(self, texts: list[str], *, adapter: bool = True) -> np.ndarray:
         return np.array([s.p_injection for s in self.score(texts, adapter=adapter)])
@@ -214,11 +251,12 @@ def load_detector(config, adapter_dir=None) -> Detector:
 
 
 def detector_for(config, model, tokenizer) -> Detector:
-    """A Detector over a loaded model, scoring as ``config`` (a TrainConfig) says: length, batch size, precision."""
+    """A Detector over a loaded model, scoring as ``config`` (a TrainConfig) says (length, batch size), in the
+    precision this machine runs best (``ft.machine.scoring_bf16``), whatever the run trained with."""
     return Detector(
         model,
         tokenizer,
         max_length=config.max_length,
         batch_size=config.eval_batch_size,
-        bf16=models.uses_bf16(config.precision),
+        bf16=machine.scoring_bf16(),
     )

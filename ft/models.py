@@ -272,13 +272,6 @@ def resolve_quantisation(quantisation: str) -> str:
     return quantisation
 
 
-def uses_bf16(precision: str = "auto") -> bool:
-    """Whether training and scoring run under bf16 autocast: asked for, or "auto" on a bf16 GPU."""
-    if precision == "bf16":
-        return True
-    return precision == "auto" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
 def compute_dtype() -> torch.dtype:
     """bf16 where the GPU supports it, else fp32 (CPU LoRA trains in fp32)."""
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():

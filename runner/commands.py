@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ft.config import AuditOptions
+from ft.machine import thread_environment
 from ft.paths import ROOT
 
 APP_ONLY_VARIABLES = (
@@ -51,9 +52,10 @@ def shell_command(argv: list[str]) -> str:
 
 def child_environment() -> dict[str, str]:
     """The app's environment (HF and wandb tokens, HF_HOME and all) less its sign-in settings, which a run
-    never needs (the OAuth client secret signs session cookies), plus unbuffered output so log.txt is live."""
+    never needs (the OAuth client secret signs session cookies), plus unbuffered output so log.txt is live and
+    the thread settings under which a run and the app share the cores (``ft.machine``)."""
     kept = {name: value for name, value in os.environ.items() if name not in APP_ONLY_VARIABLES}
-    return {**kept, "PYTHONUNBUFFERED": "1"}
+    return {**thread_environment(kept), "PYTHONUNBUFFERED": "1"}
 
 
 def audit_command(config_path: str | Path, audit_id: str, options: AuditOptions, resume: bool = False) -> list[str]:

@@ -40,7 +40,7 @@ from ft.config import PRESETS, ConfigError, TrainConfig, default_preset
 from ft.detector import Detector, Scored, load_detector
 from ft.exported import ExportedError, described_config, download, load_exported, read_description
 from ft.paths import SHARED
-from ft.run_dir import RunDir
+from ft.run_dir import RunDir, recorded_threshold
 from runner.catalog import RunInfo, completed_training_runs, list_runs
 from runner.views import metrics_frame
 
@@ -84,6 +84,13 @@ class DetectorChoice:
     exported_metrics: dict | None = None
     missing: str | None = None
     """Why a base model is not on this machine (it then needs the Hub), or None."""
+
+    @property
+    def threshold(self) -> float:
+        """The detector's own threshold: chosen on its run's validation split (eval.json, or an export's copy of
+        it); the config's for a base model or an older run."""
+        report = self.run.read_eval() if self.run is not None else self.exported_metrics
+        return recorded_threshold(report, self.config.threshold)
 
     def test_metrics(self) -> pd.DataFrame:
         """The before/after test metrics (a run's eval.json, an export's copy of it) as the Train tab shows them;
@@ -194,7 +201,8 @@ def clip_to_model(tokenizer, text: str, max_length: int) -> str:
 
 @dataclass(frozen=True)
 class Side:
-    """One model's view of one prompt: P(injection), its short greedy answer, and how long it took."""
+    """One model's view of one prompt: P(injection), its short greedy answer, and how long the pass that scored
+    it took (before and after come from one pass, so both sides show the same time)."""
 
     p_injection: float
     answer: str
@@ -375,14 +383,13 @@ class DetectorService:
             loaded = self._ensure(key)
             detector = loaded.detector
             clipped = clip_to_model(detector.tokenizer, text, detector.max_length)
-            before, before_ms = _timed_score(detector, clipped, False, max_new_tokens)
-            after, after_ms = (
-                _timed_score(detector, clipped, True, max_new_tokens) if detector.has_adapter else (None, 0.0)
-            )
+            started = time.perf_counter()
+            [before], after = detector.score_both([clipped], answers=True, max_new_tokens=max_new_tokens)
+            latency_ms = (time.perf_counter() - started) * 1000
         return Comparison(
             detector=loaded.choice.key,
-            before=Side(before.p_injection, before.answer or "", before_ms),
-            after=Side(after.p_injection, after.answer or "", after_ms) if after else None,
+            before=Side(before.p_injection, before.answer or "", latency_ms),
+            after=Side(after[0].p_injection, after[0].answer or "", latency_ms) if after else None,
             truncated=before.truncated,
             max_length=detector.max_length,
         )
@@ -404,10 +411,9 @@ class DetectorService:
             after: list[Scored] = []
             step = detector.batch_size * 4
             for start in range(0, len(clipped), step):
-                chunk = clipped[start : start + step]
-                before += detector.score(chunk, adapter=False)
-                if detector.has_adapter:
-                    after += detector.score(chunk, adapter=True)
+                before_chunk, after_chunk = detector.score_both(clipped[start : start + step])
+                before += before_chunk
+                after += after_chunk or []
                 if progress:
                     progress(min(start + step, len(clipped)), len(clipped))
         frame = pd.DataFrame({"text": list(texts), "p_before": [s.p_injection for s in before]})
@@ -427,14 +433,8 @@ class DetectorService:
                 sample = sample_of_test_split(config, EXAMPLE_SAMPLE_ROWS)
                 scored = self.score_batch(key, sample["text"].tolist())
                 scored["label"] = sample["label"].to_numpy()
-                loaded.examples = pick_examples(scored, config.threshold, per_kind)
+                loaded.examples = pick_examples(scored, loaded.choice.threshold, per_kind)
             return loaded.examples
-
-
-def _timed_score(detector: Detector, text: str, adapter: bool, max_new_tokens: int) -> tuple[Scored, float]:
-    started = time.perf_counter()
-    scored = detector.score([text], adapter=adapter, answers=True, max_new_tokens=max_new_tokens)[0]
-    return scored, (time.perf_counter() - started) * 1000
 
 
 def sample_of_test_split(config: TrainConfig, n: int) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import tiny_config
+from helpers import score_tolerance, tiny_config
 
 from ft import audit as audit_module
 from ft.audit import SUSPECT_COLUMNS, AuditDir, audit, fold_of_rows, ranked_suspects
@@ -171,7 +171,7 @@ def test_in_sample_audit_is_marked_biased(audited, tmp_path):
     assert done.read_folds()["scored_by"] == str(run.path.resolve())
     held_out = pd.read_parquet(audited.held_out_scores(0)).set_index("row")["p_injection"]
     same = suspects.set_index("row").loc[held_out.index, "p_injection"]
-    assert np.allclose(same, held_out, atol=1e-5)
+    assert np.allclose(same, held_out, atol=score_tolerance())
 
 
 def test_the_curation_side_queues_a_real_audit(audited, store):

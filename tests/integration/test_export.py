@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import transformers
-from helpers import RUN_ID, pushed_once_a_token_is_set, trained_data_dir
+from helpers import RUN_ID, pushed_once_a_token_is_set, score_tolerance, trained_data_dir
 
 from access.roles import Role
 from ft import exported, models
@@ -82,7 +82,7 @@ def test_the_adapter_zip_reloaded_with_peft_scores_as_the_run(adapter_folder, ru
     reloaded = exported.load_exported(adapter_folder)
     ours = reloaded.probabilities(test_texts)
     theirs = run_detector.probabilities(test_texts)
-    assert np.abs(ours - theirs).max() <= 1e-5
+    assert np.abs(ours - theirs).max() <= score_tolerance()
 
 
 def test_the_cards_snippet_computes_the_apps_p_injection(adapter_folder, run_detector, tokenizer):
@@ -97,7 +97,7 @@ def test_the_cards_snippet_computes_the_apps_p_injection(adapter_folder, run_det
     with contextlib.redirect_stdout(printed):
         exec(runnable, {})
     p = float(printed.getvalue().split("=")[1])
-    assert abs(p - run_detector.probabilities([TEXTS[0]])[0]) <= 1e-5
+    assert abs(p - run_detector.probabilities([TEXTS[0]])[0]) <= score_tolerance()
 
 
 def test_the_merged_folder_loads_with_plain_transformers_and_agrees(run, run_detector, test_texts, tmp_path):
@@ -105,7 +105,7 @@ def test_the_merged_folder_loads_with_plain_transformers_and_agrees(run, run_det
     model = transformers.AutoModelForCausalLM.from_pretrained(folder)
     plain = Detector(model, transformers.AutoTokenizer.from_pretrained(folder), max_length=run_detector.max_length)
     ours, theirs = plain.probabilities(test_texts), run_detector.probabilities(test_texts)
-    assert np.abs(ours - theirs).max() <= 1e-4
+    assert np.abs(ours - theirs).max() <= score_tolerance(1e-4)
     assert ((ours >= 0.5) == (theirs >= 0.5)).all()
     assert json.loads((folder / "detector.json").read_text())["kind"] == "merged"
     assert not list(tmp_path.glob(".tmp-*"))
@@ -177,8 +177,8 @@ def test_an_export_folder_is_offered_by_the_service_only_once_added(adapter_fold
     assert service.add_detector(str(adapter_folder)) == key
     assert key in [c.key for c in service.choices()]
     result = service.compare(key, TEXTS[0])
-    assert abs(result.after.p_injection - run_detector.probabilities([TEXTS[0]])[0]) <= 1e-5
-    assert service.choice(key).test_metrics()["model"].tolist() == ["before", "after"]
+    assert abs(result.after.p_injection - run_detector.probabilities([TEXTS[0]])[0]) <= score_tolerance()
+    assert service.choice(key).test_metrics()["model"].tolist() == ["before", "after", "length_baseline"]
 
 
 HOSTILE = [
@@ -208,7 +208,7 @@ def test_score_writes_escaped_output_for_hostile_rows(adapter_folder, run_detect
     assert written["text"].tolist()[:5] == ["'" + t for t in HOSTILE[:4]] + [HOSTILE[4]]
     assert written["truncated"].tolist()[6] == "True"
     expected = run_detector.probabilities([HOSTILE[5]])[0]
-    assert abs(float(written["p_injection"][5]) - expected) <= 1e-5
+    assert abs(float(written["p_injection"][5]) - expected) <= score_tolerance()
     assert set(written["verdict"]) <= {"injection", "benign"}
     assert "8 prompt(s) scored" in capsys.readouterr().err
 

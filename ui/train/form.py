@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from ft.config import AuditOptions, ConfigError, TrainConfig, wandb_mode
+from ft.machine import capabilities, precision_note
 from ft.paths import ROOT
 from runner.commands import shell_command
 from runner.forms import FormField, config_from_form, form_fields, form_values, machine_recipe
@@ -53,6 +54,8 @@ def _field_input(field: FormField, value, studio: Studio):
         return data
     if field.name == "tracker":
         common["info"] = f"{field.help}. wandb here runs {wandb_mode()}."
+    if field.name == "precision":
+        common["info"] = f"{field.help}. This machine: {capabilities().describe()}."
     if field.choices:
         return gr.Dropdown(list(field.choices), value=value, allow_custom_value=field.open_choices, **common)
     if field.kind == "bool":
@@ -214,6 +217,12 @@ def wire_audit(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
     offer_completed_runs(manager, audit.in_sample_run, "audit_run_choices")
 
 
+def _with_precision_note(config: TrainConfig, argv: list[str]) -> str:
+    """The run's command line, and under it what its precision costs on this machine when that is a bad choice."""
+    note = precision_note(config.precision)
+    return shell_command(argv) + (f"\nNote: {note}" if note else "")
+
+
 def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunList) -> None:
     """Show command plans a run id and prints its command; Start run queues that run (admins only)."""
 
@@ -223,16 +232,17 @@ def wire_start(studio: Studio, manager: JobManager, form: NewRunForm, runs: RunL
         except ConfigError as error:
             return {form.command_box: f"Refused: {error}"}
         run_id = planned if planned and not manager.run_dir(planned).path.exists() else manager.new_run_id(config)
-        return {form.planned_id: run_id, form.command_box: shell_command(manager.command(run_id))}
+        return {form.planned_id: run_id, form.command_box: _with_precision_note(config, manager.command(run_id))}
 
     def start(planned, known, *values):
         try:
-            run_id = manager.submit(_form_config(studio, manager, form, values), planned)
+            config = _form_config(studio, manager, form, values)
+            run_id = manager.submit(config, planned)
         except ConfigError as error:
             return {form.planned_id: None, form.command_box: f"Refused: {error}"}
         return {
             form.planned_id: None,
-            form.command_box: f"Queued {run_id}:\n{shell_command(manager.command(run_id))}",
+            form.command_box: f"Queued {run_id}:\n{_with_precision_note(config, manager.command(run_id))}",
             **runs.refresh.fn(run_id, known),
         }
 
