@@ -11,11 +11,15 @@ costs; scoring (Detect, ``ft.evaluate``, ``serving.score``, audits, Compare) alw
 machine it runs on, whatever a run trained with: a run trained on one machine is scored on another.
 
 Threads. The app's web process and the run it starts share two cores. GNU OpenMP's worker threads
-spin while they wait for work; two processes that spin against each other each lose far more than
-half. ``OMP_WAIT_POLICY=PASSIVE`` makes waiting threads sleep, so the other process gets the core.
-It must be in the environment before torch is imported (OpenMP reads it once): ``app.py`` applies
-``thread_environment`` at its first line, and every run the app starts inherits it. Measured in
-``bench/share_bench.py``.
+spin while they wait for work (libgomp's default: 300,000 spins, a few ms); two processes that spin
+against each other each lose far more than half (bench/share_bench.py: a run beside Detect kept 26% of
+its speed, Detect's p50 grew 5.9x). ``OMP_WAIT_POLICY=PASSIVE`` makes waiting threads sleep, so the other
+process gets the core; ``GOMP_SPINCOUNT=10000`` keeps a short spin (~0.1 ms) so the hundreds of small
+back-to-back ops of a one-prompt pass do not each wait for sleeping threads to wake. Both must be in the
+environment before torch is imported (OpenMP reads them once): ``app.py`` applies ``thread_environment``
+at its first line, and every run the app starts inherits it. The app's model work also runs in one
+thread (serving.service), since libgomp throttles spinning to nothing once a process holds more OpenMP
+threads than cores.
 
 This module imports no torch at import time: the runner (which must not load torch) reads it.
 """
@@ -42,7 +46,7 @@ MIN_BF16_SPEEDUP = 1.1
 ISAS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"})
 """oneDNN ISA caps (``ONEDNN_MAX_CPU_ISA``) below its bf16 kernels: a capped process has no native bf16 whatever
 the CPU's flags say (also how an AVX2-only CPU is stood in for on a newer one, with ``ATEN_CPU_CAPABILITY=avx2``)."""
-THREAD_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+THREAD_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
 """OpenMP settings under which the app and its runs share the cores (see the module docstring)."""
 
 

@@ -1,6 +1,6 @@
 """Recipe: fine-tune an instruct LLM into a yes/no prompt-injection detector.
 
-    python -m ft.train --config configs/tiny-cpu.yaml [--run-id ID] [--resume]
+    python -m ft.train --config configs/tiny-cpu.yaml [--run-id ID] [--resume] [--data SNAPSHOT]
 
 Features
 - One ``TrainConfig`` (a dataclass, loaded from YAML) drives the CLI, the app
@@ -14,14 +14,18 @@ Features
 - Length-grouped batches with dynamic padding.
 - Predictions on a fixed validation sample at train start and each epoch end
   (files, wandb or trackio); ``eval.json`` with before/after test metrics.
-- SIGTERM saves a checkpoint and ends the run as "cancelled"; ``--resume``
-  continues from the last checkpoint. A completed run removes its
+- SIGTERM ends the run as "cancelled" within seconds wherever it is (a step,
+  a prediction table, the test scoring: ``ft.cancel``), keeping a checkpoint of
+  the last completed step; ``--resume`` continues from it.
+- ``precision: auto`` trains in bf16 autocast only where bf16 is native
+  (``ft.machine``); an explicit bf16 where it is emulated says its cost in the log. A completed run removes its
   checkpoints (only a resume reads them; the adapter is saved apart).
 
 Trade-offs
 - The validation sample is carved from train when the data has no validation
   split, so the run trains on slightly fewer rows than the split holds.
-- Test metrics threshold P(injection) at ``threshold``; the answer text is a
+- Test metrics threshold P(injection) at the threshold chosen on the validation
+  split (``threshold_rule``, recorded in eval.json; one more scoring pass over it); the answer text is a
   separate greedy generation (``test_answers: generate``) or the top next token
   of the scoring pass (``first_token``, free), reported as its parse rate.
 - The base model's ("before") test scores are cached across runs
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -40,14 +45,17 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-from ft import collate, data, models
+from ft import cancel, collate, data, models
 from ft.callbacks import PredictionLogger, RunFiles, StopOnSignal
 from ft.collate import LengthGroupedBatchSampler
 from ft.config import ConfigError, TrainConfig, new_run_id, wandb_mode
-from ft.detector import classification_metrics, detector_for
-from ft.models import decoder_and_head, uses_bf16
+from ft.detector import detector_for
+from ft.machine import measured, precision_note, uses_bf16
+from ft.metrics import evaluation_report, length_cut
+from ft.models import decoder_and_head
 from ft.run_dir import RunDir, write_json
 from ft.score_cache import base_scores
+from ft.threshold import ThresholdChoice, choose_threshold
 
 log = logging.getLogger("ft.train")
 
@@ -225,19 +233,31 @@ def score_before_after(detector, base_identity: str, texts: list[str], test_answ
     return {"before": (before, before_seconds, cached), "after": (after, time.perf_counter() - started, False)}
 
 
-def evaluate_before_after(detector, test, threshold: float, base_identity: str, test_answers: str = "generate") -> dict:
-    """Test metrics for the base model (adapter off, cached) and the fine-tuned one (adapter on)."""
-
-    labels = test["label"].tolist()
-    report = {}
-    for name, (scored, seconds, cached) in score_before_after(
-        detector, base_identity, test["text"].tolist(), test_answers
-    ).items():
-        report[name] = classification_metrics(
-            labels, [s.p_injection for s in scored], spoken_answers(scored, test_answers), threshold
-        )
-        report[name].update(seconds=round(seconds, 2), cached=cached, answers=test_answers)
+def evaluate_before_after(
+    detector, test, threshold: float, base_identity: str, test_answers: str = "generate", cut: float | None = None
+) -> dict:
+    """Test metrics for the base model (adapter off, cached) and the fine-tuned one (adapter on), per source,
+    beside the length baseline at ``cut`` (ft/metrics.py)."""
+    scored = score_before_after(detector, base_identity, test["text"].tolist(), test_answers)
+    scores = {side: [s.p_injection for s in rows] for side, (rows, _, _) in scored.items()}
+    answers = {side: spoken_answers(rows, test_answers) for side, (rows, _, _) in scored.items()}
+    report = evaluation_report(test, scores, answers, threshold, cut)
+    for side, (_, seconds, cached) in scored.items():
+        report[side].update(seconds=round(seconds, 2), cached=cached, answers=test_answers)
     return report
+
+
+def chosen_threshold(config: TrainConfig, detector, validation) -> ThresholdChoice:
+    """The decision threshold, chosen on the validation split by ``config.threshold_rule`` (ft/threshold.py)."""
+    chosen = choose_threshold(
+        validation["label"],
+        detector.probabilities(validation["text"].tolist()),
+        config.threshold_rule,
+        fixed=config.threshold,
+        target_fpr=config.target_fpr,
+    )
+    log.info("threshold %.4g (%s: %s)", chosen.value, chosen.applied, chosen.note)
+    return chosen
 
 
 @contextlib.contextmanager
@@ -272,6 +292,7 @@ def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) 
     run = RunDir(Path(config.runs_dir) / (run_id or new_run_id(config)))
     if resume and run.read_state().get("status") == "completed":
         raise ValueError(f"run {run.run_id} is completed: there is nothing to resume")
+    cancel.on_sigterm()
     with running(run, config, log):
         status = _train(config, run, resume)
         if is_main_process():
@@ -281,11 +302,34 @@ def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) 
     return run
 
 
+def _log_precision(config: TrainConfig) -> None:
+    """Say in the run's log what precision runs on this machine, and what an explicit bf16 costs here."""
+    bf16 = uses_bf16(config.precision)
+    log.info("precision %s: training in %s (%s)", config.precision, "bf16" if bf16 else "fp32", measured().describe())
+    note = precision_note(config.precision)
+    if note:
+        log.warning(note)
+
+
+def _save_last_step(trainer, run: RunDir) -> None:
+    """After a cancel inside a step: a checkpoint of the last completed step (the step cut short changed no
+    weight: they change only in the optimiser step), unless it is step 0 or saved already."""
+    step = trainer.state.global_step
+    if step == 0 or not trainer.is_world_process_zero():
+        log.info("cancelled before the first step ended: nothing to save")
+        return
+    if not (run.checkpoints / f"checkpoint-{step}").is_dir():
+        trainer._save_checkpoint(trainer.model, trial=None)
+    run.write_state(step=step)
+    log.info("cancelled during step %d; checkpoint of step %d saved", step + 1, step)
+
+
 def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     import transformers
     from datasets import Dataset
 
     stop = StopOnSignal()
+    _log_precision(config)
     frames = data.load_training_data(config.data, **config.data_options())
     log.info("data %s: %s", config.data, {k: len(v) for k, v in frames.items()})
     tokenizer = models.load_tokenizer(config.tokenizer or models.default_tokenizer(config.model))
@@ -314,6 +358,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     log.info("model %s (%s): %d trainable of %d parameters", config.model, quantisation, trainable, total)
     if is_main_process():
         run.write_state(base_quantisation=quantisation)  # what "auto" became on this machine (exports say it)
+    cancel.watch(model)
 
     detector = detector_for(config, model, tokenizer)
     sample = frames["validation"].head(config.prediction_samples)
@@ -336,7 +381,11 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     checkpoint = run.last_checkpoint() if resume else None
     if resume and checkpoint is None:
         log.info("no checkpoint to resume from: starting at step 0")
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except cancel.RunCancelled:
+        _save_last_step(trainer, run)
+        return "cancelled"
     if stop.requested:
         log.info("cancelled at step %d; checkpoint saved", trainer.state.global_step)
         return "cancelled"
@@ -344,13 +393,22 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
         return "completed"
     model.save_pretrained(run.adapter)
     tokenizer.save_pretrained(run.adapter)
-    report = evaluate_before_after(
-        detector,
-        frames["test"],
-        config.threshold,
-        models.base_identity(config.model, tokenizer, config.quantisation),
-        config.test_answers,
-    )
+    validation = frames["validation"]
+    try:
+        chosen = chosen_threshold(config, detector, validation)
+        log.info("scoring the test split (%d rows) before and after", len(frames["test"]))
+        report = evaluate_before_after(
+            detector,
+            frames["test"],
+            chosen.value,
+            models.base_identity(config.model, tokenizer, config.quantisation),
+            config.test_answers,
+            length_cut(validation["label"], validation["text"]),
+        )
+    except cancel.RunCancelled:
+        log.info("cancelled while scoring the validation and test splits; the adapter and last checkpoint are kept")
+        return "cancelled"
+    report["threshold"] = chosen.to_dict()
     report["test_rows"] = len(frames["test"])
     write_json(run.eval, report)
     log.info(
@@ -368,9 +426,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="YAML file of TrainConfig fields")
     parser.add_argument("--run-id", help="folder name under runs_dir (default: time + run name)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    parser.add_argument("--data", help="train on this data instead of the config's (a snapshot folder, say)")
     args = parser.parse_args(argv)
     try:
         config = TrainConfig.from_yaml(args.config)
+        if args.data:
+            config = dataclasses.replace(config, data=args.data)
+            config.validate()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

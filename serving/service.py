@@ -21,14 +21,17 @@ No Gradio here; ``ui/detect.py`` is a thin page over ``DetectorService``.
 
 from __future__ import annotations
 
+import contextvars
 import gc
 import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import torch
@@ -55,6 +58,8 @@ MAX_TOKEN_CHARS = 128
 CLIP_SLACK_TOKENS = 64
 
 Progress = Callable[[int, int], None]
+T = TypeVar("T")
+MODEL_THREAD = "detector-model"
 
 
 class ServingError(ValueError):
@@ -271,6 +276,26 @@ class DetectorService:
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
         self._added: dict[str, DetectorChoice] = {}
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=MODEL_THREAD)
+
+    def _on_model_thread(self, work: Callable[[], T]) -> T:
+        """``work()`` on the service's one model thread, under the model lock (directly when already there).
+
+        All of the app's torch work runs in this one thread: GNU OpenMP keeps a team of worker threads per
+        calling thread, and once the process holds more of them than it has cores it throttles their spinning
+        to almost nothing, so every small op of a one-prompt pass waits for sleeping threads to wake (measured:
+        ~300 ms a Detect call from request threads against ~180 ms from one thread). The caller's context
+        variables go along, so Gradio's progress bar still reaches its page.
+        """
+        if threading.current_thread().name.startswith(MODEL_THREAD):
+            with self._lock:
+                return work()
+
+        def locked() -> T:
+            with self._lock:
+                return work()
+
+        return self._model_thread.submit(contextvars.copy_context().run, locked).result()
 
     # -- what can be picked ------------------------------------------------------------------------
 
@@ -326,8 +351,7 @@ class DetectorService:
 
     def load(self, key: str | None) -> DetectorChoice:
         """Make ``key`` the loaded detector (a no-op when it already is); the previous one is freed first."""
-        with self._lock:
-            return self._ensure(key).choice
+        return self._on_model_thread(lambda: self._ensure(key).choice)
 
     def unload(self) -> None:
         """Drop the model and give its memory back (CUDA included)."""
@@ -379,20 +403,23 @@ class DetectorService:
     def compare(self, key: str | None, text: str | None, max_new_tokens: int = ANSWER_TOKENS) -> Comparison:
         """Both sides' P(injection), answer and latency for one prompt (no model call for empty text)."""
         text = checked_prompt(text)
-        with self._lock:
-            loaded = self._ensure(key)
-            detector = loaded.detector
-            clipped = clip_to_model(detector.tokenizer, text, detector.max_length)
-            started = time.perf_counter()
-            [before], after = detector.score_both([clipped], answers=True, max_new_tokens=max_new_tokens)
-            latency_ms = (time.perf_counter() - started) * 1000
+        loaded, (before, after), latency_ms = self._on_model_thread(lambda: self._one_prompt(key, text, max_new_tokens))
         return Comparison(
             detector=loaded.choice.key,
             before=Side(before.p_injection, before.answer or "", latency_ms),
-            after=Side(after[0].p_injection, after[0].answer or "", latency_ms) if after else None,
+            after=Side(after.p_injection, after.answer or "", latency_ms) if after else None,
             truncated=before.truncated,
-            max_length=detector.max_length,
+            max_length=loaded.detector.max_length,
         )
+
+    def _one_prompt(self, key: str | None, text: str, max_new_tokens: int) -> tuple:
+        """(the loaded detector, (before, after or None), milliseconds of the scoring pass) for one prompt."""
+        loaded = self._ensure(key)
+        detector = loaded.detector
+        clipped = clip_to_model(detector.tokenizer, text, detector.max_length)
+        started = time.perf_counter()
+        [before], after = detector.score_both([clipped], answers=True, max_new_tokens=max_new_tokens)
+        return loaded, (before, after[0] if after else None), (time.perf_counter() - started) * 1000
 
     def score_batch(self, key: str | None, texts: list[str], progress: Progress | None = None) -> pd.DataFrame:
         """Columns text, p_before, p_after (only with an adapter), truncated; in input order;
@@ -403,19 +430,21 @@ class DetectorService:
         """
         if not texts:
             raise EmptyInput("No prompts to score: paste some lines or upload a file with a 'text' column.")
-        with self._lock:
-            loaded = self._ensure(key)
-            detector = loaded.detector
-            clipped = [clip_to_model(detector.tokenizer, t, detector.max_length) for t in texts]
-            before: list[Scored] = []
-            after: list[Scored] = []
-            step = detector.batch_size * 4
-            for start in range(0, len(clipped), step):
-                before_chunk, after_chunk = detector.score_both(clipped[start : start + step])
-                before += before_chunk
-                after += after_chunk or []
-                if progress:
-                    progress(min(start + step, len(clipped)), len(clipped))
+        return self._on_model_thread(lambda: self._scored_batch(key, texts, progress))
+
+    def _scored_batch(self, key: str | None, texts: list[str], progress: Progress | None) -> pd.DataFrame:
+        loaded = self._ensure(key)
+        detector = loaded.detector
+        clipped = [clip_to_model(detector.tokenizer, t, detector.max_length) for t in texts]
+        before: list[Scored] = []
+        after: list[Scored] = []
+        step = detector.batch_size * 4
+        for start in range(0, len(clipped), step):
+            before_chunk, after_chunk = detector.score_both(clipped[start : start + step])
+            before += before_chunk
+            after += after_chunk or []
+            if progress:
+                progress(min(start + step, len(clipped)), len(clipped))
         frame = pd.DataFrame({"text": list(texts), "p_before": [s.p_injection for s in before]})
         if after:
             frame["p_after"] = [s.p_injection for s in after]
@@ -426,15 +455,17 @@ class DetectorService:
     def example_prompts(self, key: str | None, per_kind: int = 3) -> list[ExamplePrompt]:
         """Test-split prompts to try, picked by scoring a sample: ones the base model gets wrong,
         borderline ones, clear ones. Computed once per loaded detector."""
-        with self._lock:
-            loaded = self._ensure(key)
-            if loaded.examples is None:
-                config = loaded.choice.config
-                sample = sample_of_test_split(config, EXAMPLE_SAMPLE_ROWS)
-                scored = self.score_batch(key, sample["text"].tolist())
-                scored["label"] = sample["label"].to_numpy()
-                loaded.examples = pick_examples(scored, loaded.choice.threshold, per_kind)
-            return loaded.examples
+        return self._on_model_thread(lambda: self._example_prompts(key, per_kind))
+
+    def _example_prompts(self, key: str | None, per_kind: int) -> list[ExamplePrompt]:
+        loaded = self._ensure(key)
+        if loaded.examples is None:
+            config = loaded.choice.config
+            sample = sample_of_test_split(config, EXAMPLE_SAMPLE_ROWS)
+            scored = self.score_batch(key, sample["text"].tolist())
+            scored["label"] = sample["label"].to_numpy()
+            loaded.examples = pick_examples(scored, loaded.choice.threshold, per_kind)
+        return loaded.examples
 
 
 def sample_of_test_split(config: TrainConfig, n: int) -> pd.DataFrame:

@@ -371,3 +371,22 @@ def test_a_parquet_bomb_is_refused_without_taking_memory(tmp_path):
     grew, message = peak_growth("from serving.batch_io import batch_texts", f"batch_texts('hello', {str(bomb)!r})")
     assert message == "prompts.parquet: rows 1 to 1,001 hold 100,100,000 characters of 'text'; the limit is 2,000,000"
     assert grew < MAX_GROWTH_MB
+
+
+def test_every_request_thread_scores_on_the_one_model_thread(service, monkeypatch):
+    from ft.detector import Detector
+
+    threads, score_both = set(), Detector.score_both
+
+    def recorded(self, *args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return score_both(self, *args, **kwargs)
+
+    monkeypatch.setattr(Detector, "score_both", recorded)
+    callers = [threading.Thread(target=service.compare, args=(RUN, INJECTION)) for _ in range(3)]
+    callers.append(threading.Thread(target=service.score_batch, args=(RUN, TEXTS)))
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    assert len(threads) == 1 and threads.pop().startswith(service_module.MODEL_THREAD)
