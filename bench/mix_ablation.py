@@ -3,15 +3,14 @@ prompts from sources the project never trains or tunes on.
 
     python bench/mix_ablation.py [--variants sg,attacks,benign,all] [--work DIR]
 
-All four train 150 steps of 16 rows with the same settings:
-- ``sg``: safe-guard only: ``configs/smollm2-cpu.yaml`` as shipped (its test split: safe-guard's, all of it);
-- ``attacks``, ``benign``, ``all``: ``configs/smollm2-cpu-mix.yaml`` on snapshots frozen from one store holding
-  safe-guard and the 16 train-pool sources, with configs/mixes/pool.yaml's options and pool sources switched
-  off by weight 0 (weights touch train rows only and the test carve is by text hash, so the three share one
-  test split): ``attacks`` adds the attack sources (jailbreaks, templates, payloads, planted injections),
-  ``benign`` the benign ones (assistant and banking queries, Wikipedia, role prompts, e-mails, code,
-  over-refusal probes with trigger words), ``all`` is configs/mixes/pool.yaml as it is (the mix recipe).
-Then ``python -m ft.evaluate`` scores ../shared/data/foreign-eval with each. Printed per variant: foreign-eval ROC-AUC,
+All four train ``configs/smollm2-cpu-mix.yaml`` (one budget: 100 steps of 16 rows sampled from the mix) on
+snapshots frozen from one store holding safe-guard and the 16 train-pool sources, with configs/mixes/pool.yaml's
+options and pool sources switched off by weight 0 (weights touch train rows only and the test carve is by text
+hash, so the four share one test split): ``sg`` is safe-guard alone, ``attacks`` adds the attack sources
+(jailbreaks, templates, payloads, planted injections), ``benign`` the benign ones (assistant and banking
+queries, Wikipedia, role prompts, e-mails, code, over-refusal probes with trigger words), ``all`` is
+configs/mixes/pool.yaml as it is (the mix recipe). Then ``python -m ft.evaluate`` scores
+../shared/data/foreign-eval with each. Printed per variant: foreign-eval ROC-AUC,
 recall at 1% FPR, the share flagged per foreign source (Tensor Trust attacks, CLINC queries, trigger-word queries,
 the worst Wikipedia language), the safe-guard rows of the test split, the length-only baseline's ROC-AUC there,
 and the run's minutes. The base model's scores are cached across variants (ft/score_cache.py).
@@ -43,9 +42,8 @@ ATTACKS = ("verazuo-itw-jailbreaks", "pyrit-jailbreak-templates", "gptfuzz-templ
            "garak-multilingual", "spikee", "indirect-constructed")  # fmt: skip
 BENIGN = ("xstest-safe", "awesome-chatgpt-prompts", "awesome-chatgpt-prompts-zh", "clinc-oos", "banking77", "xquad",
           "llmail-emails", "code-snippets")  # fmt: skip
-SAFE_GUARD_RECIPE = ROOT / "configs" / "smollm2-cpu.yaml"
-OFF = {"sg": None, "attacks": BENIGN, "benign": ATTACKS, "all": ()}
-"""The pool sources each mix variant switches off (weight 0); None: the safe-guard recipe, no snapshot."""
+OFF = {"sg": (*ATTACKS, *BENIGN), "attacks": BENIGN, "benign": ATTACKS, "all": ()}
+"""The pool sources each variant switches off (weight 0)."""
 
 
 def flagged(groups: dict, source: str) -> float | None:
@@ -58,7 +56,7 @@ def row(variant: str, run: Path, minutes: float) -> str:
     test = json.loads((run / "eval.json").read_text())
     groups = foreign["groups"]["source"]
     wiki = [flagged(groups, s) for s in groups if s.startswith("xquad")]
-    safe_guard = test.get("groups", {}).get("source", {}).get("safe-guard", {}).get("after") or test["after"]
+    safe_guard = test["groups"]["source"]["safe-guard"]["after"]
     cells = [
         foreign["after"]["roc_auc"],
         foreign["after"]["recall_at_1pct_fpr"],
@@ -79,12 +77,10 @@ def run_variant(variant: str, work: Path) -> tuple[Path, float]:
     """Train the variant (the time of it: the whole recipe, test split scored before and after) and evaluate it."""
     runs = work / "runs"
     config = work / f"{variant}.yaml"
-    recipe = SAFE_GUARD_RECIPE if OFF[variant] is None else RECIPE
-    config.write_text(recipe.read_text() + f"\nruns_dir: {runs}\ntracker: none\n")
-    train = [sys.executable, "-m", "ft.train", "--config", str(config), "--run-id", variant]
-    if OFF[variant] is not None:
-        weights = ", ".join(f"{source}=0" for source in OFF[variant])
-        train += ["--data", str(freeze(work / "studio", IMPORTS, mix_options(MIX, weights)))]
+    config.write_text(RECIPE.read_text().replace("tracker: wandb", "tracker: none") + f"\nruns_dir: {runs}\n")
+    weights = ", ".join(f"{source}=0" for source in OFF[variant])
+    snapshot = freeze(work / "studio", IMPORTS, mix_options(MIX, weights))
+    train = [sys.executable, "-m", "ft.train", "--config", str(config), "--run-id", variant, "--data", str(snapshot)]
     started = time.perf_counter()
     subprocess.run(train, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     minutes = (time.perf_counter() - started) / 60
