@@ -4,12 +4,18 @@ The same report is written for a run's test split (``eval.json``, by ``ft.train`
 labelled data (``evals/<name>.json``, by ``ft.evaluate``):
 
     {"before": metrics, "after": metrics, "length_baseline": length metrics,
-     "groups": {column: {group: {"before": metrics, "after": metrics, "length_baseline": length metrics}}}}
+     "groups": {column: {group: {"before": metrics, "after": metrics, "length_baseline": length metrics}}},
+     "curves": {"before": curves, "after": curves}}
 
-``column`` is each of ``GROUP_COLUMNS`` the rows carry. The length baseline scores a text by its number of
-characters: its ROC-AUC and recall at 1% false positives say how far length alone separates the labels, and
-its accuracy is taken at a cut chosen on the run's validation split (longer is an injection). A detector that
-barely beats it has probably learnt length, which fails on short attacks and long benign documents.
+``column`` is each of ``GROUP_COLUMNS`` the rows carry. ``curves`` are what the charts draw (runner/charts.py), kept
+small so that a page reads them from the file and computes nothing: the ROC curve's corners, at most ``ROC_POINTS``
+of them, and the reliability diagram's bins (``CALIBRATION_BINS`` equal-width P(injection) bins: rows, mean
+P(injection), share of injections; ECE is their rows-weighted mean gap).
+
+The length baseline scores a text by its number of characters: its ROC-AUC and recall at 1% false positives
+say how far length alone separates the labels, and its accuracy is taken at a cut chosen on the run's
+validation split (longer is an injection). A detector that barely beats it has probably learnt length, which
+fails on short attacks and long benign documents.
 """
 
 from __future__ import annotations
@@ -29,6 +35,22 @@ GROUP_COLUMNS = ("source", "category")
 CALIBRATION_BINS = 10
 LOW_FPR = 0.01
 LENGTH_BASELINE = "length_baseline"
+CURVES = "curves"
+ROC_POINTS = 101
+"""At most this many points of a ROC curve are stored: a few kB per side, whatever the rows."""
+PLACES = 4
+"""Stored curve values are rounded to this many decimals."""
+
+
+class EvaluationReport(dict):
+    """An evaluation's report (the module doc's shape: a plain dict, written as JSON as it is) that also holds,
+    unwritten, the labels and each side's P(injection) it was computed from, for charts that need every row (the
+    tracker's ROC curve and confusion matrix, ft/callbacks.py)."""
+
+    def __init__(self, report: dict, labels: np.ndarray, scores: dict):
+        super().__init__(report)
+        self.labels = labels
+        self.scores = scores
 
 
 def recall_at_fpr(labels, p_injection, max_fpr: float = LOW_FPR) -> float | None:
@@ -44,16 +66,57 @@ def brier_score(labels, p_injection) -> float:
     return float(np.mean((np.asarray(p_injection, dtype=float) - np.asarray(labels, dtype=float)) ** 2))
 
 
-def expected_calibration_error(labels, p_injection, bins: int = CALIBRATION_BINS) -> float:
-    """Mean |share of injections - mean P(injection)| over equal-width P bins, weighted by each bin's rows."""
+def _calibration_bins(labels, p_injection, bins: int) -> tuple[np.ndarray, ...]:
+    """For each non-empty equal-width P(injection) bin: its lower edge, rows, mean P(injection), share of
+    injections."""
     y, p = np.asarray(labels, dtype=float), np.asarray(p_injection, dtype=float)
     which = np.minimum((p * bins).astype(int), bins - 1)
-    gaps = [
-        abs(y[which == b].mean() - p[which == b].mean()) * np.mean(which == b)
-        for b in range(bins)
-        if np.any(which == b)
-    ]
-    return float(np.sum(gaps))
+    used = np.unique(which)
+    rows = np.array([np.sum(which == b) for b in used])
+    mean_p = np.array([p[which == b].mean() for b in used])
+    share = np.array([y[which == b].mean() for b in used])
+    return used / bins, rows, mean_p, share
+
+
+def expected_calibration_error(labels, p_injection, bins: int = CALIBRATION_BINS) -> float:
+    """Mean |share of injections - mean P(injection)| over equal-width P bins, weighted by each bin's rows."""
+    _, rows, mean_p, share = _calibration_bins(labels, p_injection, bins)
+    return float(np.sum(np.abs(share - mean_p) * rows) / rows.sum()) if len(rows) else 0.0
+
+
+def calibration_curve(labels, p_injection, bins: int = CALIBRATION_BINS) -> dict:
+    """The reliability diagram's points: per non-empty bin, ``bin_low`` (its lower edge), ``rows``, ``mean_p``
+    and ``injection_share``, rounded to ``PLACES``."""
+    low, rows, mean_p, share = _calibration_bins(labels, p_injection, bins)
+    return {
+        "bin_low": _rounded(low),
+        "rows": [int(n) for n in rows],
+        "mean_p": _rounded(mean_p),
+        "injection_share": _rounded(share),
+    }
+
+
+def roc_points(labels, p_injection, max_points: int = ROC_POINTS) -> dict | None:
+    """The ROC curve's corners (``fpr``, ``tpr``), at most ``max_points`` evenly along it, its ends and the corner
+    recall at 1% FPR is read at always among them; None when the rows hold one label only."""
+    y, p = np.asarray(labels, dtype=int), np.asarray(p_injection, dtype=float)
+    if len(set(y)) < 2:
+        return None
+    fpr, tpr, _ = skm.roc_curve(y, p)
+    keep = np.arange(len(fpr))
+    if len(fpr) > max_points:
+        low_fpr_corner = np.flatnonzero(fpr <= LOW_FPR)[-1]
+        keep = np.union1d(np.linspace(0, len(fpr) - 1, max_points - 1).round().astype(int), [low_fpr_corner])
+    return {"fpr": _rounded(fpr[keep]), "tpr": _rounded(tpr[keep])}
+
+
+def curves(labels, p_injection) -> dict:
+    """What the charts of one side draw: its ROC points and reliability bins."""
+    return {"roc": roc_points(labels, p_injection), "calibration": calibration_curve(labels, p_injection)}
+
+
+def _rounded(values) -> list[float]:
+    return [round(float(v), PLACES) for v in values]
 
 
 def detection_metrics(labels, p_injection, answers=None, threshold: float = 0.5) -> dict:
@@ -124,9 +187,10 @@ def group_metrics(frame: pd.DataFrame, scores: dict, answers: dict | None, thres
 
 def evaluation_report(
     frame: pd.DataFrame, scores: dict, answers: dict | None, threshold: float, cut: float | None
-) -> dict:
+) -> EvaluationReport:
     """Every side's metrics on ``frame`` (text, label, any group columns) at ``threshold``, the length baseline
-    at ``cut`` (``length_cut`` of the run's validation split) beside them, and both by group (module doc)."""
+    at ``cut`` (``length_cut`` of the run's validation split) beside them, both by group, and each side's curves
+    (module doc)."""
     labels, texts = frame["label"].to_numpy(), frame["text"].to_numpy()
     report = {
         side: detection_metrics(labels, p, answers[side] if answers else None, threshold) for side, p in scores.items()
@@ -135,4 +199,19 @@ def evaluation_report(
     report["groups"] = group_metrics(frame, scores, answers, threshold)
     for column, group, idx in row_groups(frame):
         report["groups"][column][group][LENGTH_BASELINE] = length_baseline(labels[idx], texts[idx], cut)
+    report[CURVES] = {side: curves(labels, p) for side, p in scores.items()}
+    return EvaluationReport(report, labels, scores)
+
+
+def sides_report(frame: pd.DataFrame, scores: dict, thresholds: dict) -> dict:
+    """Each side's metrics on ``frame`` at its own threshold (``thresholds`` by side), by group, and its curves:
+    what the charts draw of detectors that each keep their own threshold (two runs compared on the same texts)."""
+    labels = frame["label"].to_numpy()
+    report: dict = {side: detection_metrics(labels, p, None, thresholds[side]) for side, p in scores.items()}
+    report["groups"] = {}
+    for side, p in scores.items():
+        for column, by_group in group_metrics(frame, {side: p}, None, thresholds[side]).items():
+            for group, metrics in by_group.items():
+                report["groups"].setdefault(column, {}).setdefault(group, {}).update(metrics)
+    report[CURVES] = {side: curves(labels, p) for side, p in scores.items()}
     return report
