@@ -110,6 +110,36 @@ def runs_frame(runs: list[RunInfo], now: float | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS, dtype=str)
 
 
+def completed_times(runs: list[RunInfo]) -> dict[str, list[tuple[float, RunInfo]]]:
+    """The completed training runs' time from start to end (state.json), by model, latest first."""
+    times: dict[str, list[tuple[float, RunInfo]]] = {}
+    done = [r for r in runs if r.kind == "train" and r.status == "completed" and r.state.get("ended")]
+    for info in sorted(done, key=lambda r: r.state["ended"], reverse=True):
+        if info.state.get("started"):
+            times.setdefault(info.model, []).append((info.state["ended"] - info.state["started"], info))
+    return times
+
+
+def time_note(runs: list[RunInfo], machine: str, cores: int, models: list[str]) -> str:
+    """What a run of each of ``models`` (and of any model run here) took on this machine: the last completed
+    run's time, with how many there were and its steps; "none completed here yet" where none has. ``machine``
+    says what the CPU does with bf16 (ft.machine), so a reader knows what the times hold for."""
+    times = completed_times(runs)
+    parts = []
+    for model in dict.fromkeys([*models, *times]):
+        found = times.get(model)
+        if not found:
+            parts.append(f"{model}: none completed here yet")
+            continue
+        seconds, last = found[0]
+        steps = last.state.get("total_steps") or last.state.get("step")
+        parts.append(f"{model}: {span(seconds)} (the last of {len(found)} completed run(s), {steps} steps)")
+    return (
+        f"Run times on this machine ({cores} core(s); {machine}): {'; '.join(parts)}. "
+        "A running run's progress bar shows its ETA, from its own pace."
+    )
+
+
 @dataclass(frozen=True)
 class Progress:
     step: int
@@ -136,28 +166,49 @@ def progress(info: RunInfo, now: float | None = None) -> Progress:
     return Progress(step, total, eta)
 
 
-def files_version(info: RunInfo) -> tuple:
-    """Changes whenever anything the run's panel shows may have changed (to skip re-sending it otherwise)."""
+def _stamp(path: Path) -> tuple[int, int]:
+    """Size and modification time (-1, -1 when missing): a file written again may keep its size."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return -1, -1
+    return stat.st_size, stat.st_mtime_ns
 
-    def size(path: Path) -> int:
-        return path.stat().st_size if path.exists() else -1
 
-    def stamp(path: Path) -> tuple[int, int]:
-        """Size and time: an evaluation written again under its name may keep its size."""
-        try:
-            return path.stat().st_size, path.stat().st_mtime_ns
-        except OSError:
-            return -1, -1
-
+def part_versions(info: RunInfo) -> dict[str, tuple]:
+    """What each part of the run's panel (``PANEL_PARTS``) is drawn from, as file sizes and times: a part is sent
+    again only when its version changes, so a refresh redraws nothing whose files did not change."""
     evals = sorted(info.dir.evals.glob("*.json")) if info.dir.evals.is_dir() else []
-    return (
-        info.status,
-        size(info.dir.metrics),
-        size(info.dir.log),
-        tuple(info.dir.prediction_steps()),
-        info.dir.eval.exists(),
-        tuple((p.name, stamp(p)) for p in evals),
-    )
+    return {
+        "training": (_stamp(info.dir.metrics),),
+        "predictions": tuple(info.dir.prediction_steps()),
+        "log": (info.status, _stamp(info.dir.log)),
+        "evaluations": (_stamp(info.dir.eval), *((p.name, _stamp(p)) for p in evals)),
+    }
+
+
+PANEL_PARTS = ("training", "predictions", "log", "evaluations")
+"""training: the loss and learning-rate curves and the validation table (metrics.jsonl); predictions: the
+prediction tables; log: the log tail; evaluations: the test split's and other datasets' tables and charts."""
+
+
+def changed_parts(shown: dict | None, now: dict[str, tuple]) -> list[str]:
+    """The parts whose version differs from the one shown (every part when nothing is shown)."""
+    return [part for part in PANEL_PARTS if (shown or {}).get(part) != now[part]]
+
+
+def evaluation_names(run: RunDir) -> list[str]:
+    """The evaluations the charts can show: the test split (once eval.json is written), then every other
+    dataset's (evals/<name>.json), by name."""
+    names = sorted(p.stem for p in run.evals.glob("*.json")) if run.evals.is_dir() else []
+    return ([TEST_SPLIT] if run.eval.exists() else []) + names
+
+
+def evaluation_named(run: RunDir, name: str | None) -> dict | None:
+    """The report of the evaluation ``name`` (``evaluation_names``); None when there is none."""
+    if name == TEST_SPLIT:
+        return run.read_eval()
+    return run.read_evals().get(name) if name else None
 
 
 def curve_frame(info: RunInfo, key: str) -> pd.DataFrame:
