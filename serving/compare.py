@@ -14,12 +14,15 @@ Typical use: run A trained on the original labels, run B on a curated snapshot.
 - ``label_changes``: how many texts carry different labels in the two runs' data (every split,
   matched by text; snapshot folders hold ``<split>.parquet`` with text, label).
 - ``compare_runs``: the above for two run folders; it loads each adapter in turn (never both). Each
-  run's verdicts are at its own recorded threshold (chosen on its validation split) unless one is given.
+  run's verdicts are at its own recorded threshold (chosen on its validation split) unless one is given. Its
+  ``charts`` report (``ft.metrics.sides_report``: sides "A" and "B" on the same texts, curves included) is what
+  the page draws; ``progress(fraction, what)`` hears each stage.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,7 @@ import pandas as pd
 from ft import data
 from ft.config import TrainConfig
 from ft.detector import classification_metrics, load_detector
-from ft.metrics import group_metrics
+from ft.metrics import sides_report
 from ft.run_dir import RunDir
 from runner.views import TEST_COLUMNS
 
@@ -68,6 +71,8 @@ class RunComparison:
     """A's and B's verdict thresholds on the same texts."""
     groups: pd.DataFrame
     """Per source/category, A's and B's "after" metrics: columns GROUP_COMPARE_COLUMNS."""
+    charts: dict
+    """A and B on the same texts, each at its threshold, with curves and groups: what the charts draw."""
 
 
 def metrics_side_by_side(metrics_a: dict | None, metrics_b: dict | None, names=TEST_COLUMNS) -> pd.DataFrame:
@@ -174,9 +179,13 @@ def compare_runs(
     test_split: str | None = None,
     max_rows: int | None = None,
     threshold: float | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> RunComparison:
     """Compare two completed runs; the shared test texts default to run B's test split (the curated labels).
-    ``threshold`` None: each run's verdicts at its own recorded threshold."""
+    ``threshold`` None: each run's verdicts at its own recorded threshold. ``progress(fraction, what)`` is told
+    each stage (reading, scoring with A, with B, counting label changes)."""
+    told = progress or (lambda fraction, what: None)
+    told(0.0, "reading the test texts")
     a, b = RunDir(run_a), RunDir(run_b)
     config_a, config_b = _run_config(a), _run_config(b)
     t_a, t_b = (
@@ -188,12 +197,17 @@ def compare_runs(
     test_data = test_data or config_b.data
     test = data.read_split(test_data, test_split or config_b.test_split, max_rows=max_rows, **columns)
     texts, labels = test["text"].tolist(), test["label"].tolist()
-    p_a, p_b = _probabilities(a, texts), _probabilities(b, texts)
+    told(0.05, f"loading run A and scoring {len(texts)} texts")
+    p_a = _probabilities(a, texts)
+    told(0.5, f"loading run B and scoring {len(texts)} texts")
+    p_b = _probabilities(b, texts)
+    told(0.95, "counting the labels changed between their data")
     changes = label_changes(
         labels_by_text(config_a.data, config_a.text_column, config_a.label_column),
         labels_by_text(config_b.data, config_b.text_column, config_b.label_column),
     )
     eval_a, eval_b = a.read_eval() or {}, b.read_eval() or {}
+    same_texts = sides_report(test, {"A": p_a, "B": p_b}, {"A": t_a, "B": t_b})
     return RunComparison(
         run_a=a.run_id,
         run_b=b.run_id,
@@ -210,13 +224,19 @@ def compare_runs(
         groups=groups_side_by_side(
             {
                 "eval.json": (eval_a.get("groups", {}), eval_b.get("groups", {})),
-                "same texts": (
-                    group_metrics(test, {"after": p_a}, None, t_a),
-                    group_metrics(test, {"after": p_b}, None, t_b),
-                ),
+                "same texts": (_after_groups(same_texts, "A"), _after_groups(same_texts, "B")),
             }
         ),
+        charts=same_texts,
     )
+
+
+def _after_groups(report: dict, side: str) -> dict:
+    """``side``'s groups of a ``sides_report`` as an evaluation's "after" groups: {column: {group: {"after": ...}}}."""
+    return {
+        column: {group: {"after": sides[side]} for group, sides in by_group.items() if side in sides}
+        for column, by_group in report["groups"].items()
+    }
 
 
 def summary_text(comparison: RunComparison) -> str:

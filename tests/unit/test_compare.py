@@ -99,6 +99,7 @@ def test_the_page_shows_a_comparison_as_plain_text():
         "/data/b",
         (0.5, 0.3125),
         groups_side_by_side({}),
+        {},
     )
     text = summary_text(done)
     assert "A = ra, B = rb" in text and "1 verdict(s) changed" in text
