@@ -13,7 +13,13 @@ choices (``export:<folder>`` / ``hub:<repo id>``). Every other event here is pri
 Scores live on the server (gr.State, per session): what is sent to review, and the score recorded
 with it, comes from there, never from what a browser sends back.
 
-User text is only ever shown in Textbox, JSON and Dataframe "str" cells, which render plain text.
+At a glance: each side's P(injection) as a labelled bar (gr.Label of the one class "injection", so the two sides'
+bars line up; no heading, which would name the class whatever the slider says), the verdict at the current
+threshold, the answer text, and one small note (latency, truncation). A batch adds a histogram of P(injection)
+with the threshold line (runner/charts.py). Loading a model and scoring show progress in the page.
+
+User text is only ever shown in Textbox, JSON and Dataframe "str" cells, which render plain text; the one
+Markdown element, the note, holds numbers only.
 """
 
 from __future__ import annotations
@@ -24,11 +30,20 @@ import gradio as gr
 import pandas as pd
 
 from curation.store import LabelStore
-from serving.batch_io import BatchInputError, batch_texts, examples_table, verdict_table, write_session_csv
+from runner import charts
+from runner.views import TEST_COLUMNS
+from serving.batch_io import (
+    EXAMPLE_COLUMNS,
+    BatchInputError,
+    batch_texts,
+    examples_table,
+    verdict_table,
+    write_session_csv,
+)
 from serving.service import RUN_PREFIX, DetectorChoice, DetectorService, ServingError, no_test_metrics, verdict
 from ui.context import Studio, name_box, page_error, reviewer_name_state
 from ui.endpoints import PRIVATE
-from ui.widgets import text_table
+from ui.widgets import SERIES_COLORS, drawn, filled, text_table
 
 MODEL_EVENTS = {"concurrency_limit": 1, "concurrency_id": "detector"}
 VIEW_EVENTS = {"concurrency_limit": 2, "concurrency_id": "detect_view", "trigger_mode": "always_last"}
@@ -36,12 +51,21 @@ VIEW_EVENTS = {"concurrency_limit": 2, "concurrency_id": "detect_view", "trigger
 CSV_DIR = Path(gr.utils.get_upload_folder()) / "injection-studio-detect"
 """Inside Gradio's cache, so the file is served as it is (no second copy) and swept with the cache."""
 SIDES = ("before", "after")
-RESULT_BOXES = ("Answer", "P(injection)", "Verdict", "Latency")
-"""A side's result boxes; each box is labelled with its name and the side, e.g. "Verdict after"."""
+RESULT_BOXES = ("P(injection)", "Verdict", "Answer")
+"""A side's results, each named with the side, e.g. "Verdict after": labelled bars, then two text boxes."""
+BARS = "P(injection)"
 NOTE_BOX = "Detection note"
+"""Latency, and whether the prompt was cut to the model's length: numbers only (a Markdown element)."""
+NO_ADAPTER = "(no fine-tuned adapter: pick a run)"
 NOT_LOADED = (
     "Nothing is loaded until you pick a detector or press Detect: loading a model takes seconds to minutes on a CPU."
 )
+METRIC_HEADERS = ["model", *TEST_COLUMNS]
+BATCH_HEADERS = ["row", "text", "p_before", "verdict_before", "p_after", "verdict_after", "change", "truncated"]
+METRICS_EMPTY = "Pick a detector to see its test metrics (a run's eval.json)."
+BASE_METRICS_EMPTY = "A base model has no test metrics: pick a completed run to see a fine-tuned one's."
+EXAMPLES_EMPTY = "Pick a detector: prompts from its test split appear here."
+BATCH_EMPTY = "Score some prompts: their verdicts appear here, largest disagreement first."
 
 
 def _choice_pairs(service: DetectorService) -> list[tuple[str, str]]:
@@ -59,28 +83,48 @@ def detector_summary(choice: DetectorChoice) -> str:
     return f"Loaded {choice.label}; its test metrics (eval.json) are below."
 
 
-def one_prompt_view(result: dict, threshold: float) -> dict[str, str]:
-    """Each result box's text by its label (per side: answer, P, verdict at ``threshold``, latency; then the
-    note), from the stored result only."""
+def one_prompt_view(result: dict, threshold: float) -> dict:
+    """Each result's value by its name (per side: P(injection) as a bar {"injection": p} or None, the verdict at
+    ``threshold``, the answer; then the note), from the stored result only."""
     values = {}
     for name in SIDES:
         side = result.get(name)
         if side is None:
-            shown = dict.fromkeys(RESULT_BOXES, "") | {"Answer": "(no fine-tuned adapter: pick a run)"}
+            shown = {BARS: None, "Verdict": "", "Answer": NO_ADAPTER}
         else:
-            shown = {
-                "Answer": side["answer"],
-                "P(injection)": f"{side['p_injection']:.4f}",
-                "Verdict": verdict(side["p_injection"], threshold),
-                "Latency": f"{side['latency_ms']:.0f} ms",
-            }
-        values |= {f"{what} {name}": text for what, text in shown.items()}
-    note = (
-        f"The prompt was longer than the model's {result['max_length']} tokens: only its beginning was scored."
-        if result["truncated"]
-        else ""
-    )
-    return values | {NOTE_BOX: note}
+            p = side["p_injection"]
+            shown = {BARS: {"injection": p}, "Verdict": verdict(p, threshold), "Answer": side["answer"]}
+        values |= {f"{what} {name}": value for what, value in shown.items()}
+    return values | {NOTE_BOX: detection_note(result)}
+
+
+def detection_note(result: dict) -> str:
+    """Latency (one time when one pass scored both sides), and a truncation warning when the prompt was cut."""
+    times = [result[name]["latency_ms"] for name in SIDES if result.get(name)]
+    if len(set(times)) == 1:
+        note = f"Latency: {times[0]:.0f} ms."
+    else:
+        note = "Latency: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in zip(SIDES, times)) + "."
+    if result["truncated"]:
+        note += f" The prompt was longer than the model's {result['max_length']} tokens: only its beginning was scored."
+    return note
+
+
+def bars_label(name: str, bars: dict | None, scored: bool) -> str:
+    """A side's bar's label: its name, and what fills it while empty (a prompt, or, once a base model alone has
+    scored one, a fine-tuned run)."""
+    if bars is not None:
+        return name
+    return f"{name}: {'pick a fine-tuned run' if scored else 'press Detect'}"
+
+
+def histogram_view(histogram: gr.LinePlot, scores: pd.DataFrame | None, threshold: float):
+    """The batch's P(injection) histogram with the threshold line, from stored scores (gr.skip() before a
+    batch)."""
+    frame = charts.histogram_frame(scores, threshold)
+    if frame is None:
+        return gr.skip()
+    return drawn(histogram, frame, charts.histogram_title(scores, threshold))
 
 
 def batch_view(scores: pd.DataFrame | None, threshold: float):
@@ -88,6 +132,11 @@ def batch_view(scores: pd.DataFrame | None, threshold: float):
     if scores is None:
         return gr.skip()
     return verdict_table(scores, threshold)
+
+
+def loading_note(service: DetectorService, key: str | None) -> str:
+    """What the wait is for: loading the detector (when another one is in memory), or scoring only."""
+    return "scoring" if key and key == service.loaded_key else f"loading {key or 'the detector'}, then scoring"
 
 
 def one_prompt_candidate(text: str, result: dict) -> dict:
@@ -140,24 +189,36 @@ def build(studio: Studio) -> None:
         add_btn = gr.Button("Load exported detector (folder or Hub id)", size="sm", scale=1)
     status = gr.Textbox(label="Detector status", interactive=False, value=NOT_LOADED)
     with gr.Accordion("Test metrics of this run (eval.json)", open=True):
-        metrics = text_table()
+        metrics = text_table(headers=METRIC_HEADERS, empty=METRICS_EMPTY, elem_id="detect-metrics")
 
     with gr.Tabs():
         with gr.Tab("One prompt"):
             prompt = gr.Textbox(label="Prompt", lines=4, max_lines=12, placeholder="Type or paste a prompt")
             detect_btn = gr.Button("Detect", variant="primary")
-            result_boxes = {}  # what one_prompt_view fills, by label
+            result_boxes = {}  # what one_prompt_view fills, by name
             with gr.Row():
                 for name, title in zip(SIDES, ("Base model (before)", "Fine-tuned (after)")):
                     with gr.Column():
                         gr.Markdown(f"**{title}**")
+                        bars = f"{BARS} {name}"
+                        result_boxes[bars] = gr.Label(
+                            label=bars_label(bars, None, scored=False),
+                            show_heading=False,
+                            elem_id=f"detect-bars-{name}",
+                        )
                         result_boxes |= {
-                            label: gr.Textbox(label=label, interactive=False)
-                            for label in (f"{what} {name}" for what in RESULT_BOXES)
+                            label: gr.Textbox(label=label, interactive=False, elem_id=f"detect-{what.lower()}-{name}")
+                            for what in RESULT_BOXES[1:]
+                            for label in [f"{what} {name}"]
                         }
-            result_boxes[NOTE_BOX] = gr.Textbox(label=NOTE_BOX, interactive=False)
+            result_boxes[NOTE_BOX] = gr.Markdown(elem_id="detect-note")
             examples = text_table(
-                label="Example prompts from the test split (click one to try it)", wrap=True, max_height=400
+                label="Example prompts from the test split (click one to try it)",
+                headers=EXAMPLE_COLUMNS,
+                empty=EXAMPLES_EMPTY,
+                wrap=True,
+                max_height=400,
+                elem_id="detect-examples",
             )
             example_texts = gr.State([])
             last = gr.State(None)
@@ -173,8 +234,20 @@ def build(studio: Studio) -> None:
             )
             score_btn = gr.Button("Score all", variant="primary")
             batch_note = gr.Textbox(label="Batch status", interactive=False)
+            histogram = gr.LinePlot(
+                x=charts.P_INJECTION,
+                y=charts.PROMPTS,
+                color=charts.MODEL,
+                color_map=SERIES_COLORS,
+                x_lim=[0, 1],
+                height=260,
+                label="P(injection) histogram with the threshold line: drawn when you score prompts",
+                elem_id="detect-histogram",
+            )
             table = text_table(
                 label="Batch results, largest disagreement first (click a row to send it to review)",
+                headers=BATCH_HEADERS,
+                empty=BATCH_EMPTY,
                 wrap=True,
                 max_height=600,
                 elem_id="detect-results",
@@ -203,23 +276,31 @@ def build(studio: Studio) -> None:
         value = current if current in keys else service.loaded_key or service.default_key()
         return gr.Dropdown(choices=_choice_pairs(service), value=value)
 
-    def show_detector(key: str | None):
+    def show_detector(key: str | None, progress=gr.Progress()):
         try:
+            progress(0, desc=f"loading {key}" if key != service.loaded_key else "loaded")
             choice = service.load(key)
         except ServingError as exc:
-            return {status: f"⚠ {exc}", metrics: no_test_metrics(), examples: examples_table([]), example_texts: []}
+            return {
+                status: f"⚠ {exc}",
+                metrics: filled(no_test_metrics(), METRICS_EMPTY),
+                examples: filled(examples_table([]), EXAMPLES_EMPTY),
+                example_texts: [],
+            }
         try:
+            progress(0.5, desc="scoring prompts from its test split to pick examples")
             picked, status_text = service.example_prompts(key), detector_summary(choice)
         except ServingError as exc:
             picked, status_text = [], f"{detector_summary(choice)} {exc}"
         return {
             status: status_text,
-            metrics: choice.test_metrics(),
-            examples: examples_table(picked),
+            metrics: filled(choice.test_metrics(), BASE_METRICS_EMPTY),
+            examples: filled(examples_table(picked), EXAMPLES_EMPTY),
             example_texts: [e.text for e in picked],
+            threshold: choice.threshold,
         }
 
-    detector_outputs = [status, metrics, examples, example_texts]
+    detector_outputs = [status, metrics, examples, example_texts, threshold]
     gr.on(None, offered_detectors, inputs=None, outputs=[detector], api_name="detector_choices", **PRIVATE)
     detector.input(
         show_detector, inputs=[detector], outputs=detector_outputs, api_name="detector_pick", **PRIVATE, **MODEL_EVENTS
@@ -228,8 +309,9 @@ def build(studio: Studio) -> None:
         offered_detectors, inputs=[detector], outputs=[detector], api_name="detector_reload_choices", **PRIVATE
     )
 
-    def add_exported(ref: str):
+    def add_exported(ref: str, progress=gr.Progress()):
         """Offer an exported detector (a folder inside the allowed ones, or a Hub model repo) and pick it."""
+        progress(0, desc="reading the export (a Hub repo is downloaded)")
         try:
             key = service.add_detector(studio.checked_reference(ref or ""))
         except ServingError as exc:
@@ -248,9 +330,10 @@ def build(studio: Studio) -> None:
     )
 
     # -- one prompt --------------------------------------------------------------------------------
-    def detect(text: str, detector: str, threshold: float):
+    def detect(text: str, detector: str, threshold: float, progress=gr.Progress()):
         """P(injection), verdict, short answer and latency from the base model (before) and the
         fine-tuned detector (after; null for a base model alone) for one prompt."""
+        progress(0, desc=loading_note(service, detector))
         try:
             outcome = service.compare(detector, text).to_dict(threshold)
         except ServingError as exc:
@@ -258,7 +341,12 @@ def build(studio: Studio) -> None:
         return {result: outcome, last: {"result": outcome, "candidate": one_prompt_candidate(text, outcome)}}
 
     def result_view(outcome: dict, threshold: float) -> dict:
-        return {result_boxes[label]: text for label, text in one_prompt_view(outcome, threshold).items()}
+        return {
+            result_boxes[name]: gr.Label(value, label=bars_label(name, value, scored=True))
+            if name.startswith(BARS)
+            else value
+            for name, value in one_prompt_view(outcome, threshold).items()
+        }
 
     def show_result(stored: dict | None, threshold: float):
         if not stored:
@@ -290,8 +378,8 @@ def build(studio: Studio) -> None:
         **VIEW_EVENTS,
     )
 
-    def example_text(texts: list[str], evt: gr.SelectData) -> str:
-        return texts[int(evt.row_value[0])]
+    def example_text(texts: list[str], evt: gr.SelectData):
+        return texts[int(evt.row_value[0])] if texts else gr.skip()  # the empty table's note is no example
 
     examples.select(example_text, inputs=[example_texts], outputs=[prompt], api_name="detect_example", **PRIVATE)
 
@@ -302,12 +390,20 @@ def build(studio: Studio) -> None:
         to 300 characters, 'row' = input position) and a note. /detect_batch_csv then writes its CSV."""
         try:
             texts, read_note = batch_texts(lines, file)
+            progress(0, desc=f"{loading_note(service, detector)} {len(texts)} prompts")
             scored = service.score_batch(
                 detector, texts, progress=lambda done, total: progress(done / total, desc=f"{done}/{total} prompts")
             )
         except (BatchInputError, ServingError) as exc:
             raise page_error(exc) from None
         return {table: batch_view(scored, threshold), batch_note: f"Scored {read_note}.", scores: scored}
+
+    def batch_shown(stored: pd.DataFrame | None, threshold: float):
+        """The batch's table and histogram at ``threshold``, from stored scores."""
+        return {table: batch_view(stored, threshold), histogram: batch_histogram(stored, threshold)}
+
+    def batch_histogram(stored: pd.DataFrame | None, threshold: float):
+        return histogram_view(histogram, stored, threshold)
 
     def export_csv(stored: pd.DataFrame | None, threshold: float, request: gr.Request) -> str:
         """This session's last batch at ``threshold`` as a CSV file (full text, formulas escaped); the
@@ -331,7 +427,7 @@ def build(studio: Studio) -> None:
         outputs=[table, batch_note, scores],
         api_name="detect_batch",
         **MODEL_EVENTS,
-    )
+    ).success(batch_histogram, inputs=[scores, threshold], outputs=[histogram], api_name="detect_histogram", **PRIVATE)
     score_btn.click(None, None, csv_file, js="() => null")  # the last batch's CSV link goes: in the page alone
     export_btn.click(
         export_csv,
@@ -342,9 +438,9 @@ def build(studio: Studio) -> None:
         concurrency_id="detect_csv",
     )
     threshold.change(
-        batch_view,
+        batch_shown,
         inputs=[scores, threshold],
-        outputs=[table],
+        outputs=[table, histogram],
         api_name="detect_batch_rethreshold",
         **PRIVATE,
         **VIEW_EVENTS,

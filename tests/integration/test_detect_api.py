@@ -124,7 +124,10 @@ def test_moving_the_threshold_never_calls_the_model(monkeypatch, studio):
     low, high = one_prompt_view(result, 0.3), one_prompt_view(result, 0.8)
     verdicts = ("Verdict before", "Verdict after")
     assert [low[v] for v in verdicts] == ["injection", "injection"] and [high[v] for v in verdicts] == ["benign"] * 2
-    assert low["P(injection) before"] == "0.4000" and low["Latency before"] == "3 ms" and low["Detection note"] == ""
+    assert (
+        low["P(injection) before"] == {"injection": 0.4}
+        and low["Detection note"] == "Latency: before 3 ms, after 2 ms."
+    )
     scores = pd.DataFrame(
         {"text": ["a", "b"], "p_before": [0.4, 0.1], "p_after": [0.7, 0.2], "truncated": [False, False]}
     )
