@@ -10,6 +10,9 @@
   ``state.json`` (step, total, epoch, the tracker's run URL) fresh for the app.
 - ``StopOnSignal`` turns a SIGTERM between steps into "save a checkpoint and
   stop", so a cancelled run can be resumed (``ft.cancel`` covers the rest).
+- ``wandb_test_charts``: the test split's ROC curves, confusion matrices and
+  share flagged per source as wandb charts, logged by ``ft.train`` once the
+  test split is scored (after training: trackio has closed its run by then).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import pandas as pd
 from transformers import TrainerCallback
 
@@ -151,3 +155,49 @@ class StopOnSignal(TrainerCallback):
         if self.requested:
             control.should_save = True
             control.should_training_stop = True
+
+
+CLASS_NAMES = ["benign", "injection"]
+
+
+def wandb_test_charts(report) -> dict:
+    """The test split's charts as wandb's own chart calls, by the key they are logged under: each side's ROC curve
+    (``wandb.plot.roc_curve``) and confusion matrix at the run's threshold (``wandb.plot.confusion_matrix``), from
+    the rows' labels and P(injection) an ``ft.metrics.EvaluationReport`` holds, and each side's share flagged per
+    source/category (``wandb.plot.bar``) from its groups. No ROC for a side when the rows hold one label only."""
+    import wandb
+
+    labels = [int(y) for y in report.labels]
+    charts = {}
+    for side, scores in report.scores.items():
+        p = np.asarray(scores, dtype=float)
+        threshold = report[side]["threshold"]
+        if len(set(labels)) == 2:
+            charts[f"test/roc_{side}"] = wandb.plot.roc_curve(
+                labels,
+                np.stack([1 - p, p], axis=1),
+                labels=CLASS_NAMES,
+                classes_to_plot=[1],
+                title=f"ROC, test split, {side} (ROC-AUC {report[side]['roc_auc']:.3f})",
+            )
+        charts[f"test/confusion_{side}"] = wandb.plot.confusion_matrix(
+            y_true=labels,
+            preds=(p >= threshold).astype(int).tolist(),
+            class_names=CLASS_NAMES,
+            title=f"Confusion, test split, {side}, threshold {threshold:.4g}",
+        )
+    bars = [
+        [f"{column} {group} ({side})", sides[side]["flagged"]]
+        for column, by_group in report.get("groups", {}).items()
+        for group, sides in by_group.items()
+        for side in report.scores
+        if side in sides
+    ]
+    if bars:
+        charts["test/flagged_by_group"] = wandb.plot.bar(
+            wandb.Table(columns=["group", "share flagged"], data=bars),
+            "group",
+            "share flagged",
+            title="Share flagged per source/category, test split",
+        )
+    return charts

@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ft import cancel, collate, data, models
-from ft.callbacks import PredictionLogger, RunFiles, StopOnSignal
+from ft.callbacks import PredictionLogger, RunFiles, StopOnSignal, wandb_test_charts
 from ft.collate import LengthGroupedBatchSampler
 from ft.config import ConfigError, TrainConfig, new_run_id, wandb_mode
 from ft.detector import detector_for
@@ -207,6 +207,22 @@ def _tracker_environment(config: TrainConfig) -> None:
     if config.tracker == "wandb":
         os.environ.setdefault("WANDB_PROJECT", config.project)
         os.environ["WANDB_MODE"] = wandb_mode()
+
+
+def _log_test_charts(config: TrainConfig, report) -> None:
+    """The test split's ROC curves, confusion matrices and share flagged per source, to the wandb run the Trainer
+    opened (still open: wandb finishes it when the process ends). Trackio gets none: it closed its run in its
+    own on_train_end, before the test split was scored. A chart that fails is logged, never fails the run."""
+    if config.tracker != "wandb" or not is_main_process():
+        return
+    import wandb
+
+    if wandb.run is None:
+        return
+    try:
+        wandb.log(wandb_test_charts(report))
+    except Exception:  # the run's files and eval.json are written already; a tracker's failure is only logged
+        log.exception("could not log the test charts to wandb")
 
 
 def _wandb_location() -> str | None:
@@ -411,6 +427,7 @@ def _train(config: TrainConfig, run: RunDir, resume: bool) -> str:
     report["threshold"] = chosen.to_dict()
     report["test_rows"] = len(frames["test"])
     write_json(run.eval, report)
+    _log_test_charts(config, report)
     log.info(
         "test before: acc %.3f auc %s | after: acc %.3f auc %s",
         report["before"]["accuracy"],

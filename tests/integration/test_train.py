@@ -1,10 +1,12 @@
 """A run from config to files: bad input refused early, a tiny run end to end (cancel and resume:
 tests/integration/test_jobs.py)."""
 
+import json
 import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -139,3 +141,10 @@ def test_tiny_run_writes_every_file_and_learns(tmp_path):
     )
     assert wandb_runs, "no offline wandb run was written"
     assert any("validation_predictions" in p.name for r in wandb_runs for p in r.glob("files/media/table/*"))
+    files = Path(run.read_state()["wandb"])  # this run's wandb files folder: its test charts are there
+    charts = {p.name.split("_table_")[0] for p in (files / "media" / "table" / "test").glob("*.table.json")}
+    assert charts == {"roc_before", "roc_after", "confusion_before", "confusion_after"}  # no source column here
+    cells = json.loads(next((files / "media" / "table" / "test").glob("confusion_after_*")).read_text())["data"]
+    assert {(actual, predicted): n for actual, predicted, n in cells}[("injection", "injection")] == (
+        report["after"]["confusion"]["tp"]
+    )
