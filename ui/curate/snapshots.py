@@ -253,10 +253,11 @@ def _wire_create(studio: Studio, shared: Shared, panel: SnapshotPanel) -> None:
 
 
 def _wire_push(studio: Studio, panel: SnapshotPanel) -> None:
-    def push(snapshot_id: str | None, repo_id: str):
+    def push(snapshot_id: str | None, repo_id: str, progress=gr.Progress()):
         chosen = next((s for s in studio.store.list_snapshots() if s.id == snapshot_id), None)
         if chosen is None or not (repo_id or "").strip():
             raise page_error("Choose a snapshot and a Hub dataset repo.")
+        progress(0, desc=f"pushing {chosen.id} to {repo_id.strip()}")
         try:
             return {panel.status: f"Pushed {chosen.id} to {push_to_hub(chosen, repo_id.strip())}"}
         except Exception as error:  # network and Hub errors all end up in front of the user the same way

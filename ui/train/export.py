@@ -70,13 +70,15 @@ def _holding_no_model(studio: Studio, merged: bool):
 
 
 def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel: ExportPanel) -> None:
-    def export_run(run_id: str | None, merged: bool):
+    def export_run(run_id: str | None, merged: bool, progress=gr.Progress()):
         """The run's adapter zip (a download) and, with ``merged``, the merged folder's path."""
         run = _finished_run(manager, run_id)
         try:
+            progress(0, desc="writing the adapter zip")
             archive = export_adapter_zip(run, ZIP_DIR / run.run_id)
             lines = [f"Adapter zip: {archive.name} (download below)."]
             if merged:
+                progress(0.2, desc="loading the base model and merging the adapter into it")
                 with studio.detector.exclusive():  # the merge loads the base: one model in the app at a time
                     folder = export_merged(run, studio.data_dir / "exports")
                 lines += [f"Merged weights: {folder.resolve()}", merge_note(run)]
@@ -86,11 +88,12 @@ def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel:
             raise page_error(f"Cannot export: {type(error).__name__}: {error}".splitlines()[0]) from None
         return {panel.download: str(archive), panel.status: "\n".join(lines)}
 
-    def push_run(run_id: str | None, repo_id: str, private: bool, merged: bool) -> str:
+    def push_run(run_id: str | None, repo_id: str, private: bool, merged: bool, progress=gr.Progress()) -> str:
         """Push the adapter (or the merged model) with its model card to a Hub model repo: one commit."""
         run = _finished_run(manager, run_id)
         if not (repo_id or "").strip():
             raise page_error("Type the Hub model repo to push to.")
+        progress(0, desc=f"pushing the {'merged model' if merged else 'adapter'} to {repo_id.strip()}")
         try:
             with _holding_no_model(studio, merged):
                 url = push(run, repo_id.strip(), merged=merged, private=private)
