@@ -63,18 +63,31 @@ def launch(argv: list[str], env: dict) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def wait_for_line(log: Path, text: str, process: subprocess.Popen) -> bool:
+def phase_began(run: Path, started_by: str) -> bool:
+    """Whether the run's log holds ``started_by``, or (``step N``) its state.json has reached step N."""
+    if started_by.startswith("step "):
+        state = run / "state.json"
+        return state.exists() and json.loads(state.read_text()).get("step", 0) >= int(started_by.split()[1])
+    log = run / "log.txt"
+    return log.exists() and started_by in log.read_text(errors="replace")
+
+
+def wait_for_phase(run: Path, started_by: str, process: subprocess.Popen) -> bool:
     deadline = time.monotonic() + PHASE_TIMEOUT_S
     while time.monotonic() < deadline and process.poll() is None:
-        if log.exists() and text in log.read_text(errors="replace"):
-            return True
+        try:
+            if phase_began(run, started_by):
+                return True
+        except ValueError:  # state.json caught mid-write
+            pass
         time.sleep(0.2)
     return False
 
 
 def cancel_latency(process: subprocess.Popen, run: Path, phase: str, started_by: str) -> None:
-    """Signal ``process`` 2 s after ``started_by`` appears in its log; print the seconds to exit and the status."""
-    if not wait_for_line(run / "log.txt", started_by, process):
+    """Signal ``process`` 2 s after its phase began (a log line, or ``step N``); print the seconds to exit and the
+    status the run recorded."""
+    if not wait_for_phase(run, started_by, process):
         print(f"  {phase:44s} never reached (the process ended first or timed out)")
         process.kill()
         return
@@ -99,7 +112,7 @@ def main() -> None:
         train = ["-m", "ft.train", "--config"]
         phases = [
             ("prediction table at step 0 (200 rows)", "table", {"max_steps": 50}, "prediction table at step 0"),
-            ("training step", "step", {"max_steps": 50, "prediction_samples": 1}, "'loss'"),
+            ("training step", "step", {"max_steps": 50, "prediction_samples": 1}, "step 3"),
             ("test split scoring (600 rows)", "test", {"max_steps": 2, "prediction_samples": 1}, "scoring the test"),
         ]
         for phase, run_id, overrides, started_by in phases:
