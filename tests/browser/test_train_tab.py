@@ -124,7 +124,8 @@ def test_a_run_from_the_page_learns_finishes_and_reproduces_from_the_shell(page,
     )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     other = page.locator("#train-other-evals")
-    expect(other.get_by_role("grid")).to_have_attribute("aria-rowcount", "3", timeout=30_000)  # before, after
+    grid = other.get_by_role("grid")
+    expect(grid).to_have_attribute("aria-rowcount", "4", timeout=30_000)  # a header; before, after, length_baseline
     expect(other).to_contain_text("foreign")
     expect(page.locator("#train-other-groups")).to_contain_text("tensor-trust")
 
