@@ -194,6 +194,7 @@ def test_the_curation_side_queues_a_real_audit(audited, store):
 
 
 def test_compare_runs_scores_both_adapters_on_the_same_texts(audited):
+    from runner import charts
     from serving.compare import compare_runs
 
     comparison = compare_runs(audited.fold(0).path, audited.fold(1).path, max_rows=16)
@@ -204,6 +205,9 @@ def test_compare_runs_scores_both_adapters_on_the_same_texts(audited):
     assert comparison.eval_metrics.set_index("metric").loc["n", "a"] == 8
     assert (comparison.verdicts["verdict_a"] != comparison.verdicts["verdict_b"]).all()
     assert comparison.labels.changed == 0 and comparison.labels.only_in_a == comparison.labels.only_in_b == 0
+    drawn = comparison.charts  # A beside B on the same texts, each at its threshold: what the page's charts draw
+    assert drawn["A"]["n"] == drawn["B"]["n"] == 16 and drawn["A"]["accuracy"] == same.loc["accuracy", "a"]
+    assert {"A", "B"} <= set(charts.roc_frame(drawn)[charts.CURVE]) and len(charts.confusion_frame(drawn)) == 8
 
 
 def test_a_cancelled_fold_cancels_the_audit(tmp_path, monkeypatch):
