@@ -62,6 +62,7 @@ def evaluation_charts(prefix: str, what: str) -> EvaluationCharts:
     label, saying what fills it ("pick a run ...")."""
     unit = {"x_lim": [0, 1], "y_lim": [0, 1]}
     common = {"color_map": SERIES_COLORS}
+    in_frame_order = {"sort": []}  # an empty custom order: bars as the frame lists them, not alphabetically
     with gr.Row():
         roc = gr.LinePlot(
             x=charts.FPR, y=charts.RECALL, color=charts.CURVE, label=f"ROC curve: {what}", elem_id=f"{prefix}-roc",
@@ -74,12 +75,12 @@ def evaluation_charts(prefix: str, what: str) -> EvaluationCharts:
     with gr.Row():
         flagged = gr.BarPlot(
             x=charts.BAR, y=charts.SHARE, color=charts.SERIES, tooltip=[charts.ROWS], y_lim=[0, 1], x_label_angle=-50,
-            x_title="group (series)", scale=2, elem_id=f"{prefix}-flagged", **common,
+            x_title="group (series)", scale=2, elem_id=f"{prefix}-flagged", **in_frame_order, **common,
             label=f"Share flagged per source/category: {what}, for data with a source or category column",
         )  # fmt: skip
         confusion = gr.BarPlot(
             x=charts.CELL, y=charts.ROWS, color=charts.SERIES, x_label_angle=-35, scale=1,
-            label=f"Confusion matrix: {what}", elem_id=f"{prefix}-confusion", **common,
+            label=f"Confusion matrix: {what}", elem_id=f"{prefix}-confusion", **in_frame_order, **common,
         )  # fmt: skip
     return EvaluationCharts(roc, reliability, flagged, confusion)
 
@@ -90,7 +91,7 @@ def drawn(chart, frame, *title: str):
 
     The title is the chart's label, never the plot's own title: Gradio 6.31 redraws a plot whose title (or
     caption, or sort) changes together with its data from the data it had before, while a change of data alone is
-    drawn in place."""
+    drawn in place. So a chart's title, caption and sort are set once, when it is built."""
     if frame is None:
         return type(chart)(value=None, label=chart.label)
     return type(chart)(value=frame, label=" · ".join(title))

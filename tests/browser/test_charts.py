@@ -49,6 +49,11 @@ def drawn(page, elem_id: str, datum: str):
     return page.locator(f"#{elem_id} svg [aria-label^='{datum}']").first
 
 
+def x_axis(page, elem_id: str):
+    """A locator of the chart's x-axis, whose name lists its values in the order drawn."""
+    return page.locator(f"#{elem_id} svg [aria-label^='X-axis']")
+
+
 def chart_title(page, elem_id: str):
     """A locator of the chart's title: the label above it."""
     return page.locator(f"#{elem_id} [data-testid=block-info]")
@@ -148,6 +153,10 @@ def test_a_runs_evaluations_are_drawn_from_its_files_and_the_refresh_leaves_them
         ):
             assert confusion[f"{name} ({side})"] == report[side]["confusion"][key]
 
+    expect(x_axis(page, "train-confusion")).to_have_attribute(
+        "aria-label", re.compile(re.escape("values: true negative (before), true negative (after), false positive"))
+    )  # in the frame's order, before beside after
+
     # the test split has no source column: the per-source chart says what would fill it
     expect(page.locator("#train-flagged")).to_contain_text("for data with a source or category column")
 
@@ -164,6 +173,8 @@ def test_a_runs_evaluations_are_drawn_from_its_files_and_the_refresh_leaves_them
     largest = sorted(groups, key=lambda g: -groups[g]["after"]["n"])[:10]
     expect(drawn(page, "train-flagged", f"group (series): {largest[0]} (labelled)")).to_be_attached()
     bars = {d["group (series)"]: d["share"] for d in plotted(page, "train-flagged")}
+    first = ", ".join(f"{largest[0]} ({series})" for series in ("labelled", "before", "after"))
+    expect(x_axis(page, "train-flagged")).to_have_attribute("aria-label", re.compile(re.escape(f"values: {first}")))
     for group in largest:
         after = groups[group]["after"]
         assert bars[f"{group} (after)"] == pytest.approx(after["flagged"], abs=1e-3)
