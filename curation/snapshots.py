@@ -23,6 +23,7 @@ renames it aside first, so a listing never shows half a snapshot.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -180,6 +181,21 @@ def write_snapshot(snapshots_dir: Path, rows: Sequence[SnapshotRow], made: Prove
 def read_snapshot(path: Path) -> SnapshotInfo:
     manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     return SnapshotInfo(path.name, path, manifest)
+
+
+@functools.lru_cache(maxsize=64)
+def data_description(ref: str) -> str | None:
+    """What a run's data is when it is a snapshot: its id, mix, rows per split and number of sources, in one line
+    (a snapshot never changes, so each is read once); None for other data."""
+    try:
+        snapshot = read_snapshot(Path(ref))
+    except (OSError, ValueError):
+        return None
+    manifest = snapshot.manifest
+    splits = ", ".join(f"{name} {split['rows']:,}" for name, split in manifest["splits"].items())
+    mix = MixOptions.from_dict(manifest.get("mix")).describe()
+    sources = f"; {len(manifest['sources'])} sources" if manifest.get("sources") else ""
+    return f"data: snapshot {snapshot.id} (mix: {mix}; {splits}{sources})"
 
 
 def list_snapshots(snapshots_dir: Path) -> list[SnapshotInfo]:

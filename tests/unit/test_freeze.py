@@ -33,3 +33,15 @@ def test_a_mix_naming_an_unknown_source_writes_no_snapshot(tmp_path, capsys):
     assert freeze.main(argv) == 2
     assert "no source named 'no-such-source'" in capsys.readouterr().err
     assert not list((tmp_path / "studio" / "snapshots").glob("*/manifest.json"))
+
+
+def test_a_run_on_a_snapshot_says_its_mix_where_it_shows_its_data(tmp_path, capsys):
+    from curation.snapshots import data_description
+
+    pool = pool_slice(tmp_path / "pool", {"clinc-oos": 30, "verazuo-itw-jailbreaks": 30})
+    argv = ["--data-dir", str(tmp_path / "studio"), "--import", str(pool), "--weights", "clinc-oos=0.5"]
+    assert freeze.main([*argv, "--mix", str(tmp_path / "none.yaml")]) == 2, "a mix file that is not there"
+    assert freeze.main(argv) == 0
+    line = data_description(capsys.readouterr().out.strip())
+    assert line.startswith("data: snapshot ") and "weights clinc-oos x0.5" in line and "2 sources" in line
+    assert data_description(str(pool)) is None

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import gradio as gr
 
+from curation.snapshots import data_description
 from ft.config import default_preset
 from ft.machine import measured
 from runner import views as run_views
@@ -367,7 +368,9 @@ def _run_view(
     command = shell_command(info.job.get("command") or manager.command(run_id))
     shown = {
         view.progress_bar: _progress_html(run_views.progress(info)),
-        view.details: run_views.details_text(info, command),
+        view.details: "\n".join(
+            filter(None, [run_views.details_text(info, command), data_description(info.config.get("data", ""))])
+        ),
     }
     now = run_views.part_versions(info)
     changed = run_views.PANEL_PARTS if force else run_views.changed_parts(versions, now)
