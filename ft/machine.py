@@ -5,7 +5,8 @@ AVX512-BF16 or AMX instructions. On an AVX2-only CPU torch emulates it, and a Sm
 8.1x slower than in fp32 (issue 19: 21.3 s against 2.63 s on 16 x 96 tokens). Native is not enough
 either: on a virtual Xeon that shows AVX512-BF16 but no AMX, the same pass ran 1.6x *slower* in bf16
 (3.34 s against 2.12 s). So on a CPU whose flags say native, bf16 is timed against fp32 once (a small
-MLP block, under a second) and the answer is kept on disk per CPU and torch version. ``precision:
+MLP block, under a second, the two timed in turns) and the answer is kept in the user's cache folder per CPU
+and torch version, so every process of the machine makes the same choice. ``precision:
 auto`` takes bf16 only where it is native and measured faster; ``bf16`` is obeyed but says what it
 costs; scoring (Detect, ``ft.evaluate``, ``serving.score``, audits, Compare) always chooses for the
 machine it runs on, whatever a run trained with: a run trained on one machine is scored on another.
@@ -126,29 +127,37 @@ def capabilities() -> Capabilities:
     return Capabilities(model, flags, cuda, cuda_bf16, os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
 
 
-def _probe_seconds(bf16: bool) -> float:
-    """Best time of an MLP block of SmolLM2's width on 1,536 tokens, in inference, fp32 or under bf16 autocast."""
+def _probe_speedup(rounds: int = 7) -> float:
+    """fp32 time / bf16 autocast time of an MLP block of SmolLM2's width on 1,536 tokens, in inference.
+
+    The two are timed in turns and their medians compared, so load from other processes slows both alike
+    (timed one after the other, a busy moment once made bf16 look 1.19x faster on a CPU where it runs at 0.6x)."""
     import torch
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
         block = torch.nn.Sequential(torch.nn.Linear(576, 1536), torch.nn.SiLU(), torch.nn.Linear(1536, 576))
         tokens = torch.randn(1536, 576)
-    times = []
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for _ in range(6):
-            started = time.perf_counter()
-            block(tokens)
-            times.append(time.perf_counter() - started)
-    return min(times[1:])
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with torch.inference_mode():
+        for _ in range(rounds + 1):
+            for bf16 in (False, True):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    started = time.perf_counter()
+                    block(tokens)
+                    times[bf16].append(time.perf_counter() - started)
+    fp32, bf16 = (sorted(times[side][1:])[rounds // 2] for side in (False, True))
+    return fp32 / bf16
 
 
 def _probe_file(machine: Capabilities) -> Path:
+    """Where this CPU's probe result is kept: the user's cache folder (``XDG_CACHE_HOME``), shared by every process
+    of the machine, so the app, its runs and the command line all make the same choice."""
     import torch
 
     key = json.dumps([machine.cpu_model, sorted(machine.cpu_flags), machine.isa_cap, torch.__version__])
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    return home / "studio-probe" / f"bf16-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return home / "injection-studio" / f"bf16-probe-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def _bf16_speedup(machine: Capabilities) -> float:
@@ -158,7 +167,7 @@ def _bf16_speedup(machine: Capabilities) -> float:
         return float(json.loads(path.read_text())["speedup"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    speedup = _probe_seconds(False) / _probe_seconds(True)
+    speedup = _probe_speedup()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps({"speedup": speedup, "cpu": machine.cpu_model, "measured": time.time()}))

@@ -44,19 +44,26 @@ def test_a_process_capped_below_bf16_kernels_has_no_native_bf16():
 
 
 def test_the_probe_runs_once_per_cpu_and_is_read_back(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     timed = []
 
-    def probe(bf16):
-        timed.append(bf16)
-        return 1.0 if bf16 else 2.0
+    def probe():
+        timed.append(1)
+        return 2.0
 
-    monkeypatch.setattr(machine, "_probe_seconds", probe)
+    monkeypatch.setattr(machine, "_probe_speedup", probe)
     assert machine._bf16_speedup(SAPPHIRE_RAPIDS) == 2.0
     assert machine._bf16_speedup(SAPPHIRE_RAPIDS) == 2.0
-    assert timed == [False, True], "measured once, then read from its file"
+    assert len(timed) == 1, "measured once, then read from its file"
     machine._bf16_speedup(VIRTUAL_XEON)
-    assert len(timed) == 4, "another CPU is measured on its own"
+    assert len(timed) == 2, "another CPU is measured on its own"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "another-hf-home"))
+    machine._bf16_speedup(SAPPHIRE_RAPIDS)
+    assert len(timed) == 2, "every process of the machine reads the same result, whatever its HF_HOME"
+
+
+def test_the_probe_compares_the_two_precisions_in_turns():
+    assert 0.05 < machine._probe_speedup(rounds=3) < 20
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
