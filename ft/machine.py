@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ft.config import cuda_device_count
+
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 """x86 flags (as in /proc/cpuinfo) of instructions that compute in bf16; aarch64 calls its own "bf16"."""
 BF16_EMULATED_NOTE = (
@@ -110,13 +112,12 @@ def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, frozenset[str]]:
 
 
 def _cuda() -> tuple[bool, bool]:
-    try:
-        import torch
-
-        available = torch.cuda.is_available()
-        return available, bool(available and torch.cuda.is_bf16_supported())
-    except Exception:
+    """Whether a CUDA device is visible (``ft.config.cuda_device_count``, as the Trainer sees it), and has bf16."""
+    if not cuda_device_count():
         return False, False
+    import torch
+
+    return True, bool(torch.cuda.is_bf16_supported())
 
 
 @functools.lru_cache(maxsize=1)
