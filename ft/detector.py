@@ -17,11 +17,15 @@
 - "Before" is the same loaded model inside ``disable_adapter()``: no second
   copy of the base in memory. ``score_both`` gets before and after from one
   batched pass (each row's adapter chosen by PEFT's mixed-adapter batch).
+  With LoRA on the top K layers only, the layers below compute the same for
+  both sides: a text runs through them once and is doubled at the first
+  adapted layer (its KV cache below is shared by both sides' answers).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +68,38 @@ def _left_padded(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.
 
 def _positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def _twice(value, rows: int):
+    """``value`` with its ``rows`` batch rows stacked twice ([rows; rows]); a tuple item by item; anything else
+    (a mask broadcast over the batch, the KV cache, None) as it is."""
+    if isinstance(value, torch.Tensor) and value.dim() and value.shape[0] == rows:
+        return torch.cat([value, value])
+    if isinstance(value, tuple):
+        return tuple(_twice(v, rows) for v in value)
+    return value
+
+
+@contextlib.contextmanager
+def _rows_twice_from(layer: torch.nn.Module):
+    """Within the block, ``layer`` (and so every layer above it) gets each row of its input twice: the hidden
+    states, attention mask, position ids and rotary embeddings the decoder hands it, stacked [rows; rows]."""
+
+    def doubled(module, args, kwargs):
+        rows = args[0].shape[0]
+        return tuple(_twice(a, rows) for a in args), {k: _twice(v, rows) for k, v in kwargs.items()}
+
+    handle = layer.register_forward_pre_hook(doubled, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _cache_twice_below(cache, first_twin: int) -> None:
+    """Stack the KV cache of the layers below ``first_twin`` twice, so both sides' answer steps attend to it."""
+    for layer in cache.layers[:first_twin]:
+        layer.keys, layer.values = torch.cat([layer.keys, layer.keys]), torch.cat([layer.values, layer.values])
 
 
 @dataclass
@@ -116,15 +152,49 @@ class Detector:
         ids = {self.tokenizer.eos_token_id, *(configured if isinstance(configured, list) else [configured])}
         return torch.tensor(sorted(i for i in ids if i is not None), device=self._device())
 
-    def _score_batch(self, batch: dict[str, torch.Tensor], answer_tokens: int) -> tuple:
-        """P(injection), the top next-token id and (when ``answer_tokens``) the greedy answer of each row.
+    @functools.cached_property
+    def _first_twin_layer(self) -> int:
+        """The lowest decoder layer the adapter changes: ``score_both`` runs a text once below it, twice from it.
+
+        0 (the text twice from its token ids) when the adapter changes something below the decoder layers
+        (trained embeddings, say) or none of them.
+        """
+        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft.utils.other import AuxiliaryTrainingWrapper
+
+        body, _ = decoder_and_head(self.model)
+        adapted = {id(m) for m in body.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))}
+        per_layer = [adapted & {id(m) for m in layer.modules()} for layer in body.layers]
+        if not adapted or adapted - set().union(*per_layer):
+            return 0
+        return next(i for i, ids in enumerate(per_layer) if ids)
+
+    def _body_pass(self, batch: dict[str, torch.Tensor], use_cache: bool, both: bool) -> tuple:
+        """(the body's output, attention mask, position ids) for a batch; with ``both``, every output row twice,
+        [rows; rows], the copies computed apart only from ``_first_twin_layer`` up."""
+        body, _ = decoder_and_head(self.model)
+        mask, positions = batch["attention_mask"], _positions(batch["attention_mask"])
+        if not both:
+            return body(**batch, position_ids=positions, use_cache=use_cache), mask, positions
+        rows, twin = len(mask), self._first_twin_layer
+        if twin == 0:
+            batch = {k: _twice(v, rows) for k, v in batch.items()}
+            return self._body_pass(batch, use_cache, both=False)
+        with _rows_twice_from(body.layers[twin]):
+            out = body(**batch, position_ids=positions, use_cache=use_cache)
+        if use_cache:
+            _cache_twice_below(out.past_key_values, twin)
+        return out, _twice(mask, rows), _twice(positions, rows)
+
+    def _score_batch(self, batch: dict[str, torch.Tensor], answer_tokens: int, both: bool = False) -> tuple:
+        """P(injection), the top next-token id and (when ``answer_tokens``) the greedy answer of each row; with
+        ``both``, of each row before then of each row after (adapter off, on: ``_both_sides``).
 
         The answer continues from the scoring pass's KV cache, one token per step for every row
         at once; a row that reached an end-of-turn token pads the rest.
         """
         body, head = decoder_and_head(self.model)
-        positions = _positions(batch["attention_mask"])
-        out = body(**batch, position_ids=positions, use_cache=answer_tokens > 1)
+        out, mask, positions = self._body_pass(batch, answer_tokens > 1, both)
         logits = head(out.last_hidden_state[:, -1]).float()
         yes = logits[:, self.yes_ids].logsumexp(-1)
         no = logits[:, self.no_ids].logsumexp(-1)
@@ -133,7 +203,7 @@ class Detector:
             return torch.sigmoid(yes - no), top, None
         stop, pad = self._stop_ids(), self.tokenizer.pad_token_id
         said, done = [top], torch.isin(top, stop)
-        mask, cache, position = batch["attention_mask"], out.past_key_values, positions[:, -1:]
+        cache, position = out.past_key_values, positions[:, -1:]
         for _ in range(answer_tokens - 1):
             if bool(done.all()):
                 break
@@ -171,43 +241,43 @@ class Detector:
     ) -> tuple[list[Scored], list[Scored] | None]:
         """("before", "after") for each text: the adapter off and on, from one pass through the model.
 
-        Each text goes in twice, side by side in the same batches, its first copy with the adapter off
-        (PEFT's mixed-adapter batch, ``"__base__"``): one forward pass and one answer loop serve both sides,
-        so a short prompt costs little more than one side (on CPU a small model's pass is mostly per-call
-        overhead). Scores equal ``score(adapter=False)`` and ``score(adapter=True)``. "after" is None for a
-        model without an adapter.
+        Each text's two copies go side by side in the same batches, the first with the adapter off (PEFT's
+        mixed-adapter batch, ``"__base__"``): one forward pass and one answer loop serve both sides, and the
+        decoder layers below the adapter's lowest run once per text (with LoRA on the top 8 of 30 layers, a
+        pair costs 38 layer passes instead of 60). Scores equal ``score(adapter=False)`` and
+        ``score(adapter=True)``. "after" is None for a model without an adapter.
         """
         texts = list(texts)
         if not self.has_adapter:
             return self.score(texts, adapter=False, answers=answers, max_new_tokens=max_new_tokens), None
-        sides = [BASE_ADAPTER] * len(texts) + [self.model.active_adapter] * len(texts)
-        both = self._scored(texts + texts, answers, max_new_tokens, sides)
+        both = self._scored(texts, answers, max_new_tokens, both=True)
         return both[: len(texts)], both[len(texts) :]
 
-    def _scored(
-        self, texts: list[str], answers: bool, max_new_tokens: int, adapter_names: list[str] | None = None
-    ) -> list[Scored]:
-        """Each text's Scored, in input order; ``adapter_names`` (one per text) picks each row's adapter."""
+    def _scored(self, texts: list[str], answers: bool, max_new_tokens: int, both: bool = False) -> list[Scored]:
+        """Each text's Scored, in input order; with ``both``, every text's "before" then every text's "after"."""
         encoded, cut = collate.encode_prompts(self.tokenizer, texts, self.max_length)
-        p = np.zeros(len(encoded))
-        top = np.zeros(len(encoded), dtype=np.int64)
-        said: list[str | None] = [None] * len(encoded)
+        sides = 2 if both else 1
+        p = np.zeros((sides, len(encoded)))
+        top = np.zeros((sides, len(encoded)), dtype=np.int64)
+        said = np.full((sides, len(encoded)), None, dtype=object)
         with _evaluating(self.model, self.bf16):
             for idx, batch in self._batches(encoded):
-                with self._row_adapters(adapter_names, idx):
-                    p_batch, top_batch, answered = self._score_batch(batch, max_new_tokens if answers else 0)
-                p[idx], top[idx] = p_batch.cpu().numpy(), top_batch.cpu().numpy()
-                for i, a in zip(idx, answered or []):
-                    said[i] = a
-        firsts = [self.tokenizer.decode([t]).strip() for t in top]
-        return [Scored(float(pi), a, c, f) for pi, a, c, f in zip(p, said, cut, firsts)]
+                with self._both_sides(len(idx)) if both else contextlib.nullcontext():
+                    p_batch, top_batch, answered = self._score_batch(batch, max_new_tokens if answers else 0, both)
+                p[:, idx] = p_batch.cpu().numpy().reshape(sides, -1)
+                top[:, idx] = top_batch.cpu().numpy().reshape(sides, -1)
+                if answered:
+                    said[:, idx] = np.array(answered, dtype=object).reshape(sides, -1)
+        firsts = [self.tokenizer.decode([t]).strip() for t in top.ravel()]
+        return [Scored(float(pi), a, c, f) for pi, a, c, f in zip(p.ravel(), said.ravel(), cut * sides, firsts)]
 
-    def _row_adapters(self, adapter_names: list[str] | None, idx):
-        """A mixed-adapter batch for the rows ``idx`` (PEFT passes each row's adapter name to every LoRA layer
-        and trained module it reaches, the body and head we call directly included); else nothing."""
-        if adapter_names is None:
-            return contextlib.nullcontext()
-        return self.model._enable_peft_forward_hooks(adapter_names=[adapter_names[i] for i in idx])
+    def _both_sides(self, rows: int):
+        """A mixed-adapter batch of ``rows`` rows with the adapter off, then the same rows with it on (PEFT passes
+        each row's adapter name to every LoRA layer and trained module it reaches, the body and head we call
+        directly included)."""
+        return self.model._enable_peft_forward_hooks(
+            adapter_names=[BASE_ADAPTER] * rows + [self.model.active_adapter] * rows
+        )
 
     def probabilities(self, texts: list[str], *, adapter: bool = True) -> np.ndarray:
         return np.array([s.p_injection for s in self.score(texts, adapter=adapter)])

@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -361,13 +360,16 @@ class DetectorService:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-    @contextmanager
-    def exclusive(self):
-        """Hold the model lock with no model loaded, for work that loads models of its own (Compare runs):
-        the process then never holds two models, and such work waits its turn like any request."""
-        with self._lock:
+    def exclusively(self, work: Callable[[], T]) -> T:
+        """``work()`` with no model loaded, on the model thread, for work that loads models of its own (Compare
+        runs, a merged export): the process then never holds two models, such work waits its turn like any
+        request, and its torch ops run on the one thread whose OpenMP team the app keeps."""
+
+        def unloaded() -> T:
             self.unload()
-            yield
+            return work()
+
+        return self._on_model_thread(unloaded)
 
     def _ensure(self, key: str | None) -> _Loaded:
         if self._loaded is not None and self._loaded.choice.key == key:

@@ -390,3 +390,14 @@ def test_every_request_thread_scores_on_the_one_model_thread(service, monkeypatc
     for caller in callers:
         caller.join()
     assert len(threads) == 1 and threads.pop().startswith(service_module.MODEL_THREAD)
+
+
+def test_work_that_loads_its_own_models_runs_on_the_model_thread_with_none_loaded(service):
+    service.compare(RUN, INJECTION)
+
+    def where_and_what_is_loaded():
+        return threading.current_thread().name, service.loaded_key
+
+    thread, loaded = service.exclusively(where_and_what_is_loaded)
+    assert thread.startswith(service_module.MODEL_THREAD) and loaded is None
+    assert service.compare(RUN, INJECTION).after is not None

@@ -118,13 +118,14 @@ def wire_compare(studio: Studio, manager: JobManager, form: CompareForm) -> None
             raise page_error("Pick two completed runs.")
         try:
             progress(0, desc="waiting for the detector")
-            with studio.detector.exclusive():
-                done = compare_runs(
+            done = studio.detector.exclusively(
+                lambda: compare_runs(
                     manager.run_dir(run_a).path,
                     manager.run_dir(run_b).path,
                     max_rows=int(max_rows) if max_rows else None,
                     progress=lambda fraction, what: progress(fraction, desc=what),
                 )
+            )
         except Exception as error:  # a missing adapter, unreadable data...: all shown the same way
             raise page_error(f"Cannot compare: {type(error).__name__}: {error}") from None
         return {

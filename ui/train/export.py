@@ -2,14 +2,14 @@
 
 The adapter zip goes to a folder inside Gradio's cache, so the page serves it as a download and Gradio's cache
 sweep removes it; merged weights go to ``<data dir>/exports/<run>-merged/`` and only their path is shown.
-Merging loads the base model, so it holds the detector lock with no model loaded (``exclusive``), like
+Merging loads the base model, so it runs on the detector's thread with no model loaded (``exclusively``), like
 Compare runs: the process never holds two models.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,9 +64,9 @@ def _finished_run(manager: JobManager, run_id: str | None) -> RunDir:
         raise page_error("Pick a completed run first.") from None
 
 
-def _holding_no_model(studio: Studio, merged: bool):
-    """The detector lock with no model loaded while a merge loads the base; nothing for an adapter alone."""
-    return studio.detector.exclusive() if merged else contextlib.nullcontext()
+def _pushed(studio: Studio, merged: bool, push_it: Callable[[], str]) -> str:
+    """``push_it()``, on the detector's thread with no model loaded when a merge loads the base."""
+    return studio.detector.exclusively(push_it) if merged else push_it()
 
 
 def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel: ExportPanel) -> None:
@@ -79,8 +79,8 @@ def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel:
             lines = [f"Adapter zip: {archive.name} (download below)."]
             if merged:
                 progress(0.2, desc="loading the base model and merging the adapter into it")
-                with studio.detector.exclusive():  # the merge loads the base: one model in the app at a time
-                    folder = export_merged(run, studio.data_dir / "exports")
+                # the merge loads the base: one model in the app at a time
+                folder = studio.detector.exclusively(lambda: export_merged(run, studio.data_dir / "exports"))
                 lines += [f"Merged weights: {folder.resolve()}", merge_note(run)]
         except ExportError as error:
             raise page_error(error) from None
@@ -95,8 +95,7 @@ def wire_export(studio: Studio, manager: JobManager, picker: gr.Dropdown, panel:
             raise page_error("Type the Hub model repo to push to.")
         progress(0, desc=f"pushing the {'merged model' if merged else 'adapter'} to {repo_id.strip()}")
         try:
-            with _holding_no_model(studio, merged):
-                url = push(run, repo_id.strip(), merged=merged, private=private)
+            url = _pushed(studio, merged, lambda: push(run, repo_id.strip(), merged=merged, private=private))
         except (ExportError, PermissionError) as error:
             raise page_error(error) from None
         except Exception as error:  # network and Hub errors all end up in front of the user the same way
