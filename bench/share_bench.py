@@ -1,7 +1,7 @@
 """The app and its runs on one machine's cores: Detect latency through the HTTP API, idle and while a run
 trains, and the run's speed alone and while Detect answers one prompt a second.
 
-    python bench/share_bench.py [--steps 16] [--calls 20] [--variants passive,spin]
+    python bench/share_bench.py [--steps 16] [--calls 20] [--variants passive,spin] [--detect-only]
 
 Everything goes through the real app (``app.py`` in a subprocess, its runs started by its job queue with
 ``/start_run``) and a ``gradio_client`` caller, as a team would use it:
@@ -14,6 +14,7 @@ Everything goes through the real app (``app.py`` in a subprocess, its runs start
      step from its metrics.jsonl (steps 3 onwards: the first ones warm up);
    - the run again, while the client calls ``/detect`` once a second: seconds per step, and Detect's p50 / p95
      during the steps.
+``--detect-only`` stops after "Detect idle" (the latency target alone, in a minute or two).
 Variants: ``passive`` is what the app does (``OMP_WAIT_POLICY=PASSIVE`` for itself and its runs,
 ft/machine.py); ``spin`` is libgomp's default spin-then-sleep (``GOMP_SPINCOUNT=300000``, the spin count
 libgomp uses when OMP_WAIT_POLICY is unset: the app before ft/machine.py).
@@ -143,13 +144,34 @@ def train_detector(data_dir: Path) -> str:
     return "smol-detector"
 
 
+def detect_idle(client: Client, detector: str, calls: int) -> tuple[float, list[tuple[float, float]]]:
+    """(the first call's ms, which loads the run; then ``calls`` calls' (client wall, service field) ms)."""
+    started = time.perf_counter()
+    client.predict(text=PROMPTS[0], detector=detector, threshold=0.5, api_name="/detect")
+    first_ms = (time.perf_counter() - started) * 1000
+    return first_ms, [detect_once(client, detector, PROMPTS[i % len(PROMPTS)]) for i in range(calls)]
+
+
+def print_detect_idle(name: str, first_ms: float, idle: list[tuple[float, float]]) -> None:
+    print(f"\n[{name}] {VARIANTS[name] or 'OMP_WAIT_POLICY=PASSIVE (the app default)'}")
+    print(f"  Detect, first call (loads the run)      {first_ms:8.0f} ms")
+    print(f"  Detect idle, client wall                {percentiles([w for w, _ in idle])}  (target p50 <= 250 ms)")
+    print(f"  Detect idle, service latency field      {percentiles([s for _, s in idle])}")
+
+
+def measure_detect(name: str, data_dir: Path, port: int, detector: str, calls: int) -> None:
+    app, client = start_app(data_dir, port, VARIANTS[name])
+    try:
+        first_ms, idle = detect_idle(client, detector, calls)
+    finally:
+        stop_app(app)
+    print_detect_idle(name, first_ms, idle)
+
+
 def measure_variant(name: str, data_dir: Path, port: int, detector: str, steps: int, calls: int) -> None:
     app, client = start_app(data_dir, port, VARIANTS[name])
     try:
-        started = time.perf_counter()
-        client.predict(text=PROMPTS[0], detector=detector, threshold=0.5, api_name="/detect")
-        first_ms = (time.perf_counter() - started) * 1000
-        idle = [detect_once(client, detector, PROMPTS[i % len(PROMPTS)]) for i in range(calls)]
+        first_ms, idle = detect_idle(client, detector, calls)
 
         config = {**RECIPE, "max_steps": steps, "run_name": f"alone-{name}"}
         alone_id = client.predict(config=config, api_name="/start_run")
@@ -173,10 +195,7 @@ def measure_variant(name: str, data_dir: Path, port: int, detector: str, steps: 
     alone_s, beside_s = statistics.median(alone), statistics.median(beside)
     idle_p50 = statistics.median(w for w, _ in idle)
     during_p50 = statistics.median(w for w, _ in in_steps) if in_steps else float("nan")
-    print(f"\n[{name}] {VARIANTS[name] or 'OMP_WAIT_POLICY=PASSIVE (the app default)'}")
-    print(f"  Detect, first call (loads the run)      {first_ms:8.0f} ms")
-    print(f"  Detect idle, client wall                {percentiles([w for w, _ in idle])}")
-    print(f"  Detect idle, service latency field      {percentiles([s for _, s in idle])}")
+    print_detect_idle(name, first_ms, idle)
     print(f"  Detect during the run, client wall      {percentiles([w for w, _ in in_steps])}")
     print(f"  Detect during the run, service field    {percentiles([s for _, s in in_steps])}")
     print(f"  run alone                               {alone_s:6.2f} s/step (median of {len(alone)} steps)")
@@ -191,13 +210,17 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20, help="idle Detect calls")
     parser.add_argument("--variants", default="passive,spin", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--port", type=int, default=7931)
+    parser.add_argument("--detect-only", action="store_true", help="measure Detect idle only, no runs")
     args = parser.parse_args()
     print(f"machine: {measured().describe()}; {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="share-bench-") as folder:
         data_dir = Path(folder)
         detector = "run:" + train_detector(data_dir)
         for name in args.variants.split(","):
-            measure_variant(name, data_dir, args.port, detector, args.steps, args.calls)
+            if args.detect_only:
+                measure_detect(name, data_dir, args.port, detector, args.calls)
+            else:
+                measure_variant(name, data_dir, args.port, detector, args.steps, args.calls)
 
 
 if __name__ == "__main__":

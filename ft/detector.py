@@ -20,11 +20,15 @@
   With LoRA on the top K layers only, the layers below compute the same for
   both sides: a text runs through them once and is doubled at the first
   adapted layer (its KV cache below is shared by both sides' answers).
+  For one text on a frozen model (Detect), the template's part before the
+  text (system turn, instruction: most of a short prompt's tokens) comes
+  from a KV cache made once: only the text and what follows it run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,6 +100,14 @@ def _rows_twice_from(layer: torch.nn.Module):
         handle.remove()
 
 
+def _extendable(cache):
+    """A KV cache to extend, over the same tensors: extending a DynamicCache concatenates into new tensors, never
+    writes into the old ones, so the original stays as it was."""
+    fresh = copy.copy(cache)
+    fresh.layers = [copy.copy(layer) for layer in cache.layers]
+    return fresh
+
+
 def _cache_twice_below(cache, first_twin: int) -> None:
     """Stack the KV cache of the layers below ``first_twin`` twice, so both sides' answer steps attend to it."""
     for layer in cache.layers[:first_twin]:
@@ -125,6 +137,7 @@ class Detector:
         self.max_length = max_length
         self.batch_size = batch_size
         self.bf16 = bf16
+        self._prefix: tuple | None = None
         self.yes_ids = prompt.answer_token_ids(tokenizer, prompt.YES)
         self.no_ids = prompt.answer_token_ids(tokenizer, prompt.NO)
 
@@ -169,9 +182,40 @@ class Detector:
             return 0
         return next(i for i, ids in enumerate(per_layer) if ids)
 
+    def _prefix_cache(self) -> tuple[list[int], object]:
+        """The scoring prompt's ids before the text (the same for every text) and their KV cache for both sides,
+        below ``_first_twin_layer`` once: what a one-text ``score_both`` starts from. Made again once any weight
+        has been written since (an optimiser step, a loaded state dict: torch counts a tensor's in-place writes)."""
+        version = sum(p._version for p in self.model.parameters())
+        if self._prefix is None or self._prefix[0] != version:
+            self._prefix = (version, *self._template_prefix_cache())
+        return self._prefix[1:]
+
+    def _template_prefix_cache(self) -> tuple[list[int], object]:
+        a, b = collate.encode_prompts(self.tokenizer, ["a", "b"], self.max_length)[0]
+        prefix = a[: next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)]
+        if not prefix:
+            return prefix, None
+        body, _ = decoder_and_head(self.model)
+        ids = torch.tensor([prefix], device=self._device())
+        with self._both_sides(1), _rows_twice_from(body.layers[self._first_twin_layer]):
+            out = body(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
+        return prefix, out.past_key_values
+
+    def _cached_start(self, ids: torch.Tensor) -> tuple[int, object]:
+        """(how many leading tokens a cached KV covers, that cache to extend) for a one-text ``score_both`` batch
+        that starts with the template's prefix; else (0, None)."""
+        if len(ids) != 1:
+            return 0, None
+        prefix, cache = self._prefix_cache()
+        if cache is None or ids.shape[1] <= len(prefix) or ids[0, : len(prefix)].tolist() != prefix:
+            return 0, None
+        return len(prefix), _extendable(cache)
+
     def _body_pass(self, batch: dict[str, torch.Tensor], use_cache: bool, both: bool) -> tuple:
         """(the body's output, attention mask, position ids) for a batch; with ``both``, every output row twice,
-        [rows; rows], the copies computed apart only from ``_first_twin_layer`` up."""
+        [rows; rows], the copies computed apart only from ``_first_twin_layer`` up (and one text's template
+        prefix read from ``_prefix_cache``)."""
         body, _ = decoder_and_head(self.model)
         mask, positions = batch["attention_mask"], _positions(batch["attention_mask"])
         if not both:
@@ -180,8 +224,15 @@ class Detector:
         if twin == 0:
             batch = {k: _twice(v, rows) for k, v in batch.items()}
             return self._body_pass(batch, use_cache, both=False)
+        start, cache = self._cached_start(batch["input_ids"])
         with _rows_twice_from(body.layers[twin]):
-            out = body(**batch, position_ids=positions, use_cache=use_cache)
+            out = body(
+                input_ids=batch["input_ids"][:, start:],
+                attention_mask=mask,
+                position_ids=positions[:, start:],
+                past_key_values=cache,
+                use_cache=use_cache or cache is not None,
+            )
         if use_cache:
             _cache_twice_below(out.past_key_values, twin)
         return out, _twice(mask, rows), _twice(positions, rows)
