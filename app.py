@@ -177,9 +177,9 @@ def compose_studio(data_dir: Path, store: LabelStore, runs_dir: Path | None = No
     (data_dir/runs unless given); ``context``: Studio's other fields. The scheduler is not started: serve()
     runs it while the page is served, and a test that wants it calls ``studio.jobs.start()`` and ``stop()``."""
     runs = Path(runs_dir) if runs_dir else Path(data_dir) / "runs"
-    return Studio(
-        data_dir=Path(data_dir), store=store, jobs=JobManager(runs), detector=DetectorService(runs), **context
-    )
+    jobs = JobManager(runs)
+    detector = DetectorService(runs, training_here=jobs.training_here)
+    return Studio(data_dir=Path(data_dir), store=store, jobs=jobs, detector=detector, **context)
 
 
 def open_studio(

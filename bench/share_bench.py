@@ -1,15 +1,19 @@
 """The app and its runs on one machine's cores: Detect latency through the HTTP API, idle and while a run
 trains, and the run's speed alone and while Detect answers one prompt a second.
 
-    python bench/share_bench.py [--steps 16] [--calls 20] [--variants passive,spin] [--detect-only]
+    python bench/share_bench.py [--steps 16] [--calls 20] [--variants passive,spin] [--detect-only] [--run DIR]
 
 Everything goes through the real app (``app.py`` in a subprocess, its runs started by its job queue with
-``/start_run``) and a ``gradio_client`` caller, as a team would use it:
-1. A short SmolLM2-135M run is trained once (recipe settings, a few steps), so Detect has a fine-tuned
-   detector: every ``/detect`` call scores before and after and generates both answers.
+``/start_run``), as a team would use it. ``/detect`` is called over Gradio's plain HTTP API (POST the inputs, read
+the event's stream to its result: what curl or any HTTP client does); ``gradio_client`` adds about 75 ms of its own
+to every call (a no-op endpoint answers in ~12 ms raw, ~85 ms through it), so its p50 is printed beside:
+1. A short SmolLM2-135M run is trained once (recipe settings, 6 steps), so Detect has a fine-tuned detector:
+   every ``/detect`` call scores before and after and generates both answers. ``--run`` uses a completed run
+   instead (the recipe's: a 6-step detector rambles where a trained one answers "Yes" or "No", and every
+   answer token is one more pass).
 2. For each thread variant, the app is started afresh and
-   - Detect idle: the first call (loads the model), then ``--calls`` calls, p50 / p95 of the client's wall time
-     and of the service's own latency field;
+   - Detect idle: the first call (loads the model), then ``--calls`` calls, p50 / p95 of the HTTP wall time
+     and of the service's own latency field, then as many through gradio_client;
    - the run alone: ``--steps`` training steps of the recipe (top-8-layer LoRA, 16 rows a step), seconds per
      step from its metrics.jsonl (steps 3 onwards: the first ones warm up);
    - the run again, while the client calls ``/detect`` once a second: seconds per step, and Detect's p50 / p95
@@ -25,17 +29,20 @@ within 2.5x of its idle p50; Detect's idle p50 <= 250 ms.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
 import yaml  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
@@ -97,16 +104,46 @@ def start_app(data_dir: Path, port: int, extra_env: dict) -> tuple[subprocess.Po
     raise RuntimeError("the app did not start")
 
 
+def http_client(port: int) -> httpx.Client:
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+
+
 def stop_app(app: subprocess.Popen) -> None:
     app.terminate()
     app.wait(timeout=30)
 
 
-def detect_once(client: Client, detector: str, text: str) -> tuple[float, float]:
-    """(client wall ms, the service's latency field ms) of one /detect call."""
+def streamed_result(http: httpx.Client, path: str):
+    """The first output of a Gradio event, read from its server-sent event stream."""
+    event = ""
+    with http.stream("GET", path) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.removeprefix("event:").strip()
+            elif line.startswith("data:") and event in ("complete", "error"):
+                data = json.loads(line.removeprefix("data:"))
+                if event == "error":
+                    raise RuntimeError(f"/detect failed: {data}")
+                return data[0]
+    raise RuntimeError(f"{path}: the stream ended without a result")
+
+
+def detect_once(http: httpx.Client, detector: str, text: str) -> tuple[float, float]:
+    """(wall ms, the service's latency field ms) of one /detect call over the plain HTTP API."""
     started = time.perf_counter()
-    result = client.predict(text=text, detector=detector, threshold=0.5, api_name="/detect")
+    posted = http.post("/gradio_api/call/detect", json={"data": [text, detector, 0.5]}).raise_for_status()
+    result = streamed_result(http, f"/gradio_api/call/detect/{posted.json()['event_id']}")
     return (time.perf_counter() - started) * 1000, result["after"]["latency_ms"]
+
+
+def through_gradio_client(client: Client, detector: str, calls: int) -> list[float]:
+    """Wall ms of ``calls`` /detect calls through ``gradio_client``, for comparison."""
+    walls = []
+    for i in range(calls):
+        started = time.perf_counter()
+        client.predict(text=PROMPTS[i % len(PROMPTS)], detector=detector, threshold=0.5, api_name="/detect")
+        walls.append((time.perf_counter() - started) * 1000)
+    return walls
 
 
 def wait_for(client: Client, run_id: str, during=None) -> dict:
@@ -144,34 +181,54 @@ def train_detector(data_dir: Path) -> str:
     return "smol-detector"
 
 
-def detect_idle(client: Client, detector: str, calls: int) -> tuple[float, list[tuple[float, float]]]:
-    """(the first call's ms, which loads the run; then ``calls`` calls' (client wall, service field) ms)."""
+def use_run(data_dir: Path, run: Path) -> str:
+    """A completed run folder offered to the app as its detector (linked into ``data_dir/runs``); its run id."""
+    (data_dir / "runs").mkdir(exist_ok=True)
+    (data_dir / "runs" / run.name).symlink_to(run.resolve(), target_is_directory=True)
+    return run.name
+
+
+@dataclass
+class DetectIdle:
+    first_ms: float
+    """The first call, which loads the run."""
+    calls: list[tuple[float, float]]
+    """(wall, service latency field) ms of each call over plain HTTP."""
+    through_client: list[float]
+    """Wall ms of as many calls through gradio_client."""
+
+    def print(self, name: str) -> None:
+        print(f"\n[{name}] {VARIANTS[name] or 'OMP_WAIT_POLICY=PASSIVE (the app default)'}")
+        print(f"  Detect, first call (loads the run)      {self.first_ms:8.0f} ms")
+        print(
+            f"  Detect idle, HTTP wall                  {percentiles([w for w, _ in self.calls])}  (target p50 <= 250)"
+        )
+        print(f"  Detect idle, service latency field      {percentiles([s for _, s in self.calls])}")
+        print(f"  Detect idle, through gradio_client      {percentiles(self.through_client)}")
+
+
+def detect_idle(http: httpx.Client, client: Client, detector: str, calls: int) -> DetectIdle:
     started = time.perf_counter()
-    client.predict(text=PROMPTS[0], detector=detector, threshold=0.5, api_name="/detect")
+    detect_once(http, detector, PROMPTS[0])
     first_ms = (time.perf_counter() - started) * 1000
-    return first_ms, [detect_once(client, detector, PROMPTS[i % len(PROMPTS)]) for i in range(calls)]
-
-
-def print_detect_idle(name: str, first_ms: float, idle: list[tuple[float, float]]) -> None:
-    print(f"\n[{name}] {VARIANTS[name] or 'OMP_WAIT_POLICY=PASSIVE (the app default)'}")
-    print(f"  Detect, first call (loads the run)      {first_ms:8.0f} ms")
-    print(f"  Detect idle, client wall                {percentiles([w for w, _ in idle])}  (target p50 <= 250 ms)")
-    print(f"  Detect idle, service latency field      {percentiles([s for _, s in idle])}")
+    timed = [detect_once(http, detector, PROMPTS[i % len(PROMPTS)]) for i in range(calls)]
+    return DetectIdle(first_ms, timed, through_gradio_client(client, detector, calls))
 
 
 def measure_detect(name: str, data_dir: Path, port: int, detector: str, calls: int) -> None:
     app, client = start_app(data_dir, port, VARIANTS[name])
     try:
-        first_ms, idle = detect_idle(client, detector, calls)
+        idle = detect_idle(http_client(port), client, detector, calls)
     finally:
         stop_app(app)
-    print_detect_idle(name, first_ms, idle)
+    idle.print(name)
 
 
 def measure_variant(name: str, data_dir: Path, port: int, detector: str, steps: int, calls: int) -> None:
     app, client = start_app(data_dir, port, VARIANTS[name])
+    http = http_client(port)
     try:
-        first_ms, idle = detect_idle(client, detector, calls)
+        idle = detect_idle(http, client, detector, calls)
 
         config = {**RECIPE, "max_steps": steps, "run_name": f"alone-{name}"}
         alone_id = client.predict(config=config, api_name="/start_run")
@@ -183,7 +240,7 @@ def measure_variant(name: str, data_dir: Path, port: int, detector: str, steps: 
 
         def one_call_a_second():
             at = time.time()
-            wall, service = detect_once(client, detector, PROMPTS[len(during) % len(PROMPTS)])
+            wall, service = detect_once(http, detector, PROMPTS[len(during) % len(PROMPTS)])
             during.append((at, wall, service))
             time.sleep(max(0.0, 1.0 - (time.time() - at)))
 
@@ -193,9 +250,9 @@ def measure_variant(name: str, data_dir: Path, port: int, detector: str, steps: 
     finally:
         stop_app(app)
     alone_s, beside_s = statistics.median(alone), statistics.median(beside)
-    idle_p50 = statistics.median(w for w, _ in idle)
+    idle_p50 = statistics.median(w for w, _ in idle.calls)
     during_p50 = statistics.median(w for w, _ in in_steps) if in_steps else float("nan")
-    print_detect_idle(name, first_ms, idle)
+    idle.print(name)
     print(f"  Detect during the run, client wall      {percentiles([w for w, _ in in_steps])}")
     print(f"  Detect during the run, service field    {percentiles([s for _, s in in_steps])}")
     print(f"  run alone                               {alone_s:6.2f} s/step (median of {len(alone)} steps)")
@@ -211,11 +268,12 @@ def main() -> None:
     parser.add_argument("--variants", default="passive,spin", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--port", type=int, default=7931)
     parser.add_argument("--detect-only", action="store_true", help="measure Detect idle only, no runs")
+    parser.add_argument("--run", type=Path, help="a completed SmolLM2 run folder for Detect (default: train 6 steps)")
     args = parser.parse_args()
     print(f"machine: {measured().describe()}; {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="share-bench-") as folder:
         data_dir = Path(folder)
-        detector = "run:" + train_detector(data_dir)
+        detector = "run:" + (use_run(data_dir, args.run) if args.run else train_detector(data_dir))
         for name in args.variants.split(","):
             if args.detect_only:
                 measure_detect(name, data_dir, args.port, detector, args.calls)

@@ -293,6 +293,10 @@ class JobManager:
             self._wake.wait(self.poll_s)
             self._wake.clear()
 
+    def training_here(self) -> bool:
+        """Whether a run this process started is still running (its cores are taken)."""
+        return any(child.poll() is None for child in list(self._children.values()))
+
     def _launch(self, info: RunInfo) -> None:
         """Start the run's process; a run that cannot start is marked failed, so it never blocks the queue."""
         resume = bool(info.job.get("resume"))

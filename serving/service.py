@@ -269,9 +269,13 @@ class _Loaded:
 class DetectorService:
     """The one loaded detector of this process, shared by every request; thread-safe."""
 
-    def __init__(self, runs_dir: str | Path, example_data: str | None = None):
+    def __init__(
+        self, runs_dir: str | Path, example_data: str | None = None, training_here: Callable[[], bool] = lambda: False
+    ):
         self.runs_dir = Path(runs_dir)
         self.example_data = example_data or default_example_data()
+        self._training_here = training_here
+        self._threads = torch.get_num_threads()
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
         self._added: dict[str, DetectorChoice] = {}
@@ -292,9 +296,18 @@ class DetectorService:
 
         def locked() -> T:
             with self._lock:
+                torch.set_num_threads(self._model_threads())
                 return work()
 
         return self._model_thread.submit(contextvars.copy_context().run, locked).result()
+
+    def _model_threads(self) -> int:
+        """Torch threads for the next piece of model work: one while a run of this app trains, else all.
+
+        A run's OpenMP team holds every core; a two-thread team beside it waits at each op's barrier for a
+        thread the run has preempted, so a Detect call took 2.9x its idle time (bench/share_bench.py).
+        """
+        return 1 if self._training_here() else self._threads
 
     # -- what can be picked ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import weakref
 
 import pandas as pd
 import pytest
+import torch
 from helpers import MAX_GROWTH_MB, RUN_ID, dictionary_bomb, peak_growth, score_tolerance, trained_data_dir
 
 import serving.service as service_module
@@ -401,3 +402,14 @@ def test_work_that_loads_its_own_models_runs_on_the_model_thread_with_none_loade
     thread, loaded = service.exclusively(where_and_what_is_loaded)
     assert thread.startswith(service_module.MODEL_THREAD) and loaded is None
     assert service.compare(RUN, INJECTION).after is not None
+
+
+def test_model_work_takes_one_thread_while_a_run_of_the_app_trains(data_dir):
+    training = threading.Event()
+    service = DetectorService(data_dir / "runs", training_here=training.is_set)
+    all_threads = service.exclusively(torch.get_num_threads)
+    training.set()
+    assert service.exclusively(torch.get_num_threads) == 1
+    assert service.compare(RUN, INJECTION).after is not None
+    training.clear()
+    assert service.exclusively(torch.get_num_threads) == all_threads == torch.get_num_threads()

@@ -148,9 +148,14 @@ def test_cancel_and_resume_continue_from_the_checkpoint(tmp_path):
         deadline = time.monotonic() + 300
         while manager.get(run_id).state.get("step", 0) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
+        assert manager.training_here(), "Detect takes one thread while this is true"
         manager.cancel(run_id)
         cancelled = manager.wait(run_id, timeout=60)
         assert cancelled.status == "cancelled"
+        deadline = time.monotonic() + 30
+        while manager.training_here() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not manager.training_here()
         stopped_at = cancelled.state["step"]
         assert 2 <= stopped_at < 60, "the run ended before the cancel landed"
         assert cancelled.dir.last_checkpoint().name == f"checkpoint-{stopped_at}"
