@@ -3,7 +3,7 @@ prompts from sources the project never trains or tunes on.
 
     python bench/mix_ablation.py [--variants sg,attacks,benign,all] [--work DIR]
 
-All four train ``configs/smollm2-cpu-mix.yaml`` (one budget: 100 steps of 16 rows sampled from the mix) on
+All four train ``configs/smollm2-cpu-mix.yaml`` (one budget: 250 steps of 16 rows sampled from the mix) on
 snapshots frozen from one store holding safe-guard and the 16 train-pool sources, with configs/mixes/pool.yaml's
 options and pool sources switched off by weight 0 (weights touch train rows only and the test carve is by text
 hash, so the four share one test split): ``sg`` is safe-guard alone, ``attacks`` adds the attack sources
@@ -14,7 +14,8 @@ configs/mixes/pool.yaml as it is (the mix recipe). Then ``python -m ft.evaluate`
 recall at 1% FPR, the share flagged per foreign source (Tensor Trust attacks, CLINC queries, trigger-word queries,
 the worst Wikipedia language), the safe-guard rows of the test split, the length-only baseline's ROC-AUC there,
 and the run's minutes. The base model's scores are cached across variants (ft/score_cache.py).
-About 15 minutes a variant on 2 cores; ``--work`` keeps the store, snapshots and runs for a look.
+About 22 minutes a variant on 2 cores (the recipe alone took 21.8 min on a virtual Xeon in fp32), plus about 6 for
+its foreign-eval scoring; ``--work`` keeps the store, snapshots and runs for a look.
 """
 
 from __future__ import annotations
