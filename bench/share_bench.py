@@ -12,8 +12,9 @@ to every call (a no-op endpoint answers in ~12 ms raw, ~85 ms through it), so it
    instead (the recipe's: a 6-step detector rambles where a trained one answers "Yes" or "No", and every
    answer token is one more pass).
 2. For each thread variant, the app is started afresh and
-   - Detect idle: the first call (loads the model), then ``--calls`` calls, p50 / p95 of the HTTP wall time
-     and of the service's own latency field, then as many through gradio_client;
+   - Detect idle: the first call (loads the model), then ``--calls`` calls, p50 / p95 of the HTTP wall time to
+     the first result (``/detect`` streams: scores and verdicts first) and to the last (the whole answers), and
+     of the service's own fields for both, then as many through gradio_client;
    - the run alone: ``--steps`` training steps of the recipe (top-8-layer LoRA, 16 rows a step), seconds per
      step from its metrics.jsonl (steps 3 onwards: the first ones warm up);
    - the run again, while the client calls ``/detect`` once a second: seconds per step, and Detect's p50 / p95
@@ -23,7 +24,7 @@ Variants: ``passive`` is what the app does (``OMP_WAIT_POLICY=PASSIVE`` for itse
 ft/machine.py); ``spin`` is libgomp's default spin-then-sleep (``GOMP_SPINCOUNT=300000``, the spin count
 libgomp uses when OMP_WAIT_POLICY is unset: the app before ft/machine.py).
 Targets (issue 19, 2 cores): the run keeps >= 45% of its alone speed; Detect's p50 during the run stays
-within 2.5x of its idle p50; Detect's idle p50 <= 250 ms.
+within 2.5x of its idle p50; Detect's idle p50 <= 250 ms (to the verdicts: the first result).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,27 +115,42 @@ def stop_app(app: subprocess.Popen) -> None:
     app.wait(timeout=30)
 
 
-def streamed_result(http: httpx.Client, path: str):
-    """The first output of a Gradio event, read from its server-sent event stream."""
+def streamed_results(http: httpx.Client, path: str) -> Iterator[dict]:
+    """Each result of a streaming Gradio event as its server-sent event stream delivers it, to the last."""
     event = ""
     with http.stream("GET", path) as stream:
         for line in stream.iter_lines():
             if line.startswith("event:"):
                 event = line.removeprefix("event:").strip()
-            elif line.startswith("data:") and event in ("complete", "error"):
+            elif line.startswith("data:") and event in ("generating", "complete", "error"):
                 data = json.loads(line.removeprefix("data:"))
                 if event == "error":
                     raise RuntimeError(f"/detect failed: {data}")
-                return data[0]
+                yield data[0]
+                if event == "complete":
+                    return
     raise RuntimeError(f"{path}: the stream ended without a result")
 
 
-def detect_once(http: httpx.Client, detector: str, text: str) -> tuple[float, float]:
-    """(wall ms, the service's latency field ms) of one /detect call over the plain HTTP API."""
+@dataclass(frozen=True)
+class DetectCall:
+    """One /detect call over the plain HTTP API: wall ms from the POST to its first result (the scores and
+    verdicts) and to its last (the whole answers), and the service's own fields for the same two moments."""
+
+    verdicts_ms: float
+    answers_ms: float
+    scored_ms: float
+    answered_ms: float
+
+
+def detect_once(http: httpx.Client, detector: str, text: str) -> DetectCall:
     started = time.perf_counter()
     posted = http.post("/gradio_api/call/detect", json={"data": [text, detector, 0.5]}).raise_for_status()
-    result = streamed_result(http, f"/gradio_api/call/detect/{posted.json()['event_id']}")
-    return (time.perf_counter() - started) * 1000, result["after"]["latency_ms"]
+    walls, results = [], []
+    for result in streamed_results(http, f"/gradio_api/call/detect/{posted.json()['event_id']}"):
+        walls.append((time.perf_counter() - started) * 1000)
+        results.append(result)
+    return DetectCall(walls[0], walls[-1], results[-1]["scored_ms"], results[-1]["answered_ms"])
 
 
 def through_gradio_client(client: Client, detector: str, calls: int) -> list[float]:
@@ -192,19 +209,26 @@ def use_run(data_dir: Path, run: Path) -> str:
 class DetectIdle:
     first_ms: float
     """The first call, which loads the run."""
-    calls: list[tuple[float, float]]
-    """(wall, service latency field) ms of each call over plain HTTP."""
+    calls: list[DetectCall]
+    """Each call over plain HTTP."""
     through_client: list[float]
     """Wall ms of as many calls through gradio_client."""
 
     def print(self, name: str) -> None:
         print(f"\n[{name}] {VARIANTS[name] or 'OMP_WAIT_POLICY=PASSIVE (the app default)'}")
         print(f"  Detect, first call (loads the run)      {self.first_ms:8.0f} ms")
-        print(
-            f"  Detect idle, HTTP wall                  {percentiles([w for w, _ in self.calls])}  (target p50 <= 250)"
-        )
-        print(f"  Detect idle, service latency field      {percentiles([s for _, s in self.calls])}")
-        print(f"  Detect idle, through gradio_client      {percentiles(self.through_client)}")
+        print_calls("Detect idle", self.calls)
+        print(f"  Detect idle, through gradio_client (its last result)        {percentiles(self.through_client)}")
+
+
+def print_calls(what: str, calls: list[DetectCall]) -> None:
+    print(
+        f"  {what}, HTTP wall to the verdicts (first result) {percentiles([c.verdicts_ms for c in calls])}"
+        "  (target p50 <= 250)"
+    )
+    print(f"  {what}, HTTP wall to the whole answers       {percentiles([c.answers_ms for c in calls])}")
+    print(f"  {what}, service fields scored_ms              {percentiles([c.scored_ms for c in calls])}")
+    print(f"  {what}, service fields answered_ms            {percentiles([c.answered_ms for c in calls])}")
 
 
 def detect_idle(http: httpx.Client, client: Client, detector: str, calls: int) -> DetectIdle:
@@ -236,29 +260,27 @@ def measure_variant(name: str, data_dir: Path, port: int, detector: str, steps: 
         alone, _ = step_seconds(RunDir(data_dir / "runs" / alone_id))
 
         beside_id = client.predict(config={**config, "run_name": f"beside-{name}"}, api_name="/start_run")
-        during: list[tuple[float, float, float]] = []
+        during: list[tuple[float, DetectCall]] = []
 
         def one_call_a_second():
             at = time.time()
-            wall, service = detect_once(http, detector, PROMPTS[len(during) % len(PROMPTS)])
-            during.append((at, wall, service))
+            during.append((at, detect_once(http, detector, PROMPTS[len(during) % len(PROMPTS)])))
             time.sleep(max(0.0, 1.0 - (time.time() - at)))
 
         wait_for(client, beside_id, during=one_call_a_second)
         beside, (start, end) = step_seconds(RunDir(data_dir / "runs" / beside_id))
-        in_steps = [(wall, service) for at, wall, service in during if start <= at <= end]
+        in_steps = [call for at, call in during if start <= at <= end]
     finally:
         stop_app(app)
     alone_s, beside_s = statistics.median(alone), statistics.median(beside)
-    idle_p50 = statistics.median(w for w, _ in idle.calls)
-    during_p50 = statistics.median(w for w, _ in in_steps) if in_steps else float("nan")
+    idle_p50 = statistics.median(c.answers_ms for c in idle.calls)
+    during_p50 = statistics.median(c.answers_ms for c in in_steps) if in_steps else float("nan")
     idle.print(name)
-    print(f"  Detect during the run, client wall      {percentiles([w for w, _ in in_steps])}")
-    print(f"  Detect during the run, service field    {percentiles([s for _, s in in_steps])}")
+    print_calls("Detect during the run", in_steps)
     print(f"  run alone                               {alone_s:6.2f} s/step (median of {len(alone)} steps)")
     print(f"  run beside Detect (1 prompt/s)          {beside_s:6.2f} s/step (median of {len(beside)} steps)")
     print(f"  => the run keeps {alone_s / beside_s:.0%} of its alone speed (target >= 45%); ", end="")
-    print(f"Detect p50 during the run is {during_p50 / idle_p50:.1f}x its idle p50 (target <= 2.5x)")
+    print(f"Detect p50 (whole answers) during the run is {during_p50 / idle_p50:.1f}x its idle p50 (target <= 2.5x)")
 
 
 def main() -> None:

@@ -23,13 +23,18 @@
   For one text on a frozen model (Detect), the template's part before the
   text (system turn, instruction: most of a short prompt's tokens) comes
   from a KV cache made once: only the text and what follows it run.
+- ``answered_pair`` hands one text's scores over as soon as the scoring
+  pass is done, then each answer as it grows: Detect shows its verdicts
+  without waiting for the answers.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +131,10 @@ class Scored:
     answer: str | None
     truncated: bool
     first_token: str = ""
+
+
+ScoredPair = tuple[Scored, Scored | None]
+"""("before", "after") for one text; "after" is None for a model without an adapter."""
 
 
 class Detector:
@@ -237,9 +246,10 @@ class Detector:
             _cache_twice_below(out.past_key_values, twin)
         return out, _twice(mask, rows), _twice(positions, rows)
 
-    def _score_batch(self, batch: dict[str, torch.Tensor], answer_tokens: int, both: bool = False) -> tuple:
-        """P(injection), the top next-token id and (when ``answer_tokens``) the greedy answer of each row; with
-        ``both``, of each row before then of each row after (adapter off, on: ``_both_sides``).
+    def _score_steps(self, batch: dict[str, torch.Tensor], answer_tokens: int, both: bool = False):
+        """(P(injection), the top next-token id, each row's answer token ids so far or None) once the scoring
+        pass is done, then again after every answer step; with ``both``, each row before then each row after
+        (adapter off, on: ``_both_sides``).
 
         The answer continues from the scoring pass's KV cache, one token per step for every row
         at once; a row that reached an end-of-turn token pads the rest.
@@ -247,13 +257,14 @@ class Detector:
         body, head = decoder_and_head(self.model)
         out, mask, positions = self._body_pass(batch, answer_tokens > 1, both)
         logits = head(out.last_hidden_state[:, -1]).float()
-        yes = logits[:, self.yes_ids].logsumexp(-1)
-        no = logits[:, self.no_ids].logsumexp(-1)
+        p = torch.sigmoid(logits[:, self.yes_ids].logsumexp(-1) - logits[:, self.no_ids].logsumexp(-1))
         top = logits.argmax(-1)
         if not answer_tokens:
-            return torch.sigmoid(yes - no), top, None
+            yield p, top, None
+            return
         stop, pad = self._stop_ids(), self.tokenizer.pad_token_id
         said, done = [top], torch.isin(top, stop)
+        yield p, top, torch.stack(said, dim=1)
         cache, position = out.past_key_values, positions[:, -1:]
         for _ in range(answer_tokens - 1):
             if bool(done.all()):
@@ -270,7 +281,13 @@ class Detector:
             step = torch.where(done, pad, head(out.last_hidden_state[:, -1]).argmax(-1))
             said.append(step)
             done = done | torch.isin(step, stop)
-        return torch.sigmoid(yes - no), top, self._decoded(torch.stack(said, dim=1), stop)
+            yield p, top, torch.stack(said, dim=1)
+
+    def _score_batch(self, batch: dict[str, torch.Tensor], answer_tokens: int, both: bool = False) -> tuple:
+        """P(injection), the top next-token id and (when ``answer_tokens``) the greedy answer text of each row:
+        ``_score_steps``'s last step."""
+        p, top, tokens = collections.deque(self._score_steps(batch, answer_tokens, both), maxlen=1)[0]
+        return p, top, None if tokens is None else self._decoded(tokens, self._stop_ids())
 
     def _decoded(self, tokens: torch.Tensor, stop: torch.Tensor) -> list[str]:
         """Each row's answer text, cut at its first end-of-turn token."""
@@ -303,6 +320,29 @@ class Detector:
             return self.score(texts, adapter=False, answers=answers, max_new_tokens=max_new_tokens), None
         both = self._scored(texts, answers, max_new_tokens, both=True)
         return both[: len(texts)], both[len(texts) :]
+
+    def answered_pair(
+        self, text: str, *, max_new_tokens: int = 4, each_step: Callable[[ScoredPair], None] | None = None
+    ) -> ScoredPair:
+        """``score_both([text], answers=True)``'s (before, after) for one text, handed to ``each_step`` as the
+        answers grow: once the scoring pass is done (each side's answer is then its first token), then after
+        every answer step. A page can show the scores and verdicts at the cost of the scoring pass alone, and
+        each answer as it is written, for the same total work."""
+        [ids], [cut] = collate.encode_prompts(self.tokenizer, [text], self.max_length)
+        both = self.has_adapter
+        stop, pair = self._stop_ids(), None
+        with _evaluating(self.model, self.bf16), self._both_sides(1) if both else contextlib.nullcontext():
+            [(_, batch)] = self._batches([ids])
+            for p, top, tokens in self._score_steps(batch, max_new_tokens, both):
+                answers = self._decoded(tokens, stop) if tokens is not None else [None] * len(p)
+                sides = [
+                    Scored(pi, answer, cut, self.tokenizer.decode([first]).strip())
+                    for pi, answer, first in zip(p.tolist(), answers, top.tolist())
+                ]
+                pair = (sides[0], sides[1] if both else None)
+                if each_step is not None:
+                    each_step(pair)
+        return pair
 
     def _scored(self, texts: list[str], answers: bool, max_new_tokens: int, both: bool = False) -> list[Scored]:
         """Each text's Scored, in input order; with ``both``, every text's "before" then every text's "after"."""

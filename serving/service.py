@@ -21,12 +21,14 @@ No Gradio here; ``ui/detect.py`` is a thin page over ``DetectorService``.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import gc
 import json
+import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,7 @@ from safetensors import safe_open
 
 from ft import data, models
 from ft.config import PRESETS, ConfigError, TrainConfig, default_preset
-from ft.detector import Detector, Scored, load_detector
+from ft.detector import Detector, Scored, ScoredPair, load_detector
 from ft.exported import ExportedError, described_config, download, load_exported, read_description
 from ft.paths import SHARED
 from ft.run_dir import RunDir, recorded_threshold
@@ -205,12 +207,10 @@ def clip_to_model(tokenizer, text: str, max_length: int) -> str:
 
 @dataclass(frozen=True)
 class Side:
-    """One model's view of one prompt: P(injection), its short greedy answer, and how long the pass that scored
-    it took (before and after come from one pass, so both sides show the same time)."""
+    """One model's view of one prompt: P(injection) and its short greedy answer (so far)."""
 
     p_injection: float
     answer: str
-    latency_ms: float
 
 
 def verdict(p_injection: float, threshold: float) -> str:
@@ -219,13 +219,19 @@ def verdict(p_injection: float, threshold: float) -> str:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Base ("before") and fine-tuned ("after", None for a base model alone) on one prompt."""
+    """Base ("before") and fine-tuned ("after", None for a base model alone) on one prompt, from one pass.
+
+    ``scored_ms``: from the start of the pass to both sides' scores. While ``answered_ms`` is None the answers
+    are still being written (each holds the tokens so far); then it is the time to the whole answers.
+    """
 
     detector: str
     before: Side
     after: Side | None
     truncated: bool
     max_length: int
+    scored_ms: float
+    answered_ms: float | None = None
 
     def to_dict(self, threshold: float) -> dict:
         """The JSON the page and the API return; verdicts at ``threshold``."""
@@ -233,21 +239,32 @@ class Comparison:
         def side(s: Side | None):
             if s is None:
                 return None
-            return {
-                "p_injection": s.p_injection,
-                "verdict": verdict(s.p_injection, threshold),
-                "answer": s.answer,
-                "latency_ms": round(s.latency_ms, 1),
-            }
+            return {"p_injection": s.p_injection, "verdict": verdict(s.p_injection, threshold), "answer": s.answer}
 
         return {
             "detector": self.detector,
             "threshold": threshold,
             "truncated": self.truncated,
             "max_length": self.max_length,
+            "answering": self.answered_ms is None,
+            "scored_ms": round(self.scored_ms, 1),
+            "answered_ms": None if self.answered_ms is None else round(self.answered_ms, 1),
             "before": side(self.before),
             "after": side(self.after),
         }
+
+
+def comparison(key: str, pair: ScoredPair, max_length: int, scored_ms: float, answered_ms: float | None) -> Comparison:
+    before, after = pair
+    return Comparison(
+        detector=key,
+        before=Side(before.p_injection, before.answer or ""),
+        after=Side(after.p_injection, after.answer or "") if after else None,
+        truncated=before.truncated,
+        max_length=max_length,
+        scored_ms=scored_ms,
+        answered_ms=answered_ms,
+    )
 
 
 @dataclass(frozen=True)
@@ -293,13 +310,13 @@ class DetectorService:
         if threading.current_thread().name.startswith(MODEL_THREAD):
             with self._lock:
                 return work()
+        return self._model_thread.submit(contextvars.copy_context().run, self._under_lock, work).result()
 
-        def locked() -> T:
-            with self._lock:
-                torch.set_num_threads(self._model_threads())
-                return work()
-
-        return self._model_thread.submit(contextvars.copy_context().run, locked).result()
+    def _under_lock(self, work: Callable[[], T]) -> T:
+        """``work()`` under the model lock with this moment's torch thread count (run on the model thread)."""
+        with self._lock:
+            torch.set_num_threads(self._model_threads())
+            return work()
 
     def _model_threads(self) -> int:
         """Torch threads for the next piece of model work: one while a run of this app trains, else all.
@@ -416,25 +433,45 @@ class DetectorService:
     # -- scoring -----------------------------------------------------------------------------------
 
     def compare(self, key: str | None, text: str | None, max_new_tokens: int = ANSWER_TOKENS) -> Comparison:
-        """Both sides' P(injection), answer and latency for one prompt (no model call for empty text)."""
-        text = checked_prompt(text)
-        loaded, (before, after), latency_ms = self._on_model_thread(lambda: self._one_prompt(key, text, max_new_tokens))
-        return Comparison(
-            detector=loaded.choice.key,
-            before=Side(before.p_injection, before.answer or "", latency_ms),
-            after=Side(after.p_injection, after.answer or "", latency_ms) if after else None,
-            truncated=before.truncated,
-            max_length=loaded.detector.max_length,
-        )
+        """Both sides' P(injection) and whole answer for one prompt (no model call for empty text)."""
+        return collections.deque(self.comparisons(key, text, max_new_tokens), maxlen=1)[0]
 
-    def _one_prompt(self, key: str | None, text: str, max_new_tokens: int) -> tuple:
-        """(the loaded detector, (before, after or None), milliseconds of the scoring pass) for one prompt."""
+    def comparisons(
+        self, key: str | None, text: str | None, max_new_tokens: int = ANSWER_TOKENS
+    ) -> Iterator[Comparison]:
+        """``compare``'s result as the pass makes it: first the scores and verdicts (each answer its first token),
+        then the answers after every token, last the whole (``answered_ms`` set). The scores come after the
+        scoring pass alone; each answer token is one more pass of both sides."""
+        text = checked_prompt(text)
+        made: queue.SimpleQueue[Comparison | None] = queue.SimpleQueue()
+
+        def answering() -> None:
+            try:
+                self._answered_prompt(key, text, max_new_tokens, made.put)
+            finally:
+                made.put(None)
+
+        finished = self._model_thread.submit(contextvars.copy_context().run, self._under_lock, answering)
+        while (step := made.get()) is not None:
+            yield step
+        finished.result()
+
+    def _answered_prompt(
+        self, key: str | None, text: str, max_new_tokens: int, each: Callable[[Comparison], None]
+    ) -> None:
+        """Hand ``each`` the Comparison for one prompt after the scoring pass and after every answer token, then
+        the whole one."""
         loaded = self._ensure(key)
-        detector = loaded.detector
+        detector, started, scored_ms = loaded.detector, time.perf_counter(), []
         clipped = clip_to_model(detector.tokenizer, text, detector.max_length)
-        started = time.perf_counter()
-        [before], after = detector.score_both([clipped], answers=True, max_new_tokens=max_new_tokens)
-        return loaded, (before, after[0] if after else None), (time.perf_counter() - started) * 1000
+
+        def step(pair: ScoredPair) -> None:
+            scored_ms[:1] = scored_ms[:1] or [(time.perf_counter() - started) * 1000]
+            each(comparison(loaded.choice.key, pair, detector.max_length, scored_ms[0], None))
+
+        pair = detector.answered_pair(clipped, max_new_tokens=max_new_tokens, each_step=step)
+        answered_ms = (time.perf_counter() - started) * 1000
+        each(comparison(loaded.choice.key, pair, detector.max_length, scored_ms[0], answered_ms))
 
     def score_batch(self, key: str | None, texts: list[str], progress: Progress | None = None) -> pd.DataFrame:
         """Columns text, p_before, p_after (only with an adapter), truncated; in input order;

@@ -24,6 +24,7 @@ Markdown element, the note, holds numbers only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -99,12 +100,11 @@ def one_prompt_view(result: dict, threshold: float) -> dict:
 
 
 def detection_note(result: dict) -> str:
-    """Latency (one time when one pass scored both sides), and a truncation warning when the prompt was cut."""
-    times = [result[name]["latency_ms"] for name in SIDES if result.get(name)]
-    if len(set(times)) == 1:
-        note = f"Latency: {times[0]:.0f} ms."
-    else:
-        note = "Latency: " + ", ".join(f"{name} {ms:.0f} ms" for name, ms in zip(SIDES, times)) + "."
+    """How long the scores took (both sides come from one pass) and the answers, or that they are still being
+    written; and a truncation warning when the prompt was cut."""
+    note = f"Scored in {result['scored_ms']:.0f} ms; " + (
+        "writing the answers…" if result["answering"] else f"answers in {result['answered_ms']:.0f} ms."
+    )
     if result["truncated"]:
         note += f" The prompt was longer than the model's {result['max_length']} tokens: only its beginning was scored."
     return note
@@ -330,15 +330,21 @@ def build(studio: Studio) -> None:
     )
 
     # -- one prompt --------------------------------------------------------------------------------
-    def detect(text: str, detector: str, threshold: float, progress=gr.Progress()):
-        """P(injection), verdict, short answer and latency from the base model (before) and the
-        fine-tuned detector (after; null for a base model alone) for one prompt."""
-        progress(0, desc=loading_note(service, detector))
+    def comparisons(text: str, detector: str, threshold: float) -> Iterator[dict]:
         try:
-            outcome = service.compare(detector, text).to_dict(threshold)
+            for outcome in service.comparisons(detector, text):
+                yield outcome.to_dict(threshold)
         except ServingError as exc:
             raise page_error(exc) from None
-        return {result: outcome, last: {"result": outcome, "candidate": one_prompt_candidate(text, outcome)}}
+
+    def detect(text: str, detector: str, threshold: float) -> Iterator[dict]:
+        """P(injection), verdict and short answer from the base model (before) and the fine-tuned detector
+        (after; null for a base model alone) for one prompt, streamed as the model makes them: the first result
+        comes right after the scoring pass ("answering": true, each answer its first token, "scored_ms"), the
+        answers then grow a token at a time, and the last result is whole ("answering": false, "answered_ms")."""
+        yield from comparisons(text, detector, threshold)
+
+    gr.api(detect, api_name="detect", **MODEL_EVENTS)
 
     def result_view(outcome: dict, threshold: float) -> dict:
         return {
@@ -348,26 +354,26 @@ def build(studio: Studio) -> None:
             for name, value in one_prompt_view(outcome, threshold).items()
         }
 
-    def show_result(stored: dict | None, threshold: float):
-        if not stored:
-            return gr.skip()
-        return {
-            **result_view(stored["result"], threshold),
-            review_text: stored["candidate"]["text"],
-            candidate: stored["candidate"],
-        }
+    def detect_prompt(text: str, detector: str, threshold: float, progress=gr.Progress()):
+        """The page's Detect: what /detect streams, shown as it comes (verdicts first, then the answers)."""
+        progress(0, desc=loading_note(service, detector))
+        for outcome in comparisons(text, detector, threshold):
+            stored = {"result": outcome, "candidate": one_prompt_candidate(text, outcome)}
+            yield {result: outcome, last: stored, **result_view(outcome, threshold)} | {
+                review_text: text,
+                candidate: stored["candidate"],
+            }
 
     def rethreshold(stored: dict | None, threshold: float):
         return result_view(stored["result"], threshold) if stored else gr.skip()
 
     detect_btn.click(
-        detect, inputs=[prompt, detector, threshold], outputs=[result, last], api_name="detect", **MODEL_EVENTS
-    ).success(
-        show_result,
-        inputs=[last, threshold],
-        outputs=[*one_outputs, review_text, candidate],
-        api_name="detect_show",
+        detect_prompt,
+        inputs=[prompt, detector, threshold],
+        outputs=[result, last, *one_outputs, review_text, candidate],
+        api_name="detect_prompt",
         **PRIVATE,
+        **MODEL_EVENTS,
     )
     threshold.change(
         rethreshold,

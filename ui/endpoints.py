@@ -88,7 +88,7 @@ ENDPOINTS: dict[str, Permission] = {
     "detector_add": admins("add exported detectors"),
     "detector_load_added": anyone("query the detector"),
     "detect": anyone("query the detector"),
-    "detect_show": anyone("query the detector"),
+    "detect_prompt": anyone("query the detector"),
     "detect_rethreshold": anyone("query the detector"),
     "detect_example": anyone("query the detector"),
     "detect_batch": anyone("query the detector"),

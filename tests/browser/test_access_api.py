@@ -115,7 +115,7 @@ def test_a_score_sent_to_review_cannot_be_forged_by_the_browser(open_app):
     """Whatever a page sends to the events that choose the prompt to send, the score stored with it is never
     the page's: every event that writes the chosen prompt is fed forged values, then Send is pressed."""
     open_app.expected_errors.extend(  # the forged inputs
-        ["TypeError: '<' not supported between instances of 'dict'", "gradio.exceptions.ComponentProcessingError"]
+        ["TypeError: '<' not supported between instances of", "gradio.exceptions.ComponentProcessingError"]
     )
     caller = Caller(open_app.url)
     config = caller.config()

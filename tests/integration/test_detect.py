@@ -111,7 +111,7 @@ def test_before_and_after_differ_after_training(service):
     assert abs(result.after.p_injection - result.before.p_injection) > 0.05
     assert result.after.answer in ("yes", "no")
     assert result.before.answer != result.after.answer
-    assert result.before.latency_ms > 0 and result.after.latency_ms > 0
+    assert 0 < result.scored_ms <= result.answered_ms
     shown = result.to_dict(threshold=0.0)
     assert shown["before"]["verdict"] == shown["after"]["verdict"] == "injection"
     p = result.after.p_injection  # the verdict flips exactly at the threshold: P >= threshold is an injection
@@ -374,16 +374,20 @@ def test_a_parquet_bomb_is_refused_without_taking_memory(tmp_path):
     assert grew < MAX_GROWTH_MB
 
 
+def recorded_thread(method, threads: set):
+    def recorded(self, *args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return method(self, *args, **kwargs)
+
+    return recorded
+
+
 def test_every_request_thread_scores_on_the_one_model_thread(service, monkeypatch):
     from ft.detector import Detector
 
-    threads, score_both = set(), Detector.score_both
-
-    def recorded(self, *args, **kwargs):
-        threads.add(threading.current_thread().name)
-        return score_both(self, *args, **kwargs)
-
-    monkeypatch.setattr(Detector, "score_both", recorded)
+    threads = set()
+    for method in ("score_both", "answered_pair"):
+        monkeypatch.setattr(Detector, method, recorded_thread(getattr(Detector, method), threads))
     callers = [threading.Thread(target=service.compare, args=(RUN, INJECTION)) for _ in range(3)]
     callers.append(threading.Thread(target=service.score_batch, args=(RUN, TEXTS)))
     for caller in callers:

@@ -68,11 +68,16 @@ def test_only_detect_and_the_batch_endpoints_are_public_from_this_tab(demo, clie
     assert [p["parameter_name"] for p in endpoints["/detect_batch_csv"]["parameters"]] == ["threshold"]
 
 
-def test_the_api_returns_what_the_page_function_returns(demo, client):
-    event = page_event(demo, "detect")
-    page = event.fn(TEXTS[0], RUN, 0.5)[event.outputs[0]]
-    api = client.predict(TEXTS[0], RUN, 0.5, api_name="/detect")
+def test_the_api_streams_the_verdicts_first_and_ends_with_what_the_page_shows(demo, client):
+    event = page_event(demo, "detect_prompt")
+    *_, page = event.fn(TEXTS[0], RUN, 0.5)
+    page = page[event.outputs[0]]
+    streamed = list(client.submit(TEXTS[0], RUN, 0.5, api_name="/detect"))
+    first, api = streamed[0], streamed[-1]
+    assert first["answering"] and first["answered_ms"] is None and len(streamed) > 1
+    assert not api["answering"] and 0 < api["scored_ms"] <= api["answered_ms"]
     for side in ("before", "after"):
+        assert first[side]["verdict"] == api[side]["verdict"] and api[side]["answer"].startswith(first[side]["answer"])
         assert api[side]["p_injection"] == pytest.approx(page[side]["p_injection"], abs=1e-6)
         assert (api[side]["answer"], api[side]["verdict"]) == (page[side]["answer"], page[side]["verdict"])
     assert api["detector"] == RUN and api["truncated"] is False
@@ -118,15 +123,17 @@ def test_moving_the_threshold_never_calls_the_model(monkeypatch, studio):
         "threshold": 0.5,
         "truncated": False,
         "max_length": 128,
-        "before": {"p_injection": 0.4, "verdict": "benign", "answer": "x", "latency_ms": 3.0},
-        "after": {"p_injection": 0.7, "verdict": "injection", "answer": "yes", "latency_ms": 2.0},
+        "answering": False,
+        "scored_ms": 3.0,
+        "answered_ms": 7.4,
+        "before": {"p_injection": 0.4, "verdict": "benign", "answer": "x"},
+        "after": {"p_injection": 0.7, "verdict": "injection", "answer": "yes"},
     }
     low, high = one_prompt_view(result, 0.3), one_prompt_view(result, 0.8)
     verdicts = ("Verdict before", "Verdict after")
     assert [low[v] for v in verdicts] == ["injection", "injection"] and [high[v] for v in verdicts] == ["benign"] * 2
     assert (
-        low["P(injection) before"] == {"injection": 0.4}
-        and low["Detection note"] == "Latency: before 3 ms, after 2 ms."
+        low["P(injection) before"] == {"injection": 0.4} and low["Detection note"] == "Scored in 3 ms; answers in 7 ms."
     )
     scores = pd.DataFrame(
         {"text": ["a", "b"], "p_before": [0.4, 0.1], "p_after": [0.7, 0.2], "truncated": [False, False]}
