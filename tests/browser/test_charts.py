@@ -5,12 +5,13 @@ dir whose every table says what fills it."""
 import json
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
-from helpers import ROOT, RUN_ID, SHARED, trained_data_dir
+from helpers import RUN_ID, SHARED, trained_data_dir
 from playwright.sync_api import expect
+
+from ft.evaluate import evaluate_run
+from ft.run_dir import RunDir
 
 pytestmark = pytest.mark.browser
 
@@ -68,19 +69,11 @@ def close(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
 
 
 def evaluated_copy(tmp_path):
-    """A copy of the trained tiny run's data dir, with an evaluation on other data (ft.evaluate) in its run."""
+    """A copy of the trained tiny run's data dir, with an evaluation on other data in its run."""
     data = tmp_path / "data"
     shutil.copytree(trained_data_dir(), data, ignore=shutil.ignore_patterns("*.db*"))
     run = data / "runs" / RUN_ID
-    done = subprocess.run(
-        [sys.executable, "-m", "ft.evaluate", "--run", str(run), "--data", str(FOREIGN_EVAL), "--max-rows", "60"]
-        + ["--name", "foreign"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    evaluate_run(RunDir(run), str(FOREIGN_EVAL), max_rows=60, name="foreign")  # what ft.evaluate does, in-process
     return data, run
 
 

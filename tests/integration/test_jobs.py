@@ -140,7 +140,7 @@ def test_the_scheduler_settles_dead_runs_failed_with_their_log_tail_or_cancelled
 def test_cancel_and_resume_continue_from_the_checkpoint(tmp_path):
     manager = JobManager(tmp_path / "runs", gpus=0, poll_s=0.2)
     config = tiny_config(
-        tmp_path, max_train_rows=600, max_steps=60, logging_steps=1, save_steps=1000, prediction_samples=4
+        tmp_path, max_train_rows=600, max_steps=30, logging_steps=1, save_steps=1000, prediction_samples=4
     )
     run_id = manager.submit(config)
     manager.start()
@@ -157,7 +157,7 @@ def test_cancel_and_resume_continue_from_the_checkpoint(tmp_path):
             time.sleep(0.1)
         assert not manager.training_here()
         stopped_at = cancelled.state["step"]
-        assert 2 <= stopped_at < 60, "the run ended before the cancel landed"
+        assert 2 <= stopped_at < 30, "the run ended before the cancel landed"
         assert cancelled.dir.last_checkpoint().name == f"checkpoint-{stopped_at}"
 
         resumed_at = time.time()
@@ -165,7 +165,7 @@ def test_cancel_and_resume_continue_from_the_checkpoint(tmp_path):
         done = manager.wait(run_id, timeout=300)
     finally:
         manager.stop()
-    assert done.status == "completed" and done.state["step"] == 60
+    assert done.status == "completed" and done.state["step"] == 30
     resumed_steps = [m["step"] for m in done.dir.read_metrics() if m["kind"] == "log" and m["time"] > resumed_at]
     assert min(resumed_steps) == stopped_at + 1
     assert "--resume" in done.job["command"]
