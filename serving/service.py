@@ -22,6 +22,7 @@ No Gradio here; ``ui/detect.py`` is a thin page over ``DetectorService``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import gc
 import json
@@ -65,6 +66,10 @@ MODEL_THREAD = "detector-model"
 
 class ServingError(ValueError):
     """A detector cannot be chosen, loaded or used; the message is written for the page."""
+
+
+class _Abandoned(Exception):
+    """The reader of ``DetectorService.comparisons`` has gone: the rest of the answers is not worth the model."""
 
 
 class EmptyInput(ServingError):
@@ -441,19 +446,33 @@ class DetectorService:
     ) -> Iterator[Comparison]:
         """``compare``'s result as the pass makes it: first the scores and verdicts (each answer its first token),
         then the answers after every token, last the whole (``answered_ms`` set). The scores come after the
-        scoring pass alone; each answer token is one more pass of both sides."""
+        scoring pass alone; each answer token is one more pass of both sides. A reader that stops early (a client
+        gone) stops the answers at the next token, so the next request does not wait for them."""
         text = checked_prompt(text)
+        if threading.current_thread().name.startswith(MODEL_THREAD):
+            steps: list[Comparison] = []
+            self._on_model_thread(lambda: self._answered_prompt(key, text, max_new_tokens, steps.append))
+            yield from steps
+            return
         made: queue.SimpleQueue[Comparison | None] = queue.SimpleQueue()
+        abandoned = threading.Event()
+
+        def hand_over(step: Comparison) -> None:
+            if abandoned.is_set():
+                raise _Abandoned
+            made.put(step)
 
         def answering() -> None:
-            try:
-                self._answered_prompt(key, text, max_new_tokens, made.put)
-            finally:
-                made.put(None)
+            with contextlib.suppress(_Abandoned):
+                self._answered_prompt(key, text, max_new_tokens, hand_over)
 
         finished = self._model_thread.submit(contextvars.copy_context().run, self._under_lock, answering)
-        while (step := made.get()) is not None:
-            yield step
+        finished.add_done_callback(lambda _: made.put(None))
+        try:
+            while (step := made.get()) is not None:
+                yield step
+        finally:
+            abandoned.set()
         finished.result()
 
     def _answered_prompt(

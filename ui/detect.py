@@ -4,7 +4,8 @@ Thin: loading, scoring and tables live in serving/service.py and serving/batch_i
 shares one queue slot (``concurrency_id="detector"``, limit 1) on top of the service's lock.
 The threshold only re-renders stored scores: moving it never calls the model.
 
-API (gradio_client): ``/detect`` (text, detector, threshold) -> result dict;
+API (gradio_client): ``/detect`` (text, detector, threshold) -> result dicts, streamed (scores and verdicts
+first, then the answers as they grow);
 ``/detect_batch`` (lines, file, detector, threshold) -> (table, note); ``/detect_batch_csv``
 (threshold) -> the last batch of this session as a CSV file; ``/detector_add`` (ref) offers an exported
 detector (a folder inside the allowed ones, or a Hub repo id) under the key it returns in the Detector
@@ -15,7 +16,8 @@ with it, comes from there, never from what a browser sends back.
 
 At a glance: each side's P(injection) as a labelled bar (gr.Label of the one class "injection", so the two sides'
 bars line up; no heading, which would name the class whatever the slider says), the verdict at the current
-threshold, the answer text, and one small note (latency, truncation). A batch adds a histogram of P(injection)
+threshold, the answer text as it is written, and one small note (time to the scores and to the answers,
+truncation). A batch adds a histogram of P(injection)
 with the threshold line (runner/charts.py). Loading a model and scoring show progress in the page.
 
 User text is only ever shown in Textbox, JSON and Dataframe "str" cells, which render plain text; the one
@@ -56,7 +58,8 @@ RESULT_BOXES = ("P(injection)", "Verdict", "Answer")
 """A side's results, each named with the side, e.g. "Verdict after": labelled bars, then two text boxes."""
 BARS = "P(injection)"
 NOTE_BOX = "Detection note"
-"""Latency, and whether the prompt was cut to the model's length: numbers only (a Markdown element)."""
+"""The time to the scores and to the whole answers, and whether the prompt was cut to the model's length: numbers
+only (a Markdown element)."""
 NO_ADAPTER = "(no fine-tuned adapter: pick a run)"
 NOT_LOADED = (
     "Nothing is loaded until you pick a detector or press Detect: loading a model takes seconds to minutes on a CPU."
@@ -97,6 +100,11 @@ def one_prompt_view(result: dict, threshold: float) -> dict:
             shown = {BARS: {"injection": p}, "Verdict": verdict(p, threshold), "Answer": side["answer"]}
         values |= {f"{what} {name}": value for what, value in shown.items()}
     return values | {NOTE_BOX: detection_note(result)}
+
+
+def at_threshold(name: str) -> bool:
+    """Whether a one-prompt box shows something the threshold decides (the bars' label, the verdict)."""
+    return name.startswith((BARS, "Verdict"))
 
 
 def detection_note(result: dict) -> str:
@@ -269,6 +277,7 @@ def build(studio: Studio) -> None:
         review_status = gr.Textbox(label="Send status", interactive=False)
 
     one_outputs = list(result_boxes.values())
+    threshold_names = [name for name in result_boxes if at_threshold(name)]
 
     # -- the detector ------------------------------------------------------------------------------
     def offered_detectors(current: str | None = None):
@@ -346,26 +355,30 @@ def build(studio: Studio) -> None:
 
     gr.api(detect, api_name="detect", **MODEL_EVENTS)
 
-    def result_view(outcome: dict, threshold: float) -> dict:
+    def result_view(outcome: dict, threshold: float, names: list[str] | None = None) -> dict:
+        """The boxes named in ``names`` (all by default), filled from ``outcome`` at ``threshold``."""
         return {
             result_boxes[name]: gr.Label(value, label=bars_label(name, value, scored=True))
             if name.startswith(BARS)
             else value
             for name, value in one_prompt_view(outcome, threshold).items()
+            if names is None or name in names
         }
 
     def detect_prompt(text: str, detector: str, threshold: float, progress=gr.Progress()):
         """The page's Detect: what /detect streams, shown as it comes (verdicts first, then the answers)."""
         progress(0, desc=loading_note(service, detector))
+        names = None
         for outcome in comparisons(text, detector, threshold):
             stored = {"result": outcome, "candidate": one_prompt_candidate(text, outcome)}
-            yield {result: outcome, last: stored, **result_view(outcome, threshold)} | {
+            yield {result: outcome, last: stored, **result_view(outcome, threshold, names)} | {
                 review_text: text,
                 candidate: stored["candidate"],
             }
+            names = [n for n in result_boxes if n not in threshold_names]  # the scores stay; the slider may move
 
     def rethreshold(stored: dict | None, threshold: float):
-        return result_view(stored["result"], threshold) if stored else gr.skip()
+        return result_view(stored["result"], threshold, threshold_names) if stored else gr.skip()
 
     detect_btn.click(
         detect_prompt,
@@ -378,7 +391,7 @@ def build(studio: Studio) -> None:
     threshold.change(
         rethreshold,
         inputs=[last, threshold],
-        outputs=one_outputs,
+        outputs=[result_boxes[name] for name in threshold_names],
         api_name="detect_rethreshold",
         **PRIVATE,
         **VIEW_EVENTS,
