@@ -312,9 +312,9 @@ def train(config: TrainConfig, run_id: str | None = None, resume: bool = False) 
     with running(run, config, log):
         status = _train(config, run, resume)
         if is_main_process():
-            run.write_state(status=status, ended=time.time())
             if status == "completed":
                 run.remove_checkpoints()
+            run.write_state(status=status, ended=time.time())
     return run
 
 
