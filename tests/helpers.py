@@ -459,20 +459,21 @@ def run_row(page, run_id: str):
 def type_data(page, value: str, tries: int = 5) -> None:
     """Type ``value`` into the form's data dropdown. Focusing it refreshes its choices, and a refresh that lands
     mid-typing clears the typed text: so type, press Enter, and wait until the dropdown holds the value, again
-    until it does."""
+    until it does. A snapshot's path that is among the choices by then shows as its choice's label."""
     data = field(page, "data")
+    shown = re.compile(rf"^(?:{re.escape(value)}|snapshot {re.escape(Path(value).name)} \(\d+ rows, .*)$")
     data.click()
     for _ in range(tries - 1):
         data.fill(value)
         data.press("Enter")
         try:
-            expect(data).to_have_value(value, timeout=1500)
+            expect(data).to_have_value(shown, timeout=1500)
             return
         except AssertionError:
             continue
     data.fill(value)
     data.press("Enter")
-    expect(data).to_have_value(value)
+    expect(data).to_have_value(shown)
 
 
 def choose_tiny_model(page):
