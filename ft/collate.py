@@ -19,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ft import prompt
+from ft.lazy import lazy
+
+torch = lazy("torch")
 
 IGNORE = -100
 # Room left when cutting a query: re-tokenising decoded text can merge or split a token or two.

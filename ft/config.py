@@ -98,9 +98,20 @@ APP_OWNED = "app"
 """The section of fields the app sets itself (never in the form)."""
 
 
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/kfd")
+"""What the NVIDIA and AMD (ROCm) kernel drivers create: without either, torch can see no GPU."""
+
+
+def _gpu_driver_present() -> bool:
+    return any(os.path.exists(path) for path in GPU_DRIVER_PATHS)
+
+
 def cuda_device_count() -> int:
     """How many CUDA devices this process sees (0 on a CPU-only machine or a broken CUDA install, as the
-    Trainer would see it). torch is imported here, when asked, so reading a config never loads it."""
+    Trainer would see it). torch is imported here, when asked, and only where a GPU driver is loaded, so
+    reading a config or opening the app on a CPU machine never loads it (about a second of the app's start)."""
+    if not _gpu_driver_present():
+        return 0
     try:
         import torch
 
@@ -111,9 +122,7 @@ def cuda_device_count() -> int:
 
 def default_preset() -> str:
     """The model a new run or the Detect tab starts on: Qwen2.5-1.5B QLoRA on CUDA, SmolLM2-135M elsewhere."""
-    import torch
-
-    return "qwen2.5-1.5b" if torch.cuda.is_available() else "smollm2-135m"
+    return "qwen2.5-1.5b" if cuda_device_count() else "smollm2-135m"
 
 
 class ConfigError(ValueError):

@@ -39,12 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ft import collate, machine, models, prompt
 from ft.lazy import lazy
 from ft.models import decoder_and_head
 
+torch = lazy("torch")
 peft = lazy("peft")
 skm = lazy("sklearn.metrics")
 

@@ -1,7 +1,7 @@
 """Libraries imported on first use, so that processes which never load a model start quickly.
 
-transformers, PEFT (which pulls in bitsandbytes and accelerate) and scikit-learn take about three of
-the web app's eight seconds of imports, and most app processes (a Curate session, a reviewer, a
+torch, transformers, PEFT (which pulls in bitsandbytes and accelerate) and scikit-learn take about
+four of the web app's eight seconds of imports, and most app processes (a Curate session, a reviewer, a
 script calling the API) never load a model. A module names them once at the top, as with ``import``::
 
     peft = lazy("peft")

@@ -34,13 +34,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from huggingface_hub import try_to_load_from_cache
 
 from ft.config import PRESETS, QUANTISATIONS
 from ft.lazy import lazy
 from ft.paths import SHARED
 
+torch = lazy("torch")
 peft = lazy("peft")
 transformers = lazy("transformers")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import functools
 import gc
 import json
 import queue
@@ -36,7 +37,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
-import torch
 from huggingface_hub import is_offline_mode
 from safetensors import safe_open
 
@@ -44,10 +44,13 @@ from ft import data, models
 from ft.config import PRESETS, ConfigError, TrainConfig, default_preset
 from ft.detector import Detector, Scored, ScoredPair, load_detector
 from ft.exported import ExportedError, described_config, download, load_exported, read_description
+from ft.lazy import lazy
 from ft.paths import SHARED
 from ft.run_dir import RunDir, recorded_threshold
 from runner.catalog import RunInfo, completed_training_runs, list_runs
 from runner.views import metrics_frame
+
+torch = lazy("torch")
 
 RUN_PREFIX, BASE_PREFIX, EXPORT_PREFIX, HUB_PREFIX = "run:", "base:", "export:", "hub:"
 BASE_PRESETS = tuple(PRESETS)
@@ -297,7 +300,6 @@ class DetectorService:
         self.runs_dir = Path(runs_dir)
         self.example_data = example_data or default_example_data()
         self._training_here = training_here
-        self._threads = torch.get_num_threads()
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
         self._added: dict[str, DetectorChoice] = {}
@@ -329,7 +331,13 @@ class DetectorService:
         A run's OpenMP team holds every core; a two-thread team beside it waits at each op's barrier for a
         thread the run has preempted, so a Detect call took 2.9x its idle time (bench/share_bench.py).
         """
-        return 1 if self._training_here() else self._threads
+        return 1 if self._training_here() else self._all_threads
+
+    @functools.cached_property
+    def _all_threads(self) -> int:
+        """Torch's thread count before this service first changed it (read at the first model work, so that
+        building the app imports no torch)."""
+        return torch.get_num_threads()
 
     # -- what can be picked ------------------------------------------------------------------------
 

@@ -455,9 +455,9 @@ def test_a_run_whose_data_is_deleted_meanwhile_is_refused(tmp_path):
 
 
 def test_the_form_starts_on_this_machines_recipe(monkeypatch):
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("ft.config.cuda_device_count", lambda: 0)
     assert forms.machine_recipe().name == "smollm2-cpu.yaml"
     assert TrainConfig.from_yaml(forms.machine_recipe()).model == "smollm2-135m"
     assert TrainConfig().model == "smollm2-135m"
-    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("ft.config.cuda_device_count", lambda: 1)
     assert TrainConfig.from_yaml(forms.machine_recipe()).model == "qwen2.5-1.5b"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from helpers import ROOT
 
+from ft import config
+
 PACKAGES = ("access", "curation", "ft", "hub", "intake", "runner", "serving", "ui")
 ALLOWED = {
     "intake": set(),
@@ -31,7 +33,7 @@ and the runner sit side by side: neither imports the other)."""
 NO_GRADIO = ("ft", "curation", "runner", "serving", "intake", "access", "hub")
 NO_TORCH = ("runner",)
 TORCH_FAMILY = ("torch", "transformers", "peft", "bitsandbytes", "accelerate")
-MODEL_LIBRARIES = ("transformers", "peft", "bitsandbytes", "accelerate", "sklearn")
+MODEL_LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "sklearn")
 
 
 def project_modules() -> dict[str, Path]:
@@ -174,7 +176,8 @@ def test_importing_every_runner_module_loads_no_torch():
 def test_building_the_app_loads_no_model_library_until_a_model_is_used(tmp_path):
     build = f"import app\nfrom pathlib import Path\napp.build_app(app.open_studio(Path({str(tmp_path)!r})))"
     use = "from ft import detector\ndetector.classification_metrics([0, 1], [0.2, 0.9])"
-    assert loaded_after([build, use], MODEL_LIBRARIES) == [[], ["sklearn"]]
+    gpu_driver = [[], ["torch"]][config._gpu_driver_present()]  # where there is one, the GPU count asks torch
+    assert loaded_after([build, use], MODEL_LIBRARIES) == [gpu_driver, ["sklearn"]]
 
 
 def test_the_walk_sees_a_cycle_and_a_function_level_import():

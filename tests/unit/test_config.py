@@ -47,7 +47,7 @@ def test_a_closed_choice_outside_its_list_is_refused_with_the_list(tmp_path):
 
 
 def test_the_default_model_is_smollm2_without_cuda_and_qwen_with_it(monkeypatch):
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("ft.config.cuda_device_count", lambda: 0)
     assert default_preset() == TrainConfig().model == "smollm2-135m"
-    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("ft.config.cuda_device_count", lambda: 1)
     assert default_preset() == TrainConfig().model == "qwen2.5-1.5b"
