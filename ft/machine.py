@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -153,10 +154,11 @@ def _probe_speedup(rounds: int = 7) -> float:
 
 def _probe_file(machine: Capabilities) -> Path:
     """Where this CPU's probe result is kept: the user's cache folder (``XDG_CACHE_HOME``), shared by every process
-    of the machine, so the app, its runs and the command line all make the same choice."""
-    import torch
-
-    key = json.dumps([machine.cpu_model, sorted(machine.cpu_flags), machine.isa_cap, torch.__version__])
+    of the machine, so the app, its runs and the command line all make the same choice. Named by torch's installed
+    version, read without importing torch: a page that shows the machine's precision loads no model library."""
+    key = json.dumps(
+        [machine.cpu_model, sorted(machine.cpu_flags), machine.isa_cap, importlib.metadata.version("torch")]
+    )
     home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return home / "injection-studio" / f"bf16-probe-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 

@@ -218,7 +218,7 @@ def test_a_fresh_data_dir_shows_no_numbered_headers_and_empty_tables_say_what_fi
             expect(page.locator("[role=columnheader]").filter(visible=True).first).to_be_visible()
             for table in page.evaluate(TABLES):
                 seen += 1
-                assert table["headers"][:3] != NUMBERED, f"{tab}/{name}: a table with numbered headers"
+                assert table["headers"][:3] != NUMBERED, f"{tab}/{name}: a table with numbered headers {table}"
                 if table["first"] and not any(table["first"][1:]):
                     assert len(table["first"][0]) > 10, f"{tab}/{name}: an empty table that says nothing"
     assert seen >= 20
