@@ -102,7 +102,7 @@ GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/kfd")
 """What the NVIDIA and AMD (ROCm) kernel drivers create: without either, torch can see no GPU."""
 
 
-def _gpu_driver_present() -> bool:
+def gpu_driver_present() -> bool:
     return any(os.path.exists(path) for path in GPU_DRIVER_PATHS)
 
 
@@ -110,7 +110,7 @@ def cuda_device_count() -> int:
     """How many CUDA devices this process sees (0 on a CPU-only machine or a broken CUDA install, as the
     Trainer would see it). torch is imported here, when asked, and only where a GPU driver is loaded, so
     reading a config or opening the app on a CPU machine never loads it (about a second of the app's start)."""
-    if not _gpu_driver_present():
+    if not gpu_driver_present():
         return 0
     try:
         import torch

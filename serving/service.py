@@ -331,7 +331,8 @@ class DetectorService:
         A run's OpenMP team holds every core; a two-thread team beside it waits at each op's barrier for a
         thread the run has preempted, so a Detect call took 2.9x its idle time (bench/share_bench.py).
         """
-        return 1 if self._training_here() else self._all_threads
+        all_threads = self._all_threads  # read before the first set_num_threads, whatever this call returns
+        return 1 if self._training_here() else all_threads
 
     @functools.cached_property
     def _all_threads(self) -> int:

@@ -449,3 +449,13 @@ def test_model_work_takes_one_thread_while_a_run_of_the_app_trains(data_dir):
     assert service.compare(RUN, INJECTION).after is not None
     training.clear()
     assert service.exclusively(torch.get_num_threads) == all_threads == torch.get_num_threads()
+
+
+def test_a_service_whose_first_work_comes_during_a_run_gets_every_thread_back_after_it(data_dir):
+    training = threading.Event()
+    training.set()
+    service = DetectorService(data_dir / "runs", training_here=training.is_set)
+    all_threads = torch.get_num_threads()
+    assert service.exclusively(torch.get_num_threads) == 1
+    training.clear()
+    assert service.exclusively(torch.get_num_threads) == all_threads

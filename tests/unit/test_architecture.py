@@ -176,8 +176,8 @@ def test_importing_every_runner_module_loads_no_torch():
 def test_building_the_app_loads_no_model_library_until_a_model_is_used(tmp_path):
     build = f"import app\nfrom pathlib import Path\napp.build_app(app.open_studio(Path({str(tmp_path)!r})))"
     use = "from ft import detector\ndetector.classification_metrics([0, 1], [0.2, 0.9])"
-    gpu_driver = [[], ["torch"]][config._gpu_driver_present()]  # where there is one, the GPU count asks torch
-    assert loaded_after([build, use], MODEL_LIBRARIES) == [gpu_driver, ["sklearn"]]
+    gpu_count = ["torch"] if config.gpu_driver_present() else []  # a GPU driver's machine asks torch for the count
+    assert loaded_after([build, use], MODEL_LIBRARIES) == [gpu_count, ["sklearn"]]
 
 
 def test_the_walk_sees_a_cycle_and_a_function_level_import():
